@@ -1,0 +1,107 @@
+"""Text preparation shared by every feed format.
+
+Every string that reaches a feed goes through :func:`clean` (or :func:`one_line`), because the
+corpus holds control characters (U+0014 among them) that lxml/feedgen refuse with ``ValueError``
+and Vietnamese in both NFC and NFD.  NFC is chosen so that the same title is byte-identical in
+every format, is not split between a letter and its tone mark when truncated, and compares
+equal to what readers and search engines display.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+
+from index.article import Article
+
+# XML 1.0 §2.2 Char production, negated: C0 controls other than TAB/LF/CR, lone surrogates,
+# U+FFFE/U+FFFF.  DEL and the C1 controls (U+007F–U+009F) are legal but "discouraged" by the
+# same section and never meaningful in news text (they are mojibake), so they go as well.
+_NOT_XML_CHAR = re.compile("[^\t\n\r\u0020-\u007e\u00a0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_SPACES = re.compile(r"\s+")
+# Punctuation that looks wrong directly before the ellipsis of a truncated summary.
+_TRAILING_PUNCT = " \t\n,;:-–—"
+
+ELLIPSIS = "…"
+
+
+def xml_safe(s: str) -> str:
+    """Remove the characters XML 1.0 cannot carry (feedgen/lxml raise ValueError on them)."""
+    return _NOT_XML_CHAR.sub("", s)
+
+
+def clean(s: str | None) -> str:
+    """XML-safe, NFC-normalised text; ``None`` becomes ``""``."""
+    if not s:
+        return ""
+    return unicodedata.normalize("NFC", xml_safe(s))
+
+
+def one_line(s: str | None) -> str:
+    """:func:`clean` with all whitespace runs collapsed: for titles, names and summaries."""
+    return _SPACES.sub(" ", clean(s)).strip()
+
+
+def truncate(text: str, limit: int) -> str:
+    """Cut ``text`` to at most ``limit`` characters, at a word boundary, ending with "…".
+
+    Text that already fits is returned unchanged (no ellipsis).  A single word longer than the
+    limit is cut hard, but never between a base letter and its combining marks.
+    """
+    if limit < 1:
+        raise ValueError("limit must be >= 1")
+    if len(text) <= limit:
+        return text
+    room = limit - len(ELLIPSIS)
+    cut = text[:room]
+    if room < len(text) and not text[room].isspace():
+        # We are inside a word: go back to the last space, if the cut keeps anything.
+        space = cut.rfind(" ")
+        if space > 0:
+            cut = cut[:space]
+    cut = cut.rstrip(_TRAILING_PUNCT)
+    if not cut:
+        cut = text[:room]
+    end = len(cut)
+    while 0 < end < len(text) and unicodedata.combining(text[end]):
+        end -= 1
+    return text[:end] + ELLIPSIS
+
+
+def summary(article: Article, limit: int = 300) -> str:
+    """Plain text of the first paragraphs, at most ``limit`` characters.
+
+    Feeds show it as the item teaser (RSS description, Atom summary, JSON ``summary``); it is
+    plain text, so each format escapes it as its own rules require.
+    """
+    parts: list[str] = []
+    length = -1  # length of " ".join(parts)
+    for paragraph in article.body:
+        line = one_line(paragraph)
+        if not line:
+            continue
+        parts.append(line)
+        length += 1 + len(line)
+        if length > limit:  # enough text to decide where to cut; skip the other paragraphs
+            break
+    return truncate(" ".join(parts), limit)
+
+
+def _paragraph(text: str, em: bool = False) -> str:
+    lines = [html.escape(_SPACES.sub(" ", ln).strip()) for ln in clean(text).splitlines()]
+    inner = "<br>".join(ln for ln in lines if ln)
+    if not inner:
+        return ""
+    return f"<p><em>{inner}</em></p>" if em else f"<p>{inner}</p>"
+
+
+def body_html(article: Article) -> str:
+    """The full article as an HTML fragment: one ``<p>`` per paragraph, captions last in ``<em>``.
+
+    Everything from the corpus is HTML-escaped: the archive is plain text, and any markup in it
+    (``<script>`` included) must reach readers as visible text, never as live HTML.
+    """
+    blocks = [_paragraph(p) for p in article.body]
+    blocks += [_paragraph(c, em=True) for c in article.captions]
+    return "\n".join(b for b in blocks if b)

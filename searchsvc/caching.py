@@ -1,0 +1,138 @@
+"""HTTP caching: ETags that cost no search, ``304 Not Modified`` and Cache-Control.
+
+Every cacheable response is a pure function of (index generation, deployed code and templates,
+configuration, normalised request). So the ETag is a hash of exactly those, computed *before* the
+handler runs, and a matching ``If-None-Match`` is answered 304 without touching the engine.
+
+The generation is read before the search runs, so a tag can only ever be older than the content it
+labels, never newer: after a re-index the next revalidation sees a new tag and gets fresh content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from starlette.datastructures import Headers, MutableHeaders, QueryParams
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+GenerationSource = Callable[[], "str | None"]
+
+
+def fingerprint(paths: Iterable[Path], *salt: str) -> str:
+    """A short hash of files' contents plus ``salt`` (config values shown in responses)."""
+    digest = hashlib.sha1()
+    for root in paths:
+        files = sorted(p for p in Path(root).rglob("*") if p.is_file()) if Path(root).is_dir() else [Path(root)]
+        for path in files:
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    for value in salt:
+        digest.update(b"\0" + value.encode())
+    return digest.hexdigest()[:16]
+
+
+def encoding_class(headers: Headers) -> str:
+    """What part of Accept-Encoding changes our bytes: GZipMiddleware only looks for "gzip"."""
+    return "gzip" if "gzip" in headers.get("accept-encoding", "") else "identity"
+
+
+def compute_etag(generation: str, app_fingerprint: str, scope: Scope) -> str:
+    """Weak ETag for a GET/HEAD: equal tags promise the same representation, byte for byte or not."""
+    headers = Headers(scope=scope)
+    query = sorted(QueryParams(scope.get("query_string", b"")).multi_items())
+    digest = hashlib.sha1()
+    for part in (generation, app_fingerprint, "GET", scope["path"], repr(query), encoding_class(headers)):
+        digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
+    return f'W/"{digest.hexdigest()[:24]}"'
+
+
+def etag_matches(if_none_match: str, etag: str) -> bool:
+    """Weak comparison (RFC 9110 13.1.2): ``W/`` prefixes are ignored; ``*`` matches anything."""
+    wanted = etag.removeprefix("W/")
+    for candidate in if_none_match.split(","):
+        candidate = candidate.strip()
+        if candidate == "*" or candidate.removeprefix("W/") == wanted:
+            return True
+    return False
+
+
+def cache_control(max_age: int) -> str:
+    return "public, no-cache" if max_age <= 0 else f"public, max-age={max_age}"
+
+
+class ConditionalGetMiddleware:
+    """Adds ETag/Cache-Control/Vary to cacheable 200 responses and answers 304 early.
+
+    ``paths`` are exact paths, ``prefixes`` path prefixes; anything else (health checks, metrics,
+    static files with their own validators) passes through untouched. ``generation`` returns the
+    current index generation, or None while no index is open (then nothing is cached).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        generation: GenerationSource,
+        app_fingerprint: str,
+        paths: Iterable[str] = (),
+        prefixes: Iterable[str] = (),
+        max_age: int = 0,
+        on_not_modified: Callable[[], None] | None = None,
+    ) -> None:
+        self.app = app
+        self.generation = generation
+        self.app_fingerprint = app_fingerprint
+        self.paths = frozenset(paths)
+        self.prefixes = tuple(prefixes)
+        self.cache_control = cache_control(max_age)
+        self.on_not_modified = on_not_modified
+
+    def cacheable(self, path: str) -> bool:
+        return path in self.paths or path.startswith(self.prefixes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD") or not self.cacheable(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        generation = self.generation()
+        if generation is None:
+            await self.app(scope, receive, send)
+            return
+        etag = compute_etag(generation, self.app_fingerprint, scope)
+        validators = [("etag", etag), ("cache-control", self.cache_control), ("vary", "Accept-Encoding")]
+        if_none_match = Headers(scope=scope).get("if-none-match")
+        if if_none_match and etag_matches(if_none_match, etag):
+            if self.on_not_modified is not None:
+                self.on_not_modified()
+            raw = [(k.encode(), v.encode()) for k, v in validators]
+            await send({"type": "http.response.start", "status": 304, "headers": raw})
+            await send({"type": "http.response.body", "body": b""})
+            return
+
+        async def send_with_etag(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 200:
+                headers = MutableHeaders(scope=message)
+                if "etag" not in headers:
+                    headers["ETag"] = etag
+                headers.setdefault("Cache-Control", self.cache_control)
+                headers.add_vary_header("Accept-Encoding")
+            await send(message)
+
+        await self.app(scope, receive, send_with_etag)
+
+
+class StaticCacheControl:
+    """Cache-Control for static assets; pages link them with ``?v=<fingerprint>`` to bust caches."""
+
+    def __init__(self, app: ASGIApp, max_age: int = 86_400) -> None:
+        self.app = app
+        self.value = f"public, max-age={max_age}"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] in (200, 304):
+                MutableHeaders(scope=message).setdefault("Cache-Control", self.value)
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)

@@ -1,0 +1,166 @@
+"""Service configuration, read from ``SEARCHSVC_*`` environment variables.
+
+The environment is the one channel that reaches every uvicorn worker: ``searchsvc serve`` turns its
+command-line options into a ``Config``, writes it back with ``Config.to_env()`` and each worker
+process rebuilds the same ``Config`` with ``Config.from_env()`` inside ``create_app``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SITE_TITLE = "Tin tức – Lưu trữ"
+DEFAULT_RATE_LIMIT = 120  # requests per minute per client, when the host is not loopback
+
+# field name -> environment variable. Every field of ``Config`` is listed once.
+ENV_NAMES: dict[str, str] = {
+    "index_dir": "SEARCHSVC_INDEX_DIR",
+    "base_url": "SEARCHSVC_BASE_URL",
+    "cors_origins": "SEARCHSVC_CORS_ORIGINS",
+    "workers": "SEARCHSVC_WORKERS",
+    "host": "SEARCHSVC_HOST",
+    "port": "SEARCHSVC_PORT",
+    "site_title": "SEARCHSVC_SITE_TITLE",
+    "rate_limit": "SEARCHSVC_RATE_LIMIT",
+    "websub_hub": "SEARCHSVC_WEBSUB_HUB",
+    "timeout_graceful_shutdown": "SEARCHSVC_TIMEOUT_GRACEFUL_SHUTDOWN",
+    "cache_max_age": "SEARCHSVC_CACHE_MAX_AGE",
+    "access_log": "SEARCHSVC_ACCESS_LOG",
+    "log_level": "SEARCHSVC_LOG_LEVEL",
+}
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names the variable so an operator can fix it."""
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and "localhost": addresses no other machine can reach."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    index_dir: Path = Path("var/index")
+    base_url: str = "http://127.0.0.1:8000"
+    cors_origins: tuple[str, ...] = ("*",)
+    workers: int = 1
+    host: str = "127.0.0.1"
+    port: int = 8000
+    site_title: str = DEFAULT_SITE_TITLE
+    # Requests per minute per client on the search and suggest routes; 0 turns the limiter off.
+    # Unset, it is off when the server binds a loopback address and DEFAULT_RATE_LIMIT otherwise.
+    rate_limit: int = 0
+    websub_hub: str | None = None
+    timeout_graceful_shutdown: int = 10
+    # max-age for cacheable GET responses; 0 means "store but revalidate every time" (ETag makes
+    # revalidation cheap), which keeps a re-indexed archive visible at once.
+    cache_max_age: int = 0
+    access_log: bool = True
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(
+        cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    ) -> Config:
+        """Build a config from ``environ`` (default ``os.environ``), then apply ``overrides``.
+
+        ``overrides`` are typed values keyed by field name (what a CLI parsed); ``None`` values
+        are skipped so an option the user did not give leaves the environment in charge.
+        """
+        env = os.environ if environ is None else environ
+        raw: dict[str, Any] = {}
+        for name, var in ENV_NAMES.items():
+            value = env.get(var)
+            if value is not None and value.strip() != "":
+                raw[name] = value.strip()
+        for name, value in (overrides or {}).items():
+            if name not in ENV_NAMES:
+                raise ConfigError(f"unknown setting {name!r}")
+            if value is not None:
+                raw[name] = value
+        return cls._build(raw)
+
+    @classmethod
+    def _build(cls, raw: Mapping[str, Any]) -> Config:
+        values: dict[str, Any] = {}
+        if "index_dir" in raw:
+            values["index_dir"] = Path(str(raw["index_dir"])).expanduser()
+        if "base_url" in raw:
+            base_url = str(raw["base_url"]).rstrip("/")
+            if not base_url.startswith(("http://", "https://")):
+                raise ConfigError(f"{ENV_NAMES['base_url']} must start with http:// or https://: {base_url!r}")
+            values["base_url"] = base_url
+        if "cors_origins" in raw:
+            origins = raw["cors_origins"]
+            if isinstance(origins, str):
+                origins = [o.strip() for o in origins.split(",")]
+            values["cors_origins"] = tuple(o for o in origins if o)
+        for name in ("workers", "port", "timeout_graceful_shutdown", "cache_max_age", "rate_limit"):
+            if name in raw:
+                values[name] = _as_int(name, raw[name])
+        for name in ("host", "site_title", "log_level"):
+            if name in raw:
+                values[name] = str(raw[name])
+        if "websub_hub" in raw:
+            values["websub_hub"] = str(raw["websub_hub"]) or None
+        if "access_log" in raw:
+            values["access_log"] = _as_bool("access_log", raw["access_log"])
+        config = cls(**values)
+        if "rate_limit" not in values and not is_loopback_host(config.host):
+            config = replace(config, rate_limit=DEFAULT_RATE_LIMIT)
+        config._check()
+        return config
+
+    def _check(self) -> None:
+        if self.workers < 1:
+            raise ConfigError(f"{ENV_NAMES['workers']} must be at least 1")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"{ENV_NAMES['port']} must be a TCP port (0-65535)")
+        for name in ("rate_limit", "timeout_graceful_shutdown", "cache_max_age"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{ENV_NAMES[name]} must not be negative")
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that makes ``Config.from_env()`` in a worker return this same config."""
+        env: dict[str, str] = {}
+        for f in fields(self):
+            if f.name not in ENV_NAMES:
+                continue
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if isinstance(value, tuple):
+                value = ",".join(value)
+            elif isinstance(value, bool):
+                value = "1" if value else "0"
+            env[ENV_NAMES[f.name]] = str(value)
+        return env
+
+
+def _as_int(name: str, value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{ENV_NAMES[name]} must be an integer, not {value!r}") from None
+
+
+def _as_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{ENV_NAMES[name]} must be a boolean (1/0, true/false), not {value!r}")

@@ -1,0 +1,100 @@
+"""Opens the search engine lazily and keeps retrying until an index exists.
+
+The service must start (and answer ``/healthz``) before anything has been indexed, so opening the
+engine is never a startup requirement: every request that needs the engine asks the holder, which
+opens it on first success and otherwise raises ``EngineNotReady``. Failed attempts are throttled so
+that a burst of requests against a missing index does not turn into a burst of directory scans.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from starlette.concurrency import run_in_threadpool
+
+from index.api import SearchEngine
+
+logger = logging.getLogger("searchsvc.engine")
+
+Opener = Callable[[Path], SearchEngine]
+
+
+class EngineNotReady(RuntimeError):
+    """No index can be opened yet; the caller answers 503 ``not_ready``."""
+
+
+def open_whoosh(index_dir: Path) -> SearchEngine:
+    """The production opener, imported late so the service starts even before an engine exists."""
+    from index.engine import WhooshEngine
+
+    return WhooshEngine.open(index_dir)
+
+
+class EngineHolder:
+    """Thread-safe, lazily opened engine; ``get`` is cheap once the engine is open."""
+
+    def __init__(self, index_dir: Path, opener: Opener = open_whoosh, retry_interval: float = 0.5) -> None:
+        self.index_dir = Path(index_dir)
+        self._opener = opener
+        self._retry_interval = retry_interval
+        self._engine: SearchEngine | None = None
+        self._lock = threading.Lock()
+        self._next_attempt = 0.0
+        self._last_error = "the index has not been opened yet"
+
+    @property
+    def engine(self) -> SearchEngine | None:
+        """The open engine, or None; never blocks and never tries to open."""
+        return self._engine
+
+    @property
+    def last_error(self) -> str:
+        return self._last_error
+
+    def get(self) -> SearchEngine:
+        """The engine, opening it if needed (blocking: call from a worker thread)."""
+        engine = self._engine
+        if engine is not None:
+            return engine
+        with self._lock:
+            if self._engine is not None:
+                return self._engine
+            now = time.monotonic()
+            if now < self._next_attempt:
+                raise EngineNotReady(self._last_error)
+            try:
+                self._engine = self._opener(self.index_dir)
+            except FileNotFoundError:
+                self._fail(f"no search index in {self.index_dir} yet")
+            except ImportError as exc:
+                self._fail(f"the search engine is not available: {exc}")
+            except Exception as exc:  # a damaged or half-written index: keep serving 503, keep retrying
+                logger.exception("cannot open the search index in %s", self.index_dir)
+                self._fail(f"cannot open the search index: {type(exc).__name__}")
+            logger.info("search index opened: %s", self.index_dir)
+            return self._engine  # type: ignore[return-value]
+
+    def _fail(self, message: str) -> None:
+        self._last_error = message
+        self._next_attempt = time.monotonic() + self._retry_interval
+        raise EngineNotReady(message)
+
+    async def aget(self) -> SearchEngine:
+        """``get`` for async code: the fast path stays on the event loop, opening goes to a thread."""
+        engine = self._engine
+        if engine is not None:
+            return engine
+        return await run_in_threadpool(self.get)
+
+    def close(self) -> None:
+        engine, self._engine = self._engine, None
+        close = getattr(engine, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:  # shutting down: a failing close must not turn a clean exit into an error
+                logger.exception("closing the search engine failed")

@@ -1,0 +1,111 @@
+"""Prometheus metrics that stay correct with several uvicorn workers.
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set (``searchsvc.server`` does it when workers > 1), every worker
+writes its samples to files in that directory and a scrape, answered by whichever worker gets it,
+merges all of them; without it the metrics live in this process's own registry. Labels use the
+route *template* ("/api/articles/{article_id}"), never the raw path, so cardinality stays bounded.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import multiprocess
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir") or None
+
+
+class Metrics:
+    """The service's metric objects and their exposition."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.multiprocess = multiprocess_dir() is not None
+        # In multiprocess mode metrics must not be registered anywhere: the collector reads files.
+        self._registry = None if self.multiprocess else CollectorRegistry()
+        registry = self._registry
+        self.requests = Counter(
+            "searchsvc_http_requests_total",
+            "HTTP requests by route template, method and status.",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "searchsvc_http_request_duration_seconds",
+            "Time from request start to the last byte sent, by route template.",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.tiers = Counter(
+            "searchsvc_search_tier_total",
+            "Searches answered, by the matching tier that produced the results.",
+            ["tier"],
+            registry=registry,
+        )
+        self.not_modified = Counter(
+            "searchsvc_http_not_modified_total",
+            "Conditional GETs answered 304 without running the handler.",
+            registry=registry,
+        )
+        self.rate_limited = Counter(
+            "searchsvc_rate_limited_total", "Requests refused with 429 by the per-client limiter.", registry=registry
+        )
+        # "mostrecent": a scrape reports the value the latest writing worker saw.
+        self.generation = Gauge(
+            "searchsvc_index_generation",
+            "Generation of the on-disk index the service reads (numeric part).",
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.documents = Gauge(
+            "searchsvc_index_documents",
+            "Articles in the index.",
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.ready = Gauge(
+            "searchsvc_ready",
+            "1 when the index is open and searches are served.",
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route, method).observe(seconds)
+
+    def set_index(self, generation: str | None, documents: int | None) -> None:
+        if generation is None:
+            self.ready.set(0)
+            return
+        self.ready.set(1)
+        self.generation.set(generation_number(generation))
+        if documents is not None:
+            self.documents.set(documents)
+
+    def render(self) -> bytes:
+        if self._registry is not None:
+            return generate_latest(self._registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+
+
+def generation_number(generation: str | int) -> float:
+    """The generation as a number for the gauge: its last run of digits, or 0."""
+    if isinstance(generation, int):
+        return float(generation)
+    digits = ""
+    for ch in reversed(str(generation)):
+        if ch.isdigit():
+            digits = ch + digits
+        elif digits:
+            break
+    return float(digits) if digits else 0.0

@@ -1,0 +1,272 @@
+"""Pure ASGI middleware: request ids and access logs, security headers, body limits, path scoping.
+
+These wrap every request, so they are plain ASGI callables (no ``BaseHTTPMiddleware``: it costs a
+task and a memory stream per request) and only touch the ``http.response.start`` message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import Request
+from starlette.routing import BaseRoute, Match, Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import error_response, json_error
+from .metrics import Metrics
+
+access_logger = logging.getLogger("searchsvc.access")
+error_logger = logging.getLogger("searchsvc.error")
+
+REQUEST_ID_HEADER = "x-request-id"
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+UNMATCHED_ROUTE = "<unmatched>"
+
+
+def configure_access_log() -> None:
+    """One JSON object per line on stderr; idempotent so several ``create_app`` calls are fine."""
+    if not access_logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access_logger.addHandler(handler)
+    access_logger.setLevel(logging.INFO)
+    access_logger.propagate = False
+
+
+def route_template(routes: Sequence[BaseRoute], scope: Scope) -> str:
+    """The path template that serves ``scope`` ("/api/articles/{article_id}"), for metric labels.
+
+    The router leaves the matched route in ``scope["route"]``; a request answered before routing
+    (a 304, a 429) is matched here so it is still counted under its template.
+    """
+    route = scope.get("route")
+    if route is None:
+        for candidate in routes:
+            match, _ = candidate.matches(scope)
+            if match is not Match.NONE:
+                route = candidate
+                break
+    if isinstance(route, Route):
+        return route.path
+    if isinstance(route, Mount):
+        return route.path + "/{path}"
+    return UNMATCHED_ROUTE
+
+
+class ObservabilityMiddleware:
+    """Request id, JSON access log, request metrics and the last-resort 500, in one layer.
+
+    It is the outermost layer so that its 500 (for a real bug) still carries ``X-Request-ID`` and is
+    logged and counted like any other response; the traceback goes to the ``searchsvc.error``
+    logger tagged with the same id, never to the client.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        routes: Callable[[], Sequence[BaseRoute]],
+        access_log: bool = True,
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.routes = routes
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        incoming = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
+        request_id = incoming if _SANE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                started = True
+                status = message["status"]
+                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            error_logger.error(
+                "unhandled error in %s %s (request %s)\n%s",
+                scope["method"],
+                scope["path"],
+                request_id,
+                traceback.format_exc(),
+            )
+            status = 500
+            if not started:
+                try:
+                    response = error_response(Request(scope), 500, "internal_error", "internal server error")
+                except Exception:  # the error page itself failed: plain JSON cannot
+                    response = json_error(500, "internal_error", "internal server error")
+                response.headers["X-Request-ID"] = request_id
+                await response(scope, receive, send)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = route_template(self.routes(), scope)
+            self.metrics.observe_request(route, scope["method"], status, elapsed)
+            if self.access_log:
+                client = scope.get("client")
+                access_logger.info(
+                    json.dumps(
+                        {
+                            "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                            "request_id": request_id,
+                            "method": scope["method"],
+                            "path": scope["path"],
+                            "route": route,
+                            "status": status,
+                            "duration_ms": round(elapsed * 1000, 2),
+                            "client": client[0] if client else None,
+                        },
+                        ensure_ascii=False,
+                    )
+                )
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderPolicy:
+    """Response headers for one part of the site (see ``DEFAULT_HEADER_POLICIES``)."""
+
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+BASE_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+}
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+# Embeddable widgets may be framed by anyone; everything else refuses framing.
+EMBED_CSP = PAGE_CSP.replace("frame-ancestors 'none'", "frame-ancestors *")
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+DEFAULT_HEADER_POLICIES: dict[str, HeaderPolicy] = {
+    "/": HeaderPolicy({**BASE_SECURITY_HEADERS, "Content-Security-Policy": PAGE_CSP, "X-Frame-Options": "DENY"}),
+    "/api/": HeaderPolicy({**BASE_SECURITY_HEADERS, "Content-Security-Policy": API_CSP}),
+    "/embed/": HeaderPolicy({**BASE_SECURITY_HEADERS, "Content-Security-Policy": EMBED_CSP}),
+}
+
+
+class SecurityHeadersMiddleware:
+    """Adds the header policy of the longest matching path prefix; a handler's own value wins."""
+
+    def __init__(self, app: ASGIApp, policies: Mapping[str, HeaderPolicy] = DEFAULT_HEADER_POLICIES) -> None:
+        self.app = app
+        self.policies = sorted(
+            ((prefix, [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in policy.headers.items()])
+             for prefix, policy in policies.items()),
+            key=lambda item: len(item[0]),
+            reverse=True,
+        )
+
+    def headers_for(self, path: str) -> list[tuple[bytes, bytes]]:
+        for prefix, headers in self.policies:
+            if path.startswith(prefix):
+                return headers
+        return []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = self.headers_for(scope["path"])
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start" and extra:
+                raw = list(message.get("headers", []))
+                present = {name.lower() for name, _ in raw}
+                raw.extend(h for h in extra if h[0] not in present)
+                message["headers"] = raw
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimitMiddleware:
+    """413 JSON for request bodies over ``max_bytes``, by Content-Length or as they stream in.
+
+    None of our routes reads a body, but a limit keeps a client from making a worker buffer one.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int = 64 * 1024) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = Headers(scope=scope).get("content-length")
+        if length is not None and (not length.strip().isdigit() or int(length) > self.max_bytes):
+            status, code = (413, "body_too_large") if length.strip().isdigit() else (400, "bad_request")
+            await json_error(status, code, f"request bodies are limited to {self.max_bytes} bytes")(
+                scope, receive, send
+            )
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge:
+            if started:
+                raise
+            await json_error(413, "body_too_large", f"request bodies are limited to {self.max_bytes} bytes")(
+                scope, receive, send
+            )
+
+
+class PathScopedMiddleware:
+    """Runs ``middleware`` only for paths under ``prefixes`` (CORS for ``/api/`` only, say)."""
+
+    def __init__(self, app: ASGIApp, prefixes: Iterable[str], middleware: Callable[[ASGIApp], ASGIApp]) -> None:
+        self.app = app
+        self.prefixes = tuple(prefixes)
+        self.scoped = middleware(app)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(self.prefixes):
+            await self.scoped(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)

@@ -1,0 +1,133 @@
+"""Turning engine objects into what clients see: JSON dicts, highlighted HTML and links.
+
+Highlighting is built from ``Span`` lists here and nowhere else: every span's text is escaped and
+only the matched ones are wrapped in ``<mark>``, so the same markup reaches the JSON API and the
+pages, and nothing an article or a query contains can become live HTML.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from urllib.parse import quote, urlencode, urlsplit
+
+from markupsafe import Markup, escape
+
+from index.api import FacetValue, Hit, SearchResult, Span
+from index.article import VN_TZ, Article
+
+
+def highlight(spans: Iterable[Span]) -> Markup:
+    """HTML for a span list: escaped text, ``<mark>`` around hits, adjacent hits merged."""
+    parts: list[str] = []
+    open_mark = False
+    for span in spans:
+        if not span.text:
+            continue
+        if span.hit and not open_mark:
+            parts.append("<mark>")
+            open_mark = True
+        elif not span.hit and open_mark:
+            parts.append("</mark>")
+            open_mark = False
+        parts.append(str(escape(span.text)))
+    if open_mark:
+        parts.append("</mark>")
+    return Markup("".join(parts))
+
+
+def article_path(article_id: str) -> str:
+    """Site-relative URL of an article page; the id is percent-encoded as one path segment."""
+    return "/articles/" + quote(article_id, safe="")
+
+
+def absolute(base_url: str, path: str) -> str:
+    return base_url.rstrip("/") + path
+
+
+def format_date(value: datetime) -> str:
+    """dd/mm/yyyy in Vietnam time, the way the archive's readers write dates."""
+    return value.astimezone(VN_TZ).strftime("%d/%m/%Y")
+
+
+def format_count(value: int) -> str:
+    """Vietnamese digit grouping: 12.345."""
+    return f"{value:,}".replace(",", ".")
+
+
+def safe_external_url(url: str | None) -> str | None:
+    """The article's original URL if it is plain http(s); anything else (``javascript:``) is dropped."""
+    if not url:
+        return None
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError:
+        return None
+    return url if scheme in ("http", "https") else None
+
+
+def hit_json(hit: Hit, base_url: str) -> dict:
+    article = hit.article
+    return {
+        "id": article.id,
+        "title": article.title,
+        "url": absolute(base_url, article_path(article.id)),
+        "category": article.category,
+        "category_slug": article.category_slug,
+        "published": article.published.isoformat(),
+        "source": article.source,
+        "views": article.views,
+        "snippet": str(highlight(hit.snippet)),
+        "title_highlighted": str(highlight(hit.title_spans)) if hit.title_spans else str(escape(article.title)),
+        "score": _finite(hit.score),
+    }
+
+
+def facet_json(values: Sequence[FacetValue]) -> list[dict]:
+    return [{"value": v.value, "slug": v.slug, "count": v.count} for v in values]
+
+
+def result_json(result: SearchResult, base_url: str) -> dict:
+    return {
+        "query": result.query,
+        "total": result.total,
+        "page": result.request.page,
+        "per_page": result.request.per_page,
+        "tier": result.tier,
+        "partial": result.partial,
+        "hits": [hit_json(h, base_url) for h in result.hits],
+        "facets": {name: facet_json(values) for name, values in result.facets.items()},
+        "suggestion": result.suggestion,
+        "notes": list(result.notes),
+    }
+
+
+def article_json(article: Article, base_url: str) -> dict:
+    data = article.to_dict()
+    data["source_url"] = data.get("url")  # the original page, kept under a name that cannot clash
+    data["url"] = absolute(base_url, article_path(article.id))
+    data["paragraphs"] = list(article.body)
+    return data
+
+
+def query_string(**params: object) -> str:
+    """``?a=1&b=x`` from keyword arguments; None/empty values dropped, lists repeated."""
+    pairs: list[tuple[str, str]] = []
+    for name, value in params.items():
+        key = {"date_from": "from", "date_to": "to"}.get(name, name)
+        if value is None or value == "" or value == []:
+            continue
+        if isinstance(value, (list, tuple)):
+            pairs.extend((key, str(v)) for v in value)
+        else:
+            pairs.append((key, str(value)))
+    return "?" + urlencode(pairs) if pairs else ""
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no NaN/Infinity; a score that is not finite is reported as null."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return round(number, 6) if number == number and abs(number) != float("inf") else None

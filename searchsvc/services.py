@@ -1,0 +1,70 @@
+"""What every handler needs (config, engine, metrics, templates), hung on ``app.state.services``.
+
+Handlers reach the engine only through ``call_engine``: it waits for the index if none is open
+(503 ``not_ready``), runs the blocking Whoosh call in the thread pool, and turns the engine's
+``SearchError`` refusals into 400s with the engine's own code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.templating import Jinja2Templates
+
+from index.api import SearchEngine, SearchError
+
+from .config import Config
+from .engine_pool import EngineHolder, EngineNotReady
+from .errors import ApiError
+from .metrics import Metrics
+
+T = TypeVar("T")
+
+RETRY_AFTER_NOT_READY = "5"
+
+
+@dataclass(slots=True)
+class Services:
+    config: Config
+    engines: EngineHolder
+    metrics: Metrics
+    templates: Jinja2Templates
+    fingerprint: str  # hash of templates, static files and config shown in responses
+
+    def generation(self) -> str | None:
+        """Current index generation without blocking, or None while no index is open."""
+        engine = self.engines.engine
+        if engine is None:
+            return None
+        try:
+            return str(engine.generation)
+        except Exception:  # an index being replaced: treat as uncacheable, the search will tell
+            return None
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
+
+
+async def get_engine(request: Request) -> SearchEngine:
+    try:
+        return await services(request).engines.aget()
+    except EngineNotReady as exc:
+        raise ApiError(503, "not_ready", str(exc), {"Retry-After": RETRY_AFTER_NOT_READY}) from None
+
+
+def _refusals_as_400(fn: Callable[..., T], *args: Any) -> T:
+    try:
+        return fn(*args)
+    except SearchError as exc:
+        raise ApiError(400, exc.code, str(exc)) from None
+
+
+async def call_engine(request: Request, method: str, *args: Any) -> Any:
+    """``engine.<method>(*args)`` in a worker thread, with not-ready and refusals mapped."""
+    engine = await get_engine(request)
+    return await run_in_threadpool(_refusals_as_400, getattr(engine, method), *args)
