@@ -72,6 +72,24 @@ class Article:
         """Paragraphs joined by a blank line, the way the corpus stores them."""
         return "\n\n".join(self.body)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Article":
+        """Inverse of ``to_dict`` (for articles stored in the index: already clean)."""
+        body = d.get("body") or ""
+        return cls(
+            id=d["id"],
+            title=d["title"],
+            body=body.split("\n\n") if isinstance(body, str) else list(body),
+            category=d.get("category") or "",
+            published=datetime.fromisoformat(d["published"]),
+            category_path=list(d.get("category_path") or []),
+            category_slug=d.get("category_slug") or "",
+            views=d.get("views"),
+            source=d.get("source"),
+            url=d.get("url"),
+            captions=list(d.get("captions") or []),
+        )
+
     def to_dict(self) -> dict:
         """JSON-ready dict (the JSON Lines input format, plus the derived fields)."""
         return {

@@ -96,6 +96,7 @@ def build_schema() -> Schema:
         year=ID(sortable=True),
         month=ID(sortable=True),
         views=NUMERIC(sortable=True, bits=64, signed=False),
+        title=STORED(),  # read alone (without the body) to build suggestions
         doc=STORED(),  # the whole article as JSON: the service reads articles from the index
     )
 

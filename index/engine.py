@@ -1,0 +1,184 @@
+"""``WhooshEngine``: the ``index.api.SearchEngine`` the service, feeds and CLI use.
+
+Thread model: Whoosh searchers are not thread-safe, so each thread gets its own searcher. A new
+index generation (``--rebuild`` switching CURRENT, or an update committed by another process) is
+noticed by comparing a cheap on-disk token, and the thread then opens a *new* searcher: measured
+here, ``Searcher.refresh()`` across processes returns stale and duplicated documents, a fresh
+searcher is always right. Opening is cheap because storage is opened without mmap.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from whoosh import query as Q
+from whoosh import scoring
+from whoosh.index import TOC
+from whoosh.searching import Searcher
+
+from index import store
+from index.api import FacetValue, SearchRequest, SearchResult
+from index.article import Article
+from index.search import Context, category_facets, search
+
+CHECK_INTERVAL = 0.25  # seconds between on-disk generation checks (commit-to-visible well under 5 s)
+
+
+def _weighting() -> scoring.WeightingModel:
+    return scoring.BM25F(B=0.75, K1=1.2)
+
+
+@dataclass
+class _Generation:
+    """Per-generation data shared by all threads (read-only once built)."""
+
+    token: str
+    labels: dict[str, str] = field(default_factory=dict)
+    categories: list[FacetValue] | None = None
+    doc_count: int = 0
+
+
+class WhooshEngine:
+    def __init__(self, index_dir: Path) -> None:
+        self.index_dir = Path(index_dir)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._token = ""
+        self._checked = 0.0
+        self._shared: dict[str, _Generation] = {}
+        self._suggester = None
+        self._suggester_token = ""
+        self._suggester_built = 0.0
+        self._suggester_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, index_dir: Path | str) -> "WhooshEngine":
+        """Open the index in ``index_dir``; raises FileNotFoundError (IndexMissing) when there is none."""
+        engine = cls(Path(index_dir))
+        engine._state()  # fail early
+        return engine
+
+    # -- generations and per-thread searchers ------------------------------------------------------
+
+    def _disk_token(self) -> str:
+        live = store.current_generation(self.index_dir)
+        if live is None:
+            raise store.IndexMissing(f"no index in {self.index_dir}")
+        toc = TOC._latest_generation(store.storage(self.index_dir / live), "MAIN")
+        return f"{live}.{toc}"
+
+    @property
+    def generation(self) -> str:
+        now = time.monotonic()
+        if now - self._checked >= CHECK_INTERVAL or not self._token:
+            self._token = self._disk_token()
+            self._checked = now
+        return self._token
+
+    def _state(self) -> tuple[Searcher, _Generation]:
+        token = self.generation
+        local = self._local
+        if getattr(local, "token", None) != token:
+            old = getattr(local, "searcher", None)
+            name = token.split(".")[0]
+            ix = store.storage(self.index_dir / name).open_index()
+            searcher = ix.searcher(weighting=_weighting())
+            actual = f"{name}.{ix.latest_generation()}"
+            local.searcher, local.token = searcher, actual
+            if actual != token:
+                local.token = token = actual
+            if old is not None:
+                try:
+                    old.close()
+                except Exception:  # an old generation may already be gone from disk
+                    pass
+        return local.searcher, self._generation_data(token, local.searcher)
+
+    def _generation_data(self, token: str, searcher: Searcher) -> _Generation:
+        gen = self._shared.get(token)
+        if gen is None:
+            with self._lock:
+                gen = self._shared.get(token)
+                if gen is None:
+                    gen = _Generation(token=token, labels=_labels(searcher), doc_count=searcher.doc_count())
+                    self._shared = {token: gen}
+        return gen
+
+    def _context(self) -> Context:
+        searcher, gen = self._state()
+        return Context(searcher=searcher, labels=gen.labels)
+
+    # -- the SearchEngine interface -------------------------------------------------------------------
+
+    def search(self, request: SearchRequest) -> SearchResult:
+        return search(self._context(), request)
+
+    def get_article(self, article_id: str) -> Article | None:
+        searcher, _ = self._state()
+        fields = searcher.document(id=article_id)
+        if not fields:
+            return None
+        return Article.from_dict(json.loads(fields["doc"]))
+
+    def categories(self) -> list[FacetValue]:
+        searcher, gen = self._state()
+        if gen.categories is None:
+            gen.categories = category_facets(searcher, gen.labels)
+        return gen.categories
+
+    def latest(self, category_slug: str | None = None, limit: int = 50, offset: int = 0) -> list[Article]:
+        from whoosh import sorting
+
+        searcher, _ = self._state()
+        q = Q.Term("category_slug", category_slug) if category_slug else Q.Every()
+        results = searcher.search(q, limit=offset + limit, sortedby=sorting.FieldFacet("published", reverse=True))
+        return [Article.from_dict(json.loads(hit["doc"])) for hit in results[offset : offset + limit]]
+
+    def suggest(self, prefix: str, limit: int = 10) -> list[str]:
+        suggester = self._current_suggester()
+        return suggester.complete(prefix, limit=limit) if suggester is not None else []
+
+    @property
+    def doc_count(self) -> int:
+        return self._state()[1].doc_count
+
+    # -- suggestions --------------------------------------------------------------------------------
+
+    SUGGEST_REFRESH = 60.0  # seconds: suggestions may lag the index by this much, never block on it
+
+    def _current_suggester(self):
+        from index.suggest import Suggester
+
+        token = self.generation
+        stale = self._suggester is None or (
+            token != self._suggester_token and time.monotonic() - self._suggester_built > self.SUGGEST_REFRESH
+        )
+        if stale and self._suggester_lock.acquire(blocking=self._suggester is None):
+            try:
+                if self._suggester is None or token != self._suggester_token:
+                    searcher, _ = self._state()
+                    titles = [f.get("title", "") for f in searcher.reader().all_stored_fields()]
+                    self._suggester = Suggester.build(titles)
+                    self._suggester_token = token
+                    self._suggester_built = time.monotonic()
+            finally:
+                self._suggester_lock.release()
+        return self._suggester
+
+
+def _labels(searcher: Searcher) -> dict[str, str]:
+    """Category slug -> display label, read from one stored article per slug."""
+    labels: dict[str, str] = {}
+    reader = searcher.reader()
+    for slug in reader.field_terms("category_slug"):
+        for docnum in reader.postings("category_slug", slug).all_ids():
+            if reader.is_deleted(docnum):
+                continue
+            doc = reader.stored_fields(docnum)
+            labels[slug] = json.loads(doc["doc"])["category"]
+            break
+    return labels

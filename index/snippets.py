@@ -1,0 +1,111 @@
+"""Highlighted titles and best-passage snippets, as ``Span`` lists over the stored NFC text.
+
+Why not Whoosh's highlighter: it needs character offsets stored in the index (costly on bodies)
+and its analyzer view of the text; ours re-analyses the stored text with ``index.analysis`` so a
+syllable matches in its exact or folded form exactly as it did in the search, and offsets point
+into the NFC text the reader sees. Spans carry plain text; callers escape it.
+"""
+
+from __future__ import annotations
+
+from index.analysis import Token, analyze, nfc
+from index.api import Span
+
+SNIPPET_CHARS = 260
+WINDOW_TOKENS = 40
+MAX_ANALYSED_CHARS = 30_000  # very long bodies: look for the best passage in the first 30k characters
+
+
+def _spans(text: str, tokens: list[Token], hit: list[bool], start: int, end: int) -> list[Span]:
+    spans: list[Span] = []
+    cursor = start
+    for tok, is_hit in zip(tokens, hit):
+        if not is_hit or tok.start < start or tok.end > end or tok.end_pos != tok.pos:
+            continue
+        if tok.start < cursor:
+            continue
+        if tok.start > cursor:
+            spans.append(Span(text[cursor : tok.start]))
+        spans.append(Span(text[tok.start : tok.end], True))
+        cursor = tok.end
+    if cursor < end:
+        spans.append(Span(text[cursor:end]))
+    return _merge(spans)
+
+
+def _merge(spans: list[Span]) -> list[Span]:
+    """Join neighbouring spans of the same kind (adjacent hits read as one highlighted phrase)."""
+    out: list[Span] = []
+    for span in spans:
+        if out and out[-1].hit == span.hit:
+            out[-1] = Span(out[-1].text + span.text, span.hit)
+        elif out and span.hit and out[-1].hit is False and out[-1].text == " " and len(out) > 1 and out[-2].hit:
+            out[-2] = Span(out[-2].text + " " + span.text, True)
+            out.pop()
+        else:
+            out.append(span)
+    return out
+
+
+def _hits(tokens: list[Token], terms: set[str], pairs: set[str]) -> list[bool]:
+    """A syllable is marked when it matched alone (``terms``) or as part of a matched pair."""
+    hit = [t.folded in terms or t.exact in terms for t in tokens]
+    if pairs:
+        for i in range(len(tokens) - 1):
+            a, b = tokens[i], tokens[i + 1]
+            if b.pos == a.pos + 1 and f"{a.folded} {b.folded}" in pairs:
+                hit[i] = hit[i + 1] = True
+    return hit
+
+
+def highlight(text: str, terms: set[str], pairs: set[str] = frozenset()) -> list[Span]:
+    """The whole text with every matched syllable marked (titles)."""
+    text = nfc(text)
+    tokens = [t for t in analyze(text) if t.end_pos == t.pos]
+    return _spans(text, tokens, _hits(tokens, terms, pairs), 0, len(text))
+
+
+def snippet(paragraphs: list[str], terms: set[str], pairs: set[str], max_chars: int = SNIPPET_CHARS) -> list[Span]:
+    """The best passage of the body: the window with the most distinct matched syllables, with
+    adjacent matched pairs counting extra, cut at word boundaries to about ``max_chars``."""
+    text = nfc("\n".join(paragraphs))[:MAX_ANALYSED_CHARS]
+    tokens = [t for t in analyze(text) if t.end_pos == t.pos]
+    if not tokens:
+        return [Span(text[:max_chars])]
+    hit = _hits(tokens, terms, pairs)
+    best_start, best_score = 0, -1.0
+    n = len(tokens)
+    for start in range(n):
+        if not hit[start] and start != 0:
+            continue
+        end = min(n, start + WINDOW_TOKENS)
+        distinct = {tokens[i].folded for i in range(start, end) if hit[i]}
+        adjacent = sum(
+            1 for i in range(start, end - 1)
+            if hit[i] and hit[i + 1] and tokens[i + 1].pos == tokens[i].pos + 1
+            and f"{tokens[i].folded} {tokens[i + 1].folded}" in pairs
+        )
+        score = len(distinct) * 2 + adjacent * 1.5 - start * 1e-6
+        if score > best_score:
+            best_start, best_score = start, score
+    # Start a little before the first hit (at most 6 tokens), never before a paragraph start.
+    first = best_start
+    back = first
+    while back > 0 and first - back < 6 and "\n" not in text[tokens[back - 1].end : tokens[back].start]:
+        back -= 1
+    char_start = 0 if back == 0 else tokens[back].start
+    char_end = min(len(text), char_start + max_chars)
+    if char_end < len(text):
+        last = [t for t in tokens if t.end <= char_end]
+        char_end = last[-1].end if last else char_end
+    # A passage stays within one paragraph when that paragraph is long enough.
+    newline = text.find("\n", tokens[first].start)
+    if newline != -1 and newline < char_end and newline - char_start > max_chars // 2:
+        char_end = newline
+    spans = _spans(text, tokens, hit, char_start, char_end)
+    spans = [Span(s.text.replace("\n", " "), s.hit) for s in spans]
+    if char_start > 0:
+        spans.insert(0, Span("… "))
+    if char_end < len(text):
+        spans.append(Span(" …"))
+    return _merge(spans)
