@@ -170,10 +170,21 @@ class Planner:
         return self._exclude(_and(clauses))
 
     def partial_query(self) -> Q.Query | None:
-        syllables = list(dict.fromkeys(self.parsed.syllables()))
-        if not syllables:
+        """Documents matching any unit: plain syllables alone, quoted phrases still whole."""
+        parts: list[Q.Query] = []
+        seen: set[str] = set()
+        for clause in self.parsed.clauses:
+            for unit in clause.units:
+                if unit.phrase:
+                    parts += [self.strict(a) for a in unit.alternatives if self.strict_possible(a)]
+                    continue
+                for s in unit.main.folded:
+                    if s not in seen:
+                        seen.add(s)
+                        parts.append(_syl(s))
+        if not parts:
             return None
-        return self._exclude(Q.Or([_syl(s) for s in syllables], scale=0.95))
+        return self._exclude(Q.Or(parts, scale=0.95))
 
     def _exclude(self, q: Q.Query) -> Q.Query:
         if not self.parsed.excluded:
@@ -370,7 +381,8 @@ def search(ctx: Context, request: SearchRequest) -> SearchResult:
             facets = _facet_values(results, ctx.labels)
     suggestion = None
     if not parsed.empty and (tier in (TIER_FUZZY, TIER_PARTIAL, TIER_NONE) or total < 3):
-        suggestion = did_you_mean(ctx, planner, total, filt)
+        full_matches = total if tier in (TIER_ADJACENT, TIER_SYLLABLES) else 0
+        suggestion = did_you_mean(ctx, planner, full_matches, filt)
     return SearchResult(request=request, query=parsed.text, total=total, tier=tier, hits=hits, facets=facets,
                         suggestion=suggestion, notes=parsed.notes, partial=tier == TIER_PARTIAL)
 
@@ -404,7 +416,8 @@ def did_you_mean(ctx: Context, planner: Planner, total: int, filt: Q.Query | Non
     corrected = []
     changed = False
     for i, s in enumerate(syllables):
-        options = [s] + [v for v in planner.variants(s) if planner.df("folded", v) > 10 * max(1, planner.df("folded", s))]
+        own = planner.df("folded", s)
+        options = [s] + [v for v in planner.variants(s) if planner.df("folded", v) >= max(2, 3 * own + 1)]
         if len(options) == 1:
             corrected.append(s)
             continue

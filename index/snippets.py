@@ -88,11 +88,13 @@ def snippet(paragraphs: list[str], terms: set[str], pairs: set[str], max_chars: 
         score = len(distinct) * 2 + adjacent * 1.5 - start * 1e-6
         if score > best_score:
             best_start, best_score = start, score
-    # Start a little before the first hit (at most 6 tokens), never before a paragraph start.
+    # Start at the beginning of the clause holding the first hit, if it is near (8 tokens).
     first = best_start
     back = first
-    while back > 0 and first - back < 6 and "\n" not in text[tokens[back - 1].end : tokens[back].start]:
+    while back > 0 and first - back < 8 and tokens[back - 1].pos == tokens[back].pos - 1:
         back -= 1
+    if back > 0 and tokens[back - 1].pos == tokens[back].pos - 1:
+        back = first  # the clause starts too far back: start at the hit itself
     char_start = 0 if back == 0 else tokens[back].start
     char_end = min(len(text), char_start + max_chars)
     if char_end < len(text):

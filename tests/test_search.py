@@ -1,0 +1,289 @@
+"""The search library on a small real index: tiers, syntax, synonyms, ranking, snippets, facets,
+filters, sorts, pagination, did-you-mean, suggest, and no input that raises."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import date, datetime
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from index.api import (
+    TIER_ADJACENT, TIER_ALL, TIER_FUZZY, TIER_PARTIAL, TIER_SYLLABLES, SearchError, SearchRequest,
+)
+from index.article import VN_TZ
+from index_helpers import article, build
+
+DOCS = [
+    article(1, "Đắk Nông tổ chức hội nghị sơ kết công tác ngoại vụ",
+            ["Chiều 26/6/2014, Sở Ngoại vụ tỉnh Đắk Nông tổ chức hội nghị sơ kết 6 tháng đầu năm.",
+             "UBND tỉnh chỉ đạo triển khai công tác đối ngoại."],
+            "Thông tin KT-VH-XH", published=datetime(2014, 6, 27, tzinfo=VN_TZ), views=1021, source="Sở Ngoại vụ"),
+    article(2, "Đoàn cán bộ tỉnh Đắk Lắk tham quan mô hình nông nghiệp",
+            "Đoàn cán bộ tỉnh Đắk Lắk tham quan mô hình nông nghiệp công nghệ cao.",
+            "Kinh tế", published=datetime(2015, 3, 2, tzinfo=VN_TZ), views=50, source="Báo Đắk Lắk"),
+    article(3, "Hội nuôi chó cảnh tổ chức triển lãm", "Hội nuôi chó cảnh tổ chức triển lãm tại công viên.",
+            "Đời sống", published=datetime(2016, 5, 1, tzinfo=VN_TZ), views=300),
+    article(4, "Chợ đầu mối nông sản hoạt động trở lại", "Chợ đầu mối nông sản hoạt động trở lại sau dịch.",
+            "Kinh tế", published=datetime(2016, 6, 1, tzinfo=VN_TZ), views=5000),
+    article(5, "Ủy ban nhân dân tỉnh ban hành kế hoạch phòng chống thiên tai",
+            "Ủy ban nhân dân tỉnh Lâm Đồng ban hành kế hoạch phòng chống thiên tai năm 2016.",
+            "Chính trị Xã hội", published=datetime(2016, 7, 1, tzinfo=VN_TZ)),
+    article(6, "UBND thành phố họp báo về giao thông", "UBND thành phố họp báo về tình hình giao thông dịp Tết.",
+            "Chính trị Xã hội", published=datetime(2016, 8, 1, tzinfo=VN_TZ)),
+    article(7, "Thành phố Hồ Chí Minh mở tuyến xe buýt điện",
+            "Thành phố Hồ Chí Minh triển khai 5 tuyến xe buýt điện mới.", "Xã hội",
+            published=datetime(2017, 1, 5, tzinfo=VN_TZ)),
+    article(8, "Giá vàng hôm nay tăng mạnh", "Giá vàng hôm nay tiếp tục tăng mạnh theo đà thế giới.", "Kinh tế",
+            published=datetime(2017, 2, 1, tzinfo=VN_TZ), views=9000),
+    article(9, "Bóng đá: U.23 Việt Nam thắng đậm", "U.23 Việt Nam thắng 3-0 trên sân nhà, công tác chuẩn bị tốt.",
+            "Thể thao", published=datetime(2017, 3, 1, tzinfo=VN_TZ), source="Tuổi Trẻ"),
+    article(10, "Công tác sơ kết được tổ chức muộn", "Công tác sơ kết được tổ chức muộn hơn dự kiến.", "Thời sự",
+            published=datetime(2017, 4, 1, tzinfo=VN_TZ)),
+    article(11, "Dương Văn Minh và đường phố", "Ông Dương kể chuyện về con đường làng.", "Văn hóa",
+            published=datetime(2017, 5, 1, tzinfo=VN_TZ)),
+    article(12, "Đường phố sạch đẹp", "Con đường mới được trồng thêm cây xanh, đường phố sạch đẹp.", "Văn hóa",
+            published=datetime(2017, 6, 1, tzinfo=VN_TZ)),
+]
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    return build(tmp_path_factory.mktemp("search"), DOCS)
+
+
+def ids(result) -> list[str]:
+    return [h.article.id for h in result.hits]
+
+
+def run(engine, q: str = "", **kw):
+    kw.setdefault("per_page", 50)
+    return engine.search(SearchRequest(q=q, **kw))
+
+
+# -- tiers -----------------------------------------------------------------------------------------
+
+def test_adjacent_tier_requires_adjacency(engine):
+    r = run(engine, "dak nong")
+    assert r.tier == TIER_ADJACENT
+    assert ids(r) == ["1"]  # "Đắk Lắk ... nông nghiệp" has both syllables apart
+
+
+def test_syllables_tier_when_no_adjacent_match(engine):
+    r = run(engine, "nong dak")  # reversed: no adjacent pair anywhere
+    assert r.tier == TIER_SYLLABLES
+    assert set(ids(r)) == {"1", "2"}
+
+
+def test_fuzzy_tier_for_typos(engine):
+    r = run(engine, "hoi ngih")
+    assert r.tier == TIER_FUZZY
+    assert ids(r)[0] == "1"
+    r = run(engine, "thanh phoo")
+    assert r.tier == TIER_FUZZY
+
+
+def test_partial_tier_is_flagged(engine):
+    r = run(engine, "triển lãm xyzzyq")
+    assert r.tier == TIER_PARTIAL and r.partial
+    assert ids(r)[0] == "3"
+
+
+def test_nothing_matches(engine):
+    r = run(engine, "qwxzv")
+    assert r.total == 0 and r.hits == []
+
+
+# -- syntax ----------------------------------------------------------------------------------------
+
+def test_quoted_phrase_is_adjacent_and_never_relaxed(engine):
+    assert ids(run(engine, '"sơ kết công tác"')) == ["1"]  # article 10 has "Công tác sơ kết"
+    assert ids(run(engine, '"công tác sơ kết hội"')) == []  # never relaxed to scattered syllables
+    assert ids(run(engine, '"hội nghị sơ kết"')) == ["1"]
+    assert set(ids(run(engine, '"cong tac so ket"'))) == {"10"}
+
+
+def test_exclusion(engine):
+    assert set(ids(run(engine, "tổ chức"))) >= {"1", "3", "10"}
+    assert "3" not in ids(run(engine, "tổ chức -chó"))
+    assert "1" not in ids(run(engine, 'tổ chức -"hội nghị"'))
+
+
+def test_or(engine):
+    r = run(engine, "giá vàng OR chó cảnh")
+    assert set(ids(r)) == {"8", "3"}
+    assert set(ids(run(engine, "giá vàng | chó cảnh"))) == {"8", "3"}
+
+
+def test_field_filters_in_query(engine):
+    assert set(ids(run(engine, "category:kinh-te"))) == {"2", "4", "8"}
+    assert set(ids(run(engine, "category:\"Kinh tế\" vàng"))) == {"8"}
+    assert ids(run(engine, 'source:"tuổi trẻ"')) == ["9"]
+
+
+def test_malformed_input_degrades(engine):
+    for q in ['"unbalanced hội nghị', "OR", "-", "* * *", "||", 'category:', '""', "-\"\"", "🙂 hội nghị", "a" * 5000]:
+        r = run(engine, q)
+        assert r.total >= 0
+    r = run(engine, '"hội nghị')  # unclosed quote runs to the end
+    assert ids(r) == ["1"]
+
+
+def test_long_query_is_cut_with_a_note(engine):
+    r = run(engine, "hội nghị " * 100)
+    assert len(r.query) <= 256
+    assert any("256" in n for n in r.notes)
+
+
+# -- synonyms --------------------------------------------------------------------------------------
+
+def test_abbreviation_finds_full_form_and_back(engine):
+    assert {"5", "6"} <= set(ids(run(engine, "UBND")))
+    assert {"5", "6"} <= set(ids(run(engine, "ủy ban nhân dân")))
+
+
+def test_city_abbreviations(engine):
+    for q in ("TP.HCM", "tphcm", "tp hcm", "TP. HCM"):
+        assert "7" in ids(run(engine, q)), q
+
+
+def test_place_variants(engine):
+    assert ids(run(engine, "Đăk Nông")) == ["1"]
+    assert ids(run(engine, "Daknong")) == ["1"]
+
+
+def test_compound_u23(engine):
+    assert ids(run(engine, "U23")) == ["9"]
+    assert ids(run(engine, "u.23")) == ["9"]
+
+
+# -- ranking ---------------------------------------------------------------------------------------
+
+def test_exact_diacritics_rank_first(engine):
+    r = run(engine, "chó")
+    assert ids(r)[0] == "3"
+    assert "4" in ids(r)  # "chợ" still matches (folded), lower
+    r = run(engine, "chợ")
+    assert ids(r)[0] == "4"
+
+
+def test_exact_above_folded_duong(engine):
+    r = run(engine, "đường phố")
+    assert ids(r)[0] == "12"
+    r = run(engine, "dương")
+    assert ids(r)[0] == "11"
+
+
+def test_title_weighs_more_than_body(engine):
+    r = run(engine, "giao thông")  # title and body of 6; nothing else
+    assert ids(r)[0] == "6"
+
+
+def test_ties_broken_by_newest(tmp_path):
+    same = [article(i, "Tin tức", "Cùng một nội dung.", published=datetime(2010 + i, 1, 1, tzinfo=VN_TZ))
+            for i in range(1, 4)]
+    engine = build(tmp_path, same)
+    assert ids(run(engine, "nội dung")) == ["3", "2", "1"]
+
+
+def test_recency_boost_prefers_recent(tmp_path):
+    docs = [article(1, "Bão số 1", "Tin bão khẩn cấp bão bão.", published=datetime(2005, 1, 1, tzinfo=VN_TZ)),
+            article(2, "Bão", "Tin bão.", published=datetime(2024, 1, 1, tzinfo=VN_TZ))]
+    engine = build(tmp_path, docs)
+    assert ids(run(engine, "bão", recency_boost=True))[0] == "2"
+
+
+# -- results ---------------------------------------------------------------------------------------
+
+def test_snippet_marks_matches_on_nfc_text(tmp_path):
+    body = unicodedata.normalize("NFD", "Mở đầu không liên quan. " * 20 + "Tỉnh Đắk Nông đón khách du lịch. Kết thúc.")
+    engine = build(tmp_path, [article(1, unicodedata.normalize("NFD", "Du lịch Đắk Nông"), body)])
+    hit = run(engine, "dak nong").hits[0]
+    marked = [s.text for s in hit.snippet if s.hit]
+    assert marked == ["Đắk Nông"]
+    assert unicodedata.is_normalized("NFC", "".join(s.text for s in hit.snippet))
+    # The best passage, not the first sentence.
+    assert "Mở đầu" not in "".join(s.text for s in hit.snippet)[:20]
+    assert [s.text for s in hit.title_spans if s.hit] == ["Đắk Nông"]
+
+
+def test_facets_cover_the_whole_match_set(engine):
+    r = run(engine, "tỉnh", per_page=1)
+    assert len(r.hits) == 1
+    total_by_category = sum(f.count for f in r.facets["category"])
+    assert total_by_category == r.total > 1
+    assert sum(f.count for f in r.facets["year"]) == r.total
+    assert all(len(f.value) == 7 for f in r.facets["month"])
+    labels = {f.slug: f.value for f in r.facets["category"]}
+    assert labels.get("thong-tin-kt-vh-xh") == "Thông tin KT-VH-XH"
+
+
+def test_filters(engine):
+    assert set(ids(run(engine, "", categories=["kinh-te"]))) == {"2", "4", "8"}
+    assert set(ids(run(engine, "", categories=["Kinh tế", "the-thao"]))) == {"2", "4", "8", "9"}
+    assert ids(run(engine, "", sources=["Báo Đắk Lắk"])) == ["2"]
+    r = run(engine, "", date_from=date(2016, 5, 1), date_to=date(2016, 6, 1))
+    assert set(ids(r)) == {"3", "4"}  # inclusive on both ends, Asia/Ho_Chi_Minh days
+
+
+def test_empty_query_lists_newest_first(engine):
+    r = run(engine, "")
+    assert r.tier == TIER_ALL and r.total == len(DOCS)
+    dates = [h.article.published for h in r.hits]
+    assert dates == sorted(dates, reverse=True)
+
+
+def test_sorts(engine):
+    r = run(engine, "", sort="oldest")
+    assert ids(r)[0] == "1"
+    r = run(engine, "", sort="views")
+    assert ids(r)[:3] == ["8", "4", "1"]
+    r = run(engine, "tỉnh", sort="newest")
+    dates = [h.article.published for h in r.hits]
+    assert dates == sorted(dates, reverse=True)
+
+
+def test_pagination(engine):
+    all_ids = ids(run(engine, "", per_page=100))
+    pages = [ids(run(engine, "", page=p, per_page=5)) for p in (1, 2, 3)]
+    assert [i for p in pages for i in p] == all_ids
+    with pytest.raises(SearchError) as e:
+        run(engine, "", page=101, per_page=100)
+    assert e.value.code == "page_too_deep"
+    for bad in ({"per_page": 0}, {"per_page": 101}, {"page": 0}, {"sort": "random"}):
+        with pytest.raises(SearchError):
+            run(engine, "", **bad)
+
+
+def test_did_you_mean_restores_marks(tmp_path):
+    docs = [article(i, f"Hội nghị số {i}", "Tỉnh tổ chức hội nghị xúc tiến thương mại.") for i in range(1, 6)]
+    docs.append(article(9, "Tin khác", "Ngih là một từ lạ."))
+    engine = build(tmp_path, docs)
+    r = run(engine, "hoi ngih")
+    assert r.suggestion == "hội nghị"
+    assert run(engine, "hội nghị").suggestion is None
+
+
+def test_get_article_and_categories(engine):
+    a = engine.get_article("1")
+    assert a is not None and a.views == 1021 and a.category == "Thông tin KT-VH-XH"
+    assert engine.get_article("nope") is None
+    cats = {c.slug: c.count for c in engine.categories()}
+    assert cats["kinh-te"] == 3 and sum(cats.values()) == len(DOCS)
+    latest = engine.latest("kinh-te", limit=2)
+    assert [a.id for a in latest] == ["8", "4"]
+
+
+def test_suggest(engine):
+    assert any(s.startswith("Đắk Nông") for s in engine.suggest("dak n"))
+    assert engine.suggest("")[:1] == []
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(max_size=300))
+def test_no_query_raises(engine, q):
+    r = engine.search(SearchRequest(q=q, per_page=5))
+    assert r.total >= 0
+    engine.suggest(q)
