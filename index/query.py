@@ -26,9 +26,10 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-from index.analysis import Token, analyze, nfc
+from index.analysis import Token, analyze, fold, nfc
 from index.api import MAX_QUERY_CHARS
 from index.synonyms import Synonyms, default_synonyms
+from index.telex import decode as telex_decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,8 @@ class Alternative:
 class Unit:
     alternatives: list[Alternative]
     phrase: bool = False  # quoted: adjacency is never relaxed
+    # Used only when no alternative can match: the Telex/VNI reading ("hooij nghij" -> hội nghị).
+    fallbacks: list[Alternative] = field(default_factory=list)
 
     @property
     def main(self) -> Alternative:
@@ -216,25 +219,33 @@ def _segment_units(seg: list[Token], joined: dict[int, Token], synonyms: Synonym
         return [Unit(_dedupe(alts), phrase=phrase)]
     if phrase:
         return [Unit([_alt(items)], phrase=True)]
+    decoded = []
+    for t, item in zip(seg, items):
+        syllable = telex_decode(text[t.start:t.end])
+        decoded.append((fold(syllable), syllable, True) if syllable else item)
     units: list[Unit] = []
-    plain: list[tuple[str, str, bool]] = []
+    plain_start = 0
     i = 0
+
+    def plain_unit(a: int, b: int) -> Unit:
+        fallback = _alt(decoded[a:b])
+        return Unit([_alt(items[a:b])], fallbacks=[fallback] if decoded[a:b] != items[a:b] else [])
+
     while i < len(items):
         found = synonyms.find(folded, i)
         if found:
             length, forms = found
-            if plain:
-                units.append(Unit([_alt(plain)]))
-                plain = []
+            if plain_start < i:
+                units.append(plain_unit(plain_start, i))
             typed = _alt(items[i : i + length])
             alts = [typed] + [_alt([(f, e, False) for f, e in zip(form.folded, form.exact)]) for form in forms]
             units.append(Unit(_dedupe(alts)))
             i += length
+            plain_start = i
         else:
-            plain.append(items[i])
             i += 1
-    if plain:
-        units.append(Unit([_alt(plain)]))
+    if plain_start < len(items):
+        units.append(plain_unit(plain_start, len(items)))
     return units
 
 

@@ -140,6 +140,12 @@ class Planner:
         found.sort(key=lambda f: (-f[0], f[1]))
         return [v for _, v in found[:FUZZY_MAX_VARIANTS]]
 
+    def alternatives(self, unit: Unit) -> list[Alternative]:
+        """The unit's alternatives, plus its fallbacks (Telex reading) when none of them can match."""
+        if unit.fallbacks and not any(self.strict_possible(a) for a in unit.alternatives):
+            return unit.alternatives + unit.fallbacks
+        return unit.alternatives
+
     # Whole queries per tier
     def tier_query(self, mode: str) -> Q.Query | None:
         clauses = []
@@ -147,7 +153,7 @@ class Planner:
         for clause in self.parsed.clauses:
             options = []
             for unit in clause.units:
-                for alt in unit.alternatives:
+                for alt in self.alternatives(unit):
                     if unit.phrase or mode == "strict":
                         if self.strict_possible(alt):
                             options.append(self.strict(alt))
@@ -199,6 +205,8 @@ class Planner:
         for clause in self.parsed.clauses:
             for unit in clause.units:
                 main = unit.main
+                for alt in self.alternatives(unit)[len(unit.alternatives):]:
+                    parts += [Q.Term("body_exact", e, boost=EXACT_BODY_BOOST) for e in alt.exact]
                 for folded, exact, marked in zip(main.folded, main.exact, main.marked):
                     if marked:
                         parts.append(Q.Term("title_exact", exact, boost=EXACT_TITLE_BOOST))
@@ -217,7 +225,7 @@ class Planner:
         scattered = tier in (TIER_SYLLABLES, TIER_FUZZY, TIER_PARTIAL)
         for clause in self.parsed.clauses:
             for unit in clause.units:
-                for alt in unit.alternatives:
+                for alt in self.alternatives(unit):
                     pairs.update(_pairs_of(alt.folded))
                     if len(alt.folded) == 1 or (scattered and not unit.phrase and alt is unit.main):
                         terms.update(alt.folded)

@@ -81,8 +81,14 @@ def test_fuzzy_tier_for_typos(engine):
     r = run(engine, "hoi ngih")
     assert r.tier == TIER_FUZZY
     assert ids(r)[0] == "1"
-    r = run(engine, "thanh phoo")
-    assert r.tier == TIER_FUZZY
+    r = run(engine, "giao thonh")
+    assert r.tier == TIER_FUZZY and ids(r)[0] == "6"
+
+
+def test_telex_keystrokes_are_decoded(engine):
+    r = run(engine, "hooij nghij")
+    assert r.tier == TIER_ADJACENT and ids(r) == ["1"]
+    assert [s.text for s in r.hits[0].title_spans if s.hit] == ["hội nghị"]
 
 
 def test_partial_tier_is_flagged(engine):
@@ -287,3 +293,12 @@ def test_no_query_raises(engine, q):
     r = engine.search(SearchRequest(q=q, per_page=5))
     assert r.total >= 0
     engine.suggest(q)
+
+
+def test_telex_decoder_leaves_ordinary_words_alone():
+    from index.telex import decode
+
+    assert decode("hooij") == "hội" and decode("nghij") == "nghị" and decode("dduwowngf") == "đường"
+    assert decode("ddawks") == "đắk" and decode("ho6i5") == "hội"
+    for word in ("news", "covid", "tuoi", "hoi", "ubnd", "2014"):
+        assert decode(word) is None, word
