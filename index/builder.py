@@ -24,10 +24,17 @@ from index.article import VN_TZ, Article
 from index.readers import ReadError
 
 ProgressFn = Callable[[int], None]
+PhaseFn = Callable[[str], None]
+
+# Phases reported to ``on_phase`` (the CLI prints them with SEARCHSVC_TRACE_PHASES=1; the fault
+# injection script kills the indexer in each of them).
+PHASES = ("locking", "reading", "committing", "merging", "switching", "done")
 
 # Measured on 2 cores (README, "Benchmarks"): two writer processes with one segment each.
 DEFAULT_PROCS = min(2, os.cpu_count() or 1)
 DEFAULT_LIMITMB = 128
+# Updates add one small segment each; past this many, the run merges the small ones.
+MERGE_AT_SEGMENTS = int(os.environ.get("SEARCHSVC_MERGE_AT_SEGMENTS", "8"))
 
 
 @dataclass
@@ -97,9 +104,16 @@ def index_articles(
     progress: ProgressFn | None = None,
     on_error: Callable[[ReadError], None] | None = None,
     lock_wait: float = 30.0,
+    on_phase: PhaseFn | None = None,
 ) -> IndexReport:
-    """Upsert articles into the index (or into a new generation with ``rebuild``)."""
+    """Upsert articles into the index (or into a new generation with ``rebuild``).
+
+    On any failure (a bad disk, ENOSPC, an interrupt) the live generation is untouched: a new
+    generation being built is removed, an update's uncommitted segments are cancelled.
+    """
+    phase = on_phase or (lambda name: None)
     report = IndexReport()
+    phase("locking")
     with store.writer_lock(index_dir, wait=lock_wait):
         _clean_abandoned(index_dir)
         live = store.current_generation(index_dir)
@@ -109,10 +123,20 @@ def index_articles(
         else:
             name, ix = store.open_live(index_dir)
         report.generation = name
-        _write(ix, items, report, fresh=fresh, procs=procs, limitmb=limitmb, progress=progress, on_error=on_error)
+        try:
+            _write(ix, items, report, fresh=fresh, procs=procs, limitmb=limitmb, progress=progress,
+                   on_error=on_error, phase=phase)
+        except BaseException:
+            if fresh:
+                import shutil
+
+                shutil.rmtree(index_dir / name, ignore_errors=True)
+            raise
         if fresh:
+            phase("switching")
             store.switch_to(index_dir, name)
         report.generation = f"{name}.{ix.latest_generation()}"
+    phase("done")
     return report
 
 
@@ -129,7 +153,7 @@ def _clean_abandoned(index_dir: Path) -> None:
 
 def _write(ix: FileIndex, items: Iterable[Article | ReadError], report: IndexReport, *, fresh: bool,
            procs: int, limitmb: int, progress: ProgressFn | None,
-           on_error: Callable[[ReadError], None] | None) -> None:
+           on_error: Callable[[ReadError], None] | None, phase: PhaseFn) -> None:
     seen: set[str] = set()
     later: dict[str, Article] = {}  # ids repeated within this run: applied after the first commit
     searcher = None if fresh else ix.searcher()
@@ -137,6 +161,7 @@ def _write(ix: FileIndex, items: Iterable[Article | ReadError], report: IndexRep
         writer = ix.writer(procs=procs, multisegment=True, limitmb=limitmb)
     else:
         writer = ix.writer(limitmb=limitmb)
+    phase("reading")
     try:
         for item in items:
             if isinstance(item, ReadError):
@@ -163,13 +188,15 @@ def _write(ix: FileIndex, items: Iterable[Article | ReadError], report: IndexRep
                     report.indexed += 1
             if progress:
                 progress(1)
+        phase("committing")
+        # Commit without merging so new articles become visible fast; merging is its own step below.
+        writer.commit(merge=False)
     except BaseException:
-        writer.cancel()
+        _abandon(writer)
         raise
     finally:
         if searcher is not None:
             searcher.close()
-    writer.commit()
     if later:
         writer = ix.writer(limitmb=limitmb)
         try:
@@ -178,10 +205,26 @@ def _write(ix: FileIndex, items: Iterable[Article | ReadError], report: IndexRep
                 report.updated += 1
                 if progress:
                     progress(1)
+            writer.commit(merge=False)
         except BaseException:
-            writer.cancel()
+            _abandon(writer)
             raise
-        writer.commit()
+    if len(ix._segments()) > MERGE_AT_SEGMENTS:
+        phase("merging")
+        ix.writer(limitmb=limitmb).commit()  # Whoosh's MERGE_SMALL policy: small segments into one
+
+
+def _abandon(writer) -> None:
+    """Cancel a writer after a failure; stop multiprocessing sub-writers too (Whoosh's cancel only
+    flags them, and they would go on writing into a generation we are about to remove)."""
+    try:
+        writer.cancel()
+    except Exception:
+        pass
+    for task in getattr(writer, "tasks", []):
+        if hasattr(task, "terminate"):
+            task.terminate()
+            task.join(5)
 
 
 def delete_articles(index_dir: Path, ids: Iterable[str], lock_wait: float = 30.0) -> int:

@@ -53,6 +53,12 @@ def cmd_index(args: argparse.Namespace) -> int:
         else:
             print(message, file=sys.stderr, flush=True)
 
+    trace = os.environ.get("SEARCHSVC_TRACE_PHASES") == "1"
+
+    def on_phase(name: str) -> None:
+        if trace:
+            print(f"phase {name}", file=sys.stderr, flush=True)
+
     if interactive:
         from tqdm import tqdm
 
@@ -60,13 +66,14 @@ def cmd_index(args: argparse.Namespace) -> int:
     try:
         report = index_articles(
             index_dir, read_sources(args.sources), rebuild=args.rebuild, progress=progress,
-            on_error=on_error, lock_wait=args.wait, procs=args.procs,
+            on_error=on_error, lock_wait=args.wait, procs=args.procs, on_phase=on_phase,
         )
     except store.IndexBusy as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
     except OSError as e:
-        print(f"error: indexing failed, the live index was not changed: {e}", file=sys.stderr)
+        print(f"error: indexing failed: {e}. The served index keeps what was committed before the failure"
+              " (a --rebuild leaves the live generation untouched).", file=sys.stderr)
         return 2
     finally:
         if bar is not None:
