@@ -23,7 +23,8 @@ from whoosh.searching import Searcher
 from index import store
 from index.api import FacetValue, SearchRequest, SearchResult
 from index.article import Article
-from index.search import Context, category_facets, search
+from index.docsets import DocSets
+from index.search import Context, search
 
 CHECK_INTERVAL = 0.25  # seconds between on-disk generation checks (commit-to-visible well under 5 s)
 
@@ -40,6 +41,7 @@ class _Generation:
     labels: dict[str, str] = field(default_factory=dict)
     categories: list[FacetValue] | None = None
     doc_count: int = 0
+    field_sets: dict = field(default_factory=dict)  # facet field -> value -> docnums (index.docsets)
 
 
 class WhooshEngine:
@@ -89,6 +91,7 @@ class WhooshEngine:
             searcher = ix.searcher(weighting=_weighting())
             actual = f"{name}.{ix.latest_generation()}"
             local.searcher, local.token = searcher, actual
+            local.docsets = DocSets(searcher, self._generation_data(actual, searcher).field_sets)
             if actual != token:
                 local.token = token = actual
             if old is not None:
@@ -110,7 +113,7 @@ class WhooshEngine:
 
     def _context(self) -> Context:
         searcher, gen = self._state()
-        return Context(searcher=searcher, labels=gen.labels)
+        return Context(searcher=searcher, labels=gen.labels, docsets=self._local.docsets)
 
     # -- the SearchEngine interface -------------------------------------------------------------------
 
@@ -127,7 +130,9 @@ class WhooshEngine:
     def categories(self) -> list[FacetValue]:
         searcher, gen = self._state()
         if gen.categories is None:
-            gen.categories = category_facets(searcher, gen.labels)
+            counts = self._local.docsets.counts("category_slug", self._local.docsets.all())
+            gen.categories = sorted((FacetValue(gen.labels.get(s, s), s, n) for s, n in counts.items()),
+                                    key=lambda f: (-f.count, f.slug))
         return gen.categories
 
     def latest(self, category_slug: str | None = None, limit: int = 50, offset: int = 0) -> list[Article]:

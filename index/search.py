@@ -22,6 +22,7 @@ An optional recency boost multiplies the score by a half-life decay on age (off 
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ from index.api import (
 )
 from index.article import VN_TZ, Article, slugify
 from index.query import Alternative, ParsedQuery, Unit, parse
+from index.docsets import DocSets, title_only
+from index.scoring import bm25_scores, scoring_terms
 from index.snippets import highlight, snippet
 
 TITLE_BOOST = 3.0
@@ -56,6 +59,7 @@ class Context:
 
     searcher: Searcher
     labels: dict[str, str]  # category slug -> label
+    docsets: DocSets
 
 
 # -- building blocks -----------------------------------------------------------------------------
@@ -198,10 +202,15 @@ class Planner:
         negatives = [self.strict(alt) for unit in self.parsed.excluded for alt in unit.alternatives]
         return Q.AndNot(q, _or(negatives))
 
-    def boosters(self) -> Q.Query | None:
-        """Optional clauses that only rank: exact diacritics typed by the reader, adjacent pairs, titles."""
+    def boosters(self, tier: str = TIER_SYLLABLES) -> Q.Query | None:
+        """Optional clauses that only rank: exact diacritics typed by the reader, adjacent pairs.
+
+        In the adjacent tier the pairs inside a unit are already required, so only the pairs that
+        join two units ("công an" + "tp hcm" -> "an tp") are added: fewer matchers, same order.
+        """
         parts: list[Q.Query] = []
         sequence: list[str] = []
+        required: set[str] = set()
         for clause in self.parsed.clauses:
             for unit in clause.units:
                 main = unit.main
@@ -212,8 +221,10 @@ class Planner:
                         parts.append(Q.Term("title_exact", exact, boost=EXACT_TITLE_BOOST))
                         parts.append(Q.Term("body_exact", exact, boost=EXACT_BODY_BOOST))
                 sequence.extend(main.folded)
+                if tier == TIER_ADJACENT:
+                    required.update(_pairs_of(main.folded))
         for p in dict.fromkeys(_pairs_of(tuple(sequence))):
-            if self.df("pair", p) > 0:
+            if p not in required and self.df("pair", p) > 0:
                 parts.append(_pair(p, PAIR_BOOST))
         return Q.Or(parts) if parts else None
 
@@ -303,14 +314,6 @@ def build_filter(request: SearchRequest, parsed: ParsedQuery, labels: dict[str, 
     return _and(parts)
 
 
-def _facets() -> dict[str, sorting.FieldFacet]:
-    return {
-        "category": sorting.FieldFacet("category_slug", maptype=sorting.Count),
-        "year": sorting.FieldFacet("year", maptype=sorting.Count),
-        "month": sorting.FieldFacet("month", maptype=sorting.Count),
-    }
-
-
 def _sortedby(sort: str):
     if sort == "newest":
         return sorting.FieldFacet("published", reverse=True)
@@ -322,15 +325,19 @@ def _sortedby(sort: str):
     return None
 
 
+# Above this many matches, relevance is ranked over the articles whose title alone matches first
+# (see index.docsets.title_only); scoring every match of a common syllable is what makes Whoosh slow.
+BIG_MATCH_SET = 500
+
+
 def search(ctx: Context, request: SearchRequest) -> SearchResult:
     validate(request)
     parsed = parse(request.q)
     planner = Planner(ctx, parsed)
     filt = build_filter(request, parsed, ctx.labels)
-    searcher = ctx.searcher
     sort = request.sort
     if parsed.empty:
-        tiers: list[tuple[str, Q.Query]] = [(TIER_ALL, Q.Every())]
+        tiers: list[tuple[str, object]] = [(TIER_ALL, Q.Every())]
         if sort == "relevance":
             sort = "newest"
     else:
@@ -339,45 +346,27 @@ def search(ctx: Context, request: SearchRequest) -> SearchResult:
                  (TIER_SYLLABLES, lambda: planner.tier_query("loose")),
                  (TIER_FUZZY, lambda: planner.tier_query("fuzzy")),
                  (TIER_PARTIAL, planner.partial_query)]
-    boosters = None if parsed.empty else planner.boosters()
-    need = request.page * request.per_page
-    results = None
-    tier = TIER_NONE
+    allowed = ctx.docsets.evaluate(filt) if filt is not None else None
+    tier, q, docs = TIER_NONE, None, frozenset()
     tried: set[str] = set()
     for name, make in tiers:
-        q = make() if callable(make) else make
-        if q is None:
+        candidate = make() if callable(make) else make
+        if candidate is None or repr(candidate) in tried:
             continue
-        key = repr(q)
-        if key in tried:
-            continue
-        tried.add(key)
-        scored = Q.AndMaybe(q, boosters) if boosters is not None and sort == "relevance" else q
-        limit = need + 50 if sort == "relevance" else need
-        if request.recency_boost and sort == "relevance":
-            limit = max(limit, min(MAX_RESULT_DEPTH, need * 5))
-        results = searcher.search(
-            scored, filter=filt, limit=limit, sortedby=_sortedby(sort),
-            groupedby=_facets() if request.facets else None, terms=False,
-        )
-        if len(results) > 0:
-            tier = name
+        tried.add(repr(candidate))
+        matched = ctx.docsets.evaluate(candidate)
+        if allowed is not None:
+            matched = matched & allowed
+        if matched:
+            tier, q, docs = name, candidate, matched
             break
-    total = len(results) if results is not None and tier != TIER_NONE else 0
+    total = len(docs)
     hits: list[Hit] = []
     facets: dict[str, list[FacetValue]] = {"category": [], "year": [], "month": []}
     if total:
-        scored_docs = []
-        for hit in results:
-            fields = hit.fields()
-            article = Article.from_dict(json.loads(fields["doc"]))
-            score = (hit.score or 0.0) if sort == "relevance" else 0.0
-            if request.recency_boost and sort == "relevance":
-                score *= recency_factor(article.published)
-            scored_docs.append((score, article))
-        if sort == "relevance":
-            scored_docs.sort(key=lambda sa: (-round(sa[0], 6), -sa[1].published.timestamp()))
-        page = scored_docs[need - request.per_page : need]
+        need = request.page * request.per_page
+        ranked = _rank(ctx, planner, tier, q, filt, docs, sort, need, request.recency_boost)
+        page = [(score, _article(ctx.searcher, d)) for score, d in ranked[need - request.per_page : need]]
         terms, pairs = planner.highlight_terms(tier)
         for score, article in page:
             hits.append(Hit(
@@ -386,15 +375,82 @@ def search(ctx: Context, request: SearchRequest) -> SearchResult:
                 snippet=snippet(article.body, terms, pairs) if request.snippets else [],
             ))
         if request.facets:
-            facets = _facet_values(results, ctx.labels)
+            facets = _facet_values(ctx, docs)
     suggestion = None
     if not parsed.empty and (tier in (TIER_FUZZY, TIER_PARTIAL, TIER_NONE) or total < 3):
         full_matches = total if tier in (TIER_ADJACENT, TIER_SYLLABLES) else 0
-        suggestion = did_you_mean(ctx, planner, full_matches, filt)
+        suggestion = did_you_mean(ctx, planner, full_matches, allowed)
     return SearchResult(request=request, query=parsed.text, total=total, tier=tier, hits=hits, facets=facets,
                         suggestion=suggestion, notes=parsed.notes, partial=tier == TIER_PARTIAL)
 
 
+def _sorted_docs(ctx: Context, docs, sort: str, need: int) -> list[int]:
+    """The first ``need`` of ``docs`` by date or views, reading per-document values only for a few.
+
+    By date: walk the cached per-month document sets from the newest (or oldest) month, and read the
+    exact timestamps only of the documents in the months needed. By views: one column read per match.
+    """
+    reader = ctx.searcher.reader()
+    if sort == "views":
+        views = reader.column_reader("views")
+        published = reader.column_reader("published")
+        return heapq.nsmallest(need, docs, key=lambda d: (-(views[d] or 0), -_ts(published[d]), d))
+    months = ctx.docsets.field_values("month")
+    newest = sort == "newest"
+    candidates: list[int] = []
+    for month in sorted(months, reverse=newest):
+        candidates.extend(docs & months[month] if len(docs) > len(months[month]) else months[month] & docs)
+        if len(candidates) >= need:
+            break
+    if len(candidates) < need:  # documents without a month value (none are written that way)
+        candidates = list(docs)
+    published = reader.column_reader("published")
+    key = (lambda d: (-_ts(published[d]), d)) if newest else (lambda d: (_ts(published[d]), d))
+    return heapq.nsmallest(need, candidates, key=key)
+
+
+def _ts(value) -> float:
+    return value.timestamp() if hasattr(value, "timestamp") else float(value or 0)
+
+
+def _article(searcher: Searcher, docnum: int) -> Article:
+    return Article.from_dict(json.loads(searcher.stored_fields(docnum)["doc"]))
+
+
+def _rank(ctx: Context, planner: Planner, tier: str, q: Q.Query, filt: Q.Query | None, docs, sort: str,
+          need: int, recency: bool) -> list[tuple[float, int]]:
+    """(score, docnum) of the first ``need`` matches in order (score 0 for non-relevance sorts)."""
+    searcher = ctx.searcher
+    if sort != "relevance":
+        return [(0.0, d) for d in _sorted_docs(ctx, docs, sort, need)]
+    limit = need + 50
+    if recency:
+        limit = max(limit, min(MAX_RESULT_DEPTH, need * 5))
+    candidates = docs
+    if len(docs) > BIG_MATCH_SET:
+        title_q = title_only(q)
+        if title_q is not None:
+            in_titles = ctx.docsets.evaluate(title_q) & docs
+            if len(in_titles) >= min(limit, len(docs)):
+                candidates = in_titles
+    boosters = planner.boosters(tier)
+    terms = scoring_terms(q) + scoring_terms(boosters)
+    scores, matched = bm25_scores(searcher, terms, candidates)
+    if tier == TIER_PARTIAL:
+        # Most syllables first: coordination factor on the share of query texts matched.
+        wanted = max(1, len({t for f, t, b in scoring_terms(q)}))
+        scores = {d: sc * (matched.get(d, 0) / wanted) ** 2 for d, sc in scores.items()}
+    published = searcher.reader().column_reader("published")
+    top = heapq.nsmallest(limit, candidates, key=lambda d: (-round(scores.get(d, 0.0), 6), -_ts(published[d]), d))
+    if recency:
+        now = datetime.now(timezone.utc)
+        boosted = [(scores.get(d, 0.0) * recency_factor(published[d].replace(tzinfo=timezone.utc), now), d)
+                   for d in top]
+        boosted.sort(key=lambda sd: (-round(sd[0], 6), -_ts(published[sd[1]]), sd[1]))
+        ranked_docs = boosted
+    else:
+        ranked_docs = [(scores.get(d, 0.0), d) for d in top]
+    return ranked_docs[:need]
 def recency_factor(published: datetime, now: datetime | None = None) -> float:
     """Halves the score every RECENCY_HALF_LIFE_DAYS of age (never below 0.1)."""
     now = now or datetime.now(timezone.utc)
@@ -402,20 +458,19 @@ def recency_factor(published: datetime, now: datetime | None = None) -> float:
     return max(0.1, math.pow(0.5, age_days / RECENCY_HALF_LIFE_DAYS))
 
 
-def _facet_values(results, labels: dict[str, str]) -> dict[str, list[FacetValue]]:
+def _facet_values(ctx: Context, docs) -> dict[str, list[FacetValue]]:
+    """Counts over the whole match set, from cached per-value posting sets (index.docsets)."""
     out: dict[str, list[FacetValue]] = {}
-    groups = results.groups("category")
-    out["category"] = sorted(
-        (FacetValue(labels.get(slug, slug), slug, n) for slug, n in groups.items() if slug),
-        key=lambda f: (-f.count, f.slug),
-    )
+    counts = ctx.docsets.counts("category_slug", docs)
+    out["category"] = sorted((FacetValue(ctx.labels.get(slug, slug), slug, n) for slug, n in counts.items()),
+                             key=lambda f: (-f.count, f.slug))
     for name in ("year", "month"):
-        groups = results.groups(name)
-        out[name] = sorted((FacetValue(k, k, n) for k, n in groups.items() if k), key=lambda f: f.value)
+        counts = ctx.docsets.counts(name, docs)
+        out[name] = sorted((FacetValue(k, k, n) for k, n in counts.items()), key=lambda f: f.value)
     return out
 
 
-def did_you_mean(ctx: Context, planner: Planner, total: int, filt: Q.Query | None) -> str | None:
+def did_you_mean(ctx: Context, planner: Planner, total: int, allowed) -> str | None:
     """A one-edit correction of the query's syllables that matches many more articles, spelt with
     the diacritics found in the best matching article ("hoi ngih" -> "hội nghị")."""
     syllables = planner.parsed.syllables()
@@ -442,10 +497,12 @@ def did_you_mean(ctx: Context, planner: Planner, total: int, filt: Q.Query | Non
         return None
     alt = Alternative(tuple(corrected), tuple(corrected), tuple(False for _ in corrected))
     q = planner.strict(alt) if planner.strict_possible(alt) else planner.loose(alt)
-    results = ctx.searcher.search(q, filter=filt, limit=1)
-    if len(results) <= max(2, total * 3):
+    docs = ctx.docsets.evaluate(q)
+    if allowed is not None:
+        docs = docs & allowed
+    if len(docs) <= max(2, total * 3):
         return None
-    return _restore_marks(corrected, json.loads(results[0]["doc"]))
+    return _restore_marks(corrected, json.loads(ctx.searcher.stored_fields(min(docs))["doc"]))
 
 
 def _restore_marks(folded: list[str], doc: dict) -> str:
@@ -465,10 +522,4 @@ def _restore_marks(folded: list[str], doc: dict) -> str:
     return " ".join(folded)
 
 
-def category_facets(searcher: Searcher, labels: dict[str, str]) -> list[FacetValue]:
-    results = searcher.search(Q.Every(), limit=1, groupedby={"category": sorting.FieldFacet("category_slug", maptype=sorting.Count)})
-    groups = results.groups("category")
-    return sorted((FacetValue(labels.get(s, s), s, n) for s, n in groups.items() if s), key=lambda f: (-f.count, f.slug))
-
-
-__all__ = ["search", "Context", "category_facets", "one_edit", "fold"]
+__all__ = ["search", "Context", "one_edit", "fold"]

@@ -8,12 +8,14 @@ into the NFC text the reader sees. Spans carry plain text; callers escape it.
 
 from __future__ import annotations
 
+import bisect
+
 from index.analysis import Token, analyze, nfc
 from index.api import Span
 
 SNIPPET_CHARS = 260
 WINDOW_TOKENS = 40
-MAX_ANALYSED_CHARS = 30_000  # very long bodies: look for the best passage in the first 30k characters
+MAX_ANALYSED_CHARS = 8_000  # long bodies: look for the best passage in the first 8k characters
 
 
 def _spans(text: str, tokens: list[Token], hit: list[bool], start: int, end: int) -> list[Span]:
@@ -74,16 +76,14 @@ def snippet(paragraphs: list[str], terms: set[str], pairs: set[str], max_chars: 
         return [Span(text[:max_chars])]
     hit = _hits(tokens, terms, pairs)
     best_start, best_score = 0, -1.0
-    n = len(tokens)
-    for start in range(n):
-        if not hit[start] and start != 0:
-            continue
-        end = min(n, start + WINDOW_TOKENS)
-        distinct = {tokens[i].folded for i in range(start, end) if hit[i]}
+    hits_at = [i for i, h in enumerate(hit) if h]
+    for a, start in enumerate(hits_at):
+        b = bisect.bisect_left(hits_at, start + WINDOW_TOKENS, a)
+        window = hits_at[a:b]
+        distinct = {tokens[i].folded for i in window}
         adjacent = sum(
-            1 for i in range(start, end - 1)
-            if hit[i] and hit[i + 1] and tokens[i + 1].pos == tokens[i].pos + 1
-            and f"{tokens[i].folded} {tokens[i + 1].folded}" in pairs
+            1 for i, j in zip(window, window[1:])
+            if j == i + 1 and tokens[j].pos == tokens[i].pos + 1 and f"{tokens[i].folded} {tokens[j].folded}" in pairs
         )
         score = len(distinct) * 2 + adjacent * 1.5 - start * 1e-6
         if score > best_score:

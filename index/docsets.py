@@ -1,0 +1,145 @@
+"""Sets of matching document numbers, computed straight from posting lists.
+
+Why: totals and facets need the *whole* match set, and Whoosh's way to get it (a collector with
+``groupedby``, or ``Results.docs()``) walks every match through Python matcher objects and column
+readers: measured on the full corpus, 0.8 s for a 4,000-match query and 7 s for a 58,000-match one.
+Reading each term's posting list once into a Python set (29 ms for the 58,000 postings of "cho") and
+combining sets with C-level set operations gives the same answer in milliseconds, and facet counts
+are then intersections with cached per-category, per-year and per-month sets.
+
+Only the query shapes ``index.search`` builds are handled natively (Term, Or, And, AndNot,
+AndMaybe, Every); anything else (date ranges) falls back to Whoosh and is cached.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from whoosh import query as Q
+from whoosh.searching import Searcher
+
+TERM_CACHE_SIZE = 512
+
+
+class DocSets:
+    """Per-searcher (so per thread and generation) cache of posting sets."""
+
+    def __init__(self, searcher: Searcher, shared: dict | None = None) -> None:
+        """``shared``: a dict shared by every thread on the same generation, where the per-value
+        sets of facet fields are kept (building them reads ~200,000 postings: do it once)."""
+        self.searcher = searcher
+        reader = searcher.reader()
+        self._leaves = []
+        for leaf, offset in reader.leaf_readers():
+            deleted = frozenset(leaf.deleted_docs_set) if leaf.has_deletions() else frozenset()
+            self._leaves.append((leaf, offset, deleted))
+        self._terms: OrderedDict[tuple[str, str], frozenset[int]] = OrderedDict()
+        self._other: OrderedDict[str, frozenset[int]] = OrderedDict()
+        self._all: frozenset[int] | None = None
+        self._fields: dict[str, dict[str, frozenset[int]]] = shared if shared is not None else {}
+
+    def term(self, field: str, text: str) -> frozenset[int]:
+        key = (field, text)
+        found = self._terms.get(key)
+        if found is not None:
+            self._terms.move_to_end(key)
+            return found
+        ids: set[int] = set()
+        for leaf, offset, deleted in self._leaves:
+            if (field, text) not in leaf:
+                continue
+            postings = leaf.postings(field, text).all_ids()
+            if offset:
+                ids.update(i + offset for i in postings if i not in deleted)
+            elif deleted:
+                ids.update(i for i in postings if i not in deleted)
+            else:
+                ids.update(postings)
+        result = frozenset(ids)
+        self._terms[key] = result
+        if len(self._terms) > TERM_CACHE_SIZE:
+            self._terms.popitem(last=False)
+        return result
+
+    def all(self) -> frozenset[int]:
+        if self._all is None:
+            self._all = frozenset(self.searcher.reader().all_doc_ids())
+        return self._all
+
+    def field_values(self, field: str) -> dict[str, frozenset[int]]:
+        """Every value of a one-term-per-document field (category, year, month) with its documents."""
+        values = self._fields.get(field)
+        if values is None:
+            values = {}
+            for text in self.searcher.reader().field_terms(field):
+                docs = self.term(field, text)
+                if docs:
+                    values[text] = docs
+            self._fields[field] = values
+        return values
+
+    def counts(self, field: str, docs: frozenset[int] | set[int]) -> dict[str, int]:
+        out = {}
+        for value, ids in self.field_values(field).items():
+            n = len(docs & ids) if len(docs) < len(ids) else len(ids & docs)
+            if n:
+                out[value] = n
+        return out
+
+    def evaluate(self, q: Q.Query) -> frozenset[int] | set[int]:
+        if isinstance(q, Q.Term):
+            return self.term(q.fieldname, q.text)
+        if isinstance(q, Q.Every):
+            return self.all()
+        if isinstance(q, Q.AndMaybe):
+            return self.evaluate(q.a)
+        if isinstance(q, Q.AndNot):
+            return self.evaluate(q.a) - self.evaluate(q.b)
+        if isinstance(q, Q.And):
+            parts = sorted((self.evaluate(sub) for sub in q.subqueries), key=len)
+            if not parts:
+                return frozenset()
+            result = set(parts[0])
+            for part in parts[1:]:
+                if not result:
+                    break
+                result &= part
+            return result
+        if isinstance(q, Q.Or):
+            result: set[int] = set()
+            for sub in q.subqueries:
+                result |= self.evaluate(sub)
+            return result
+        key = repr(q)
+        found = self._other.get(key)
+        if found is None:
+            found = frozenset(self.searcher.docs_for_query(q))
+            self._other[key] = found
+            if len(self._other) > 64:
+                self._other.popitem(last=False)
+        return found
+
+
+def title_only(q: Q.Query) -> Q.Query | None:
+    """The same query matched on titles alone (``body_*`` terms dropped), or None if impossible.
+
+    Used to rank huge match sets: an article whose title alone matches the query comes first
+    anyway (titles weigh 3x), and scoring only those is cheap.
+    """
+    if isinstance(q, Q.Term):
+        return None if q.fieldname.startswith("body_") else q
+    if isinstance(q, Q.AndMaybe):
+        a = title_only(q.a)
+        return None if a is None else Q.AndMaybe(a, q.b)
+    if isinstance(q, Q.AndNot):
+        a = title_only(q.a)
+        return None if a is None else Q.AndNot(a, q.b)
+    if isinstance(q, Q.And):
+        parts = [title_only(sub) for sub in q.subqueries]
+        return None if any(p is None for p in parts) else Q.And(parts)
+    if isinstance(q, Q.Or):
+        parts = [p for p in (title_only(sub) for sub in q.subqueries) if p is not None]
+        if not parts:
+            return None
+        return Q.Or(parts, scale=getattr(q, "scale", None)) if getattr(q, "scale", None) else Q.Or(parts)
+    return None
