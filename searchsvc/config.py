@@ -149,10 +149,18 @@ class Config:
 
 
 def _as_int(name: str, value: Any) -> int:
+    """An integer; a whole float ("10.0", or 10.0 from an argparse ``type=float``) is accepted."""
     try:
         return int(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{ENV_NAMES[name]} must be an integer, not {value!r}") from None
+        pass
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if number.is_integer():
+        return int(number)
+    raise ConfigError(f"{ENV_NAMES[name]} must be an integer, not {value!r}")
 
 
 def _as_bool(name: str, value: Any) -> bool:

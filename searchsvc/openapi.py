@@ -17,13 +17,13 @@ from .params import MAX_Q_CHARS, MAX_SUGGEST_LIMIT
 
 _ERROR_CODES = [
     "bad_request",
-    "invalid_sort",
-    "invalid_date",
-    "invalid_date_range",
-    "invalid_page",
-    "invalid_per_page",
-    "invalid_limit",
-    "invalid_parameter",
+    "bad_sort",
+    "bad_date",
+    "bad_date_range",
+    "bad_page",
+    "bad_per_page",
+    "bad_limit",
+    "bad_parameter",
     "page_too_deep",
     "query_too_long",
     "not_found",
@@ -76,7 +76,7 @@ _FACET = {
     "type": "object",
     "required": ["value", "slug", "count"],
     "properties": {
-        "value": {"type": "string", "description": "Category label, a year (\"2014\") or a month (\"2014-06\")."},
+        "value": {"type": "string", "description": 'Category label, a year ("2014") or a month ("2014-06").'},
         "slug": {"type": "string", "description": "Category slug; same as value for dates."},
         "count": {"type": "integer", "minimum": 0},
     },
@@ -189,8 +189,18 @@ _SEARCH_PARAMETERS = [
         "style": "form",
         "explode": True,
     },
-    {"name": "from", "in": "query", "description": "First day, inclusive.", "schema": {"type": "string", "format": "date"}},
-    {"name": "to", "in": "query", "description": "Last day, inclusive.", "schema": {"type": "string", "format": "date"}},
+    {
+        "name": "from",
+        "in": "query",
+        "description": "First day, inclusive.",
+        "schema": {"type": "string", "format": "date"},
+    },
+    {
+        "name": "to",
+        "in": "query",
+        "description": "Last day, inclusive.",
+        "schema": {"type": "string", "format": "date"},
+    },
     {"name": "sort", "in": "query", "schema": {"type": "string", "enum": list(SORTS), "default": "relevance"}},
     {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1}},
     {
@@ -208,7 +218,7 @@ _BASE: dict[str, Any] = {
         "version": "1.0.0",
         "summary": "Search and browse a Vietnamese news archive.",
         "description": "JSON API, HTML pages and operations endpoints of the archive search service. "
-        "Every error is JSON {\"error\": {\"code\", \"message\"}} under /api. GET responses carry a weak ETag "
+        'Every error is JSON {"error": {"code", "message"}} under /api. GET responses carry a weak ETag '
         "derived from the index generation; send it back in If-None-Match for a 304.",
         "license": {"name": "MIT", "identifier": "MIT"},
     },
@@ -216,6 +226,7 @@ _BASE: dict[str, Any] = {
         {"name": "api", "description": "JSON API (CORS-enabled)."},
         {"name": "pages", "description": "Server-rendered HTML pages in Vietnamese."},
         {"name": "operations", "description": "Health, readiness and metrics."},
+        {"name": "feeds", "description": "Syndication feeds, OPML and embeddable headline lists."},
     ],
     "paths": {
         "/api/search": {
@@ -359,64 +370,168 @@ _BASE: dict[str, Any] = {
             }
         },
     },
-    "components": {
-        "schemas": {
-            "FacetValue": _FACET,
-            "Hit": _HIT,
-            "SearchResponse": _SEARCH_RESPONSE,
-            "SuggestResponse": {
-                "type": "object",
-                "required": ["query", "suggestions"],
-                "properties": {"query": _STRING, "suggestions": {"type": "array", "items": _STRING}},
+}
+
+_FEED_SELECTION_PARAMETERS = [
+    {"name": "q", "in": "query", "description": "Search feeds only (name 'search').", "schema": _STRING},
+    {"name": "category", "in": "query", "schema": {"type": "array", "items": _STRING}, "style": "form",
+     "explode": True},
+    {"name": "source", "in": "query", "schema": {"type": "array", "items": _STRING}, "style": "form",
+     "explode": True},
+    {"name": "from", "in": "query", "schema": {"type": "string", "format": "date"}},
+    {"name": "to", "in": "query", "schema": {"type": "string", "format": "date"}},
+]  # fmt: skip
+_FEED_NAME = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "description": "'all', 'search' (with the search parameters) or a category slug.",
+    "schema": _STRING,
+}
+
+
+def _document(description: str, media_types: list[str]) -> dict[str, Any]:
+    return {"description": description, "content": {m: {"schema": _STRING} for m in media_types}}
+
+
+# Written from the feeds' and embeds' own module documentation (searchsvc/routes_feeds.py,
+# searchsvc/routes_embeds.py): those modules own the behaviour, this document only describes it.
+_FEED_PATHS: dict[str, Any] = {
+    "/feeds": {
+        "get": {
+            "tags": ["feeds"],
+            "operationId": "feedsPage",
+            "summary": "Every feed URL, how to subscribe, and the embed snippets (HTML).",
+            "responses": {"200": _html("Feeds page."), "304": _response_ref("NotModified"),
+                          "503": _html("No index yet.")},
+        }
+    },
+    "/feeds.opml": {
+        "get": {
+            "tags": ["feeds"],
+            "operationId": "feedsOpml",
+            "summary": "Every category feed (RSS and Atom) as OPML 2.0.",
+            "responses": {"200": _document("OPML 2.0.", ["text/x-opml"]), "304": _response_ref("NotModified"),
+                          "503": _response_ref("NotReady")},
+        }
+    },
+    "/feeds/feed.xsl": {
+        "get": {
+            "tags": ["feeds"],
+            "operationId": "feedsStylesheet",
+            "summary": "The XSL stylesheet that makes RSS/Atom readable in a browser.",
+            "responses": {"200": _document("XSLT.", ["text/xsl"]), "304": _response_ref("NotModified")},
+        }
+    },
+    "/feeds/{name}.{fmt}": {
+        "get": {
+            "tags": ["feeds"],
+            "operationId": "feed",
+            "summary": "RSS 2.0, Atom 1.0 or JSON Feed 1.1 of the archive, a category or a search.",
+            "parameters": [
+                _FEED_NAME,
+                {"name": "fmt", "in": "path", "required": True,
+                 "schema": {"type": "string", "enum": ["rss", "atom", "json"]}},
+                {"name": "limit", "in": "query",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
+                {"name": "page", "in": "query", "description": "Atom and JSON only (page × limit ≤ 10000).",
+                 "schema": {"type": "integer", "minimum": 1, "default": 1}},
+                *_FEED_SELECTION_PARAMETERS,
+            ],
+            "responses": {
+                "200": _document("The feed.", ["application/rss+xml", "application/atom+xml",
+                                               "application/feed+json"]),
+                "304": _response_ref("NotModified"),
+                "400": _response_ref("BadRequest"),
+                "404": _response_ref("NotFound"),
+                "503": _response_ref("NotReady"),
             },
-            "Article": _ARTICLE,
-            "Categories": {
-                "type": "object",
-                "required": ["categories"],
-                "properties": {
-                    "categories": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["label", "slug", "count"],
-                            "properties": {
-                                "label": _STRING,
-                                "slug": _STRING,
-                                "count": {"type": "integer", "minimum": 0},
-                                "url": {"type": "string", "format": "uri"},
-                            },
+        }
+    },
+    "/embed.js": {
+        "get": {
+            "tags": ["feeds"],
+            "operationId": "embedScript",
+            "summary": "Script widget rendering a headline list from a JSON feed.",
+            "responses": {"200": _document("JavaScript.", ["text/javascript"]), "304": _response_ref("NotModified")},
+        }
+    },
+    "/embed/{name}": {
+        "get": {
+            "tags": ["feeds"],
+            "operationId": "embed",
+            "summary": "Framable headline list (HTML) of the archive, a category or a search.",
+            "parameters": [
+                _FEED_NAME,
+                {"name": "limit", "in": "query",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 50, "default": 10}},
+                {"name": "theme", "in": "query", "schema": {"type": "string", "enum": ["light", "dark"]}},
+                *_FEED_SELECTION_PARAMETERS,
+            ],
+            "responses": {"200": _html("Headline list."), "304": _response_ref("NotModified"),
+                          "400": _html("Bad parameter."), "404": _html("Unknown category."),
+                          "503": _html("No index yet.")},
+        }
+    },
+}  # fmt: skip
+_BASE["paths"].update(_FEED_PATHS)
+_BASE["components"] = {
+    "schemas": {
+        "FacetValue": _FACET,
+        "Hit": _HIT,
+        "SearchResponse": _SEARCH_RESPONSE,
+        "SuggestResponse": {
+            "type": "object",
+            "required": ["query", "suggestions"],
+            "properties": {"query": _STRING, "suggestions": {"type": "array", "items": _STRING}},
+        },
+        "Article": _ARTICLE,
+        "Categories": {
+            "type": "object",
+            "required": ["categories"],
+            "properties": {
+                "categories": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["label", "slug", "count"],
+                        "properties": {
+                            "label": _STRING,
+                            "slug": _STRING,
+                            "count": {"type": "integer", "minimum": 0},
+                            "url": {"type": "string", "format": "uri"},
                         },
-                    }
-                },
+                    },
+                }
             },
-            "Ready": {
-                "type": "object",
-                "required": ["status"],
-                "properties": {
-                    "status": {"type": "string", "enum": ["ready", "not_ready"]},
-                    "articles": {"type": "integer"},
-                    "generation": _STRING,
-                    "error": _ref("ErrorBody"),
-                },
+        },
+        "Ready": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {
+                "status": {"type": "string", "enum": ["ready", "not_ready"]},
+                "articles": {"type": "integer"},
+                "generation": _STRING,
+                "error": _ref("ErrorBody"),
             },
-            "ErrorBody": _ERROR["properties"]["error"],
-            "Error": _ERROR,
         },
-        "responses": {
-            "BadRequest": _json(_ref("Error"), "A parameter is invalid; error.code says which rule."),
-            "NotFound": _json(_ref("Error"), "No such article."),
-            "NotModified": {"description": "The If-None-Match ETag is still current; no body."},
-            "RateLimited": _json(
-                _ref("Error"),
-                "Too many requests from this client.",
-                {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
-            ),
-            "NotReady": _json(
-                _ref("Error"),
-                "No index can be opened yet (code not_ready).",
-                {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
-            ),
-        },
+        "ErrorBody": _ERROR["properties"]["error"],
+        "Error": _ERROR,
+    },
+    "responses": {
+        "BadRequest": _json(_ref("Error"), "A parameter is invalid; error.code says which rule."),
+        "NotFound": _json(_ref("Error"), "No such article."),
+        "NotModified": {"description": "The If-None-Match ETag is still current; no body."},
+        "RateLimited": _json(
+            _ref("Error"),
+            "Too many requests from this client.",
+            {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
+        ),
+        "NotReady": _json(
+            _ref("Error"),
+            "No index can be opened yet (code not_ready).",
+            {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
+        ),
     },
 }
 

@@ -61,11 +61,11 @@ def parse_date(params: QueryParams, name: str) -> date | None:
     if raw == "":
         return None
     if not _DATE.fullmatch(raw):
-        raise bad("invalid_date", f"'{name}' must be a date as YYYY-MM-DD")
+        raise bad("bad_date", f"'{name}' must be a date as YYYY-MM-DD")
     try:
         return date.fromisoformat(raw)
     except ValueError:
-        raise bad("invalid_date", f"'{name}' is not a real calendar date") from None
+        raise bad("bad_date", f"'{name}' is not a real calendar date") from None
 
 
 def parse_list(params: QueryParams, name: str) -> list[str]:
@@ -76,11 +76,11 @@ def parse_list(params: QueryParams, name: str) -> list[str]:
         if not value:
             continue
         if len(value) > MAX_FILTER_CHARS:
-            raise bad("invalid_parameter", f"'{name}' values are at most {MAX_FILTER_CHARS} characters")
+            raise bad("bad_parameter", f"'{name}' values are at most {MAX_FILTER_CHARS} characters")
         if value not in values:
             values.append(value)
     if len(values) > MAX_FILTER_VALUES:
-        raise bad("invalid_parameter", f"at most {MAX_FILTER_VALUES} '{name}' values")
+        raise bad("bad_parameter", f"at most {MAX_FILTER_VALUES} '{name}' values")
     return values
 
 
@@ -121,15 +121,15 @@ def parse_search(params: QueryParams, default_per_page: int = 10) -> SearchParam
     q = parse_q(params)
     sort = params.get("sort", "").strip() or "relevance"
     if sort not in SORTS:
-        raise bad("invalid_sort", f"'sort' must be one of: {', '.join(SORTS)}")
+        raise bad("bad_sort", f"'sort' must be one of: {', '.join(SORTS)}")
     date_from = parse_date(params, "from")
     date_to = parse_date(params, "to")
     if date_from and date_to and date_from > date_to:
-        raise bad("invalid_date_range", "'from' must not be after 'to'")
+        raise bad("bad_date_range", "'from' must not be after 'to'")
     # A page beyond MAX_RESULT_DEPTH can never be valid, whatever per_page is; the exact
     # page * per_page limit is the engine's to enforce (it raises SearchError).
-    page = parse_int(params, "page", 1, "invalid_page", 1, 1_000_000_000)
-    per_page = parse_int(params, "per_page", default_per_page, "invalid_per_page", 1, MAX_PER_PAGE)
+    page = parse_int(params, "page", 1, "bad_page", 1, 1_000_000_000)
+    per_page = parse_int(params, "per_page", default_per_page, "bad_per_page", 1, MAX_PER_PAGE)
     if page * per_page > MAX_RESULT_DEPTH:
         raise bad("page_too_deep", f"only the first {MAX_RESULT_DEPTH} results can be paged through")
     return SearchParams(

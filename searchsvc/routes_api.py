@@ -30,7 +30,7 @@ async def api_search(request: Request) -> Response:
 
 async def api_suggest(request: Request) -> Response:
     q = parse_q(request.query_params)
-    limit = parse_int(request.query_params, "limit", 10, "invalid_limit", 1, MAX_SUGGEST_LIMIT)
+    limit = parse_int(request.query_params, "limit", 10, "bad_limit", 1, MAX_SUGGEST_LIMIT)
     suggestions: list[str] = await call_engine(request, "suggest", q, limit) if q else []
     return JSONResponse({"query": q, "suggestions": list(suggestions)[:limit]})
 

@@ -31,7 +31,7 @@ async def readyz(request: Request) -> Response:
     svc = services(request)
     try:
         generation, documents = await run_in_threadpool(_index_state, request)
-    except EngineNotReady as exc:
+    except (EngineNotReady, FileNotFoundError) as exc:  # none yet, or removed under an open engine
         svc.metrics.set_index(None, None)
         return JSONResponse(
             {"status": "not_ready", "error": {"code": "not_ready", "message": str(exc)}},

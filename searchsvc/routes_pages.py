@@ -29,6 +29,7 @@ from .presenters import (
     query_string,
     safe_external_url,
 )
+from .routes_feeds import search_feed_links
 from .services import call_engine, services
 from .timeline import build_timeline
 
@@ -122,7 +123,11 @@ def category_facets(params: SearchParams, values: list[FacetValue]) -> list[dict
     return out
 
 
-def search_context(params: SearchParams, result: SearchResult) -> dict[str, Any]:
+def search_context(
+    params: SearchParams, result: SearchResult, labels: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Everything search.html shows; ``labels`` (slug -> label) names chosen categories that the
+    facets do not list (a filter with no match still reads "Thể thao", not "the-thao")."""
     timeline = build_timeline(result.facets)
     bars = []
     if timeline is not None:
@@ -136,7 +141,8 @@ def search_context(params: SearchParams, result: SearchResult) -> dict[str, Any]
             )
     active_filters = []
     for c in params.categories:
-        label = next((v.value for v in result.facets.get("category", []) if c in (v.slug, v.value)), c)
+        label = next((v.value for v in result.facets.get("category", []) if c in (v.slug, v.value)), None)
+        label = label or (labels or {}).get(c, c)
         others = [x for x in params.categories if x != c]
         active_filters.append({"label": f"Chuyên mục: {label}", "url": search_url(params, categories=others)})
     for s in params.sources:
@@ -163,6 +169,7 @@ def search_context(params: SearchParams, result: SearchResult) -> dict[str, Any]
             {"label": SORT_LABELS[s], "url": search_url(params, sort=s), "current": s == params.sort} for s in SORTS
         ],
         "active_filters": active_filters,
+        "feeds": search_feed_links(params),
         "clear_filters_url": search_url(params, categories=[], sources=[], date_from=None, date_to=None),
         "pages": pagination(params.page, params.per_page, result.total, lambda n: search_url(params, page=n)),
     }
@@ -198,7 +205,11 @@ async def search(request: Request) -> Response:
 async def render_search(request: Request, params: SearchParams) -> Response:
     result: SearchResult = await call_engine(request, "search", params.to_request())
     services(request).metrics.tiers.labels(result.tier).inc()
-    return render(request, "search.html", search_context(params, result))
+    faceted = {v for f in result.facets.get("category", []) for v in (f.slug, f.value)}
+    labels = None
+    if any(c not in faceted for c in params.categories):
+        labels = {c.slug: c.value for c in await call_engine(request, "categories")}
+    return render(request, "search.html", search_context(params, result, labels))
 
 
 def article_view(article: Article) -> dict[str, Any]:
@@ -250,7 +261,7 @@ def category_feeds(slug: str, label: str) -> list[dict[str, str]]:
 async def category_page(request: Request) -> Response:
     slug = request.path_params["slug"]
     max_page = MAX_RESULT_DEPTH // CATEGORY_PAGE_SIZE
-    page = parse_int(request.query_params, "page", 1, "invalid_page", 1, max_page)
+    page = parse_int(request.query_params, "page", 1, "bad_page", 1, max_page)
     categories: list[FacetValue] = await call_engine(request, "categories")
     category = next((c for c in categories if c.slug == slug), None)
     if category is None:

@@ -62,6 +62,8 @@ def _refusals_as_400(fn: Callable[..., T], *args: Any) -> T:
         return fn(*args)
     except SearchError as exc:
         raise ApiError(400, exc.code, str(exc)) from None
+    except FileNotFoundError as exc:  # the index directory vanished under an open engine
+        raise ApiError(503, "not_ready", f"the search index is unavailable: {exc}", {"Retry-After": "5"}) from None
 
 
 async def call_engine(request: Request, method: str, *args: Any) -> Any:

@@ -1,0 +1,292 @@
+#!/usr/bin/env python3
+"""Feed benchmark: ``searchsvc serve`` feeds under wrk, against bare Starlette ceilings.
+
+Scenarios (each ``--duration`` seconds, loopback only, same wrk settings):
+
+    feed_gzip       a cached category feed, Accept-Encoding: gzip (the usual feed reader)
+    feed_identity   the same feed without gzip
+    feed_304        revalidation of that feed with If-None-Match (answers 304)
+    search_feed     saved-search feeds, a different query on every request (so every one is a
+                    search, a render and a compression), at --search-connections (default 2:
+                    one request in flight per worker, the service's own latency)
+    search_busy     the same at --connections (16): more work offered than the CPUs can do, so
+                    the latency measured is mostly time spent queueing
+
+Ceilings, measured in the same run under the same uvicorn settings (``searchsvc.server.run_uvicorn``):
+
+    hello           scripts/bench_http.py's bare Starlette "hello" app: the most this machine serves
+    same bytes      a bare Starlette app returning the very bytes of the cached feed (plain, gzip)
+                    or an empty 304: what sending this much data costs with no work at all
+
+Targets (from the feeds issue): cached feed >= 25 % of hello, 304 >= 40 % of hello, search
+feed p95 <= 250 ms.
+
+    .venv/bin/python scripts/bench_feeds.py                          # var/bench-index, 20 s each
+    .venv/bin/python scripts/bench_feeds.py --index-dir /tmp/idx --duration 5
+
+The category is the largest one unless ``--category`` is given; the feed format is RSS unless
+``--format``. Reuses scripts/bench_http.py (wrk install, server start/stop, wrk runner, hello app).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlencode
+
+SCRIPTS_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(SCRIPTS_DIR))
+import bench_http as bh  # noqa: E402
+
+SCENARIOS = ("feed_gzip", "feed_identity", "feed_304", "search_feed", "search_busy")
+TARGET_CACHED = 0.25
+TARGET_304 = 0.40
+TARGET_SEARCH_P95_MS = 250.0
+
+# bench_http's request mix, with gzip switchable (BENCH_GZIP=0 sends no Accept-Encoding).
+LUA = bh.LUA.replace(
+    'local headers = { ["Accept-Encoding"] = "gzip" }',
+    'local headers = {}\n  if os.getenv("BENCH_GZIP") ~= "0" then headers["Accept-Encoding"] = "gzip" end',
+)
+assert LUA != bh.LUA, "bench_http.LUA changed: update the gzip switch"
+
+
+def blob_app():  # noqa: ANN201  (imported by uvicorn in the same-bytes ceiling: "bench_feeds:blob_app")
+    """Bare Starlette returning fixed bytes: /plain, /gzip (Content-Encoding: gzip) and /304."""
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    plain = Path(os.environ["BENCH_BLOB_PLAIN"]).read_bytes()
+    packed = Path(os.environ["BENCH_BLOB_GZIP"]).read_bytes()
+    media = os.environ.get("BENCH_BLOB_TYPE", "application/rss+xml; charset=utf-8")
+
+    async def send_plain(request):  # noqa: ANN001, ANN202
+        return Response(plain, headers={"Content-Type": media})
+
+    async def send_gzip(request):  # noqa: ANN001, ANN202
+        return Response(packed, headers={"Content-Type": media, "Content-Encoding": "gzip"})
+
+    async def not_modified(request):  # noqa: ANN001, ANN202
+        return Response(status_code=304, headers={"ETag": '"x"'})
+
+    return Starlette(routes=[Route("/plain", send_plain), Route("/gzip", send_gzip), Route("/304", not_modified)])
+
+
+@contextlib.contextmanager
+def start_blob(args: argparse.Namespace, tmp: Path, plain: bytes, packed: bytes, media: str) -> Iterator[bh.Server]:
+    (tmp / "blob.plain").write_bytes(plain)
+    (tmp / "blob.gz").write_bytes(packed)
+    port = bh.free_port()
+    url = f"http://127.0.0.1:{port}"
+    code = (
+        "from searchsvc.config import Config; from searchsvc.server import run_uvicorn; "
+        "run_uvicorn(Config(host='127.0.0.1', port=%d, workers=%d, log_level='warning'), "
+        "app='bench_feeds:blob_app', app_dir=%r)" % (port, args.workers, str(SCRIPTS_DIR))
+    )
+    env = {**os.environ, "BENCH_BLOB_PLAIN": str(tmp / "blob.plain"), "BENCH_BLOB_GZIP": str(tmp / "blob.gz"),
+           "BENCH_BLOB_TYPE": media}  # fmt: skip
+    log = open(tmp / "blob.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=bh.REPO_ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        bh.wait_http(url + "/plain", 60, proc)
+        yield bh.Server(proc, url)
+    finally:
+        bh.stop(proc)
+        log.close()
+
+
+def pick_category(base: str, wanted: str | None) -> tuple[str, int]:
+    import httpx
+
+    categories = httpx.get(base + "/api/categories", timeout=60).json()["categories"]
+    if not categories:
+        sys.exit("the index has no categories: is it empty?")
+    if wanted:
+        match = next((c for c in categories if c["slug"] == wanted), None)
+        if match is None:
+            sys.exit(f"no category {wanted!r}; have: {', '.join(c['slug'] for c in categories)}")
+        return match["slug"], match["count"]
+    biggest = max(categories, key=lambda c: c["count"])
+    return biggest["slug"], biggest["count"]
+
+
+def search_queries(base: str, n: int, rng: random.Random) -> list[str]:
+    """``n`` distinct 1-3 word queries cut from real titles (the index's, then the corpus file's)."""
+    import httpx
+
+    titles: list[str] = []
+    with httpx.Client(base_url=base, timeout=60) as http:
+        for seed in ["", *bh.SEED_WORDS]:
+            body = http.get("/api/search", params={"q": seed, "per_page": 100}).json()
+            titles += [hit["title"] for hit in body.get("hits", [])]
+    titles += bh.titles_from_corpus(max(n, 5000))
+    words_of = [w for w in (re.findall(r"\w+", t.lower()) for t in titles) if w]
+    if not words_of:
+        sys.exit("no titles to build queries from")
+    queries: dict[str, None] = {}
+    attempts = 0
+    while len(queries) < n and attempts < n * 50:
+        attempts += 1
+        words = rng.choice(words_of)
+        start = rng.randrange(len(words))
+        queries[" ".join(words[start : start + rng.randint(1, 3)])] = None
+    return list(queries)
+
+
+def run(wrk: str, url: str, paths: list[str], expect: int, args: argparse.Namespace, tmp: Path, name: str,
+        gzip: bool = True, warmup: bool = True, connections: int | None = None) -> bh.Result:  # fmt: skip
+    os.environ["BENCH_GZIP"] = "1" if gzip else "0"
+    settings = copy.copy(args)
+    if not warmup:
+        settings.warmup = 0
+    if connections is not None:
+        settings.connections = connections
+        settings.threads = min(args.threads, connections)
+    return bh.run_wrk(wrk, url, paths, expect, settings, tmp, name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--index-dir", type=Path, default=bh.DEFAULT_INDEX, help=f"default {bh.DEFAULT_INDEX}")
+    parser.add_argument("--duration", type=int, default=20, help="seconds of load per scenario (default 20)")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured load before each scenario")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--search-connections", type=int, default=2,
+                        help="connections for search_feed (default 2: one per worker)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers (default 2)")
+    parser.add_argument("--category", help="category slug for the cached feed (default: the largest)")
+    parser.add_argument("--format", choices=("rss", "atom", "json"), default="rss")
+    parser.add_argument("--limit", type=int, default=50, help="items per feed (default 50, the feeds' default)")
+    parser.add_argument("--queries", type=int, default=4000,
+                        help="distinct search-feed queries per search scenario (default 4000: more than a run sends)")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="subset of: " + ", ".join(SCENARIOS))
+    parser.add_argument("--no-access-log", action="store_true", help="run the service without its JSON access log")
+    parser.add_argument("--seed", type=int, default=20140627)
+    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = set(scenarios) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    if not args.index_dir.exists():
+        sys.exit(f"no index at {args.index_dir}: build it with scripts/bench_index.py, or pass --index-dir")
+    import httpx
+
+    wrk = bh.ensure_wrk()
+    rng = random.Random(args.seed)
+    results: dict[str, bh.Result] = {}
+    ceilings: dict[str, bh.Result] = {}
+    info: dict[str, object] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-feeds-") as tmp_name:
+        tmp = Path(tmp_name)
+        (tmp / "mix.lua").write_text(LUA, encoding="utf-8")
+        with bh.start_service(args, tmp) as server:
+            slug, count = pick_category(server.url, args.category)
+            qs = "" if args.limit == 50 else f"?limit={args.limit}"
+            feed = f"/feeds/{slug}.{args.format}{qs}"
+            plain = httpx.get(server.url + feed, headers={"Accept-Encoding": "identity"}, timeout=120)
+            packed = httpx.get(server.url + feed, headers={"Accept-Encoding": "gzip"}, timeout=120)
+            with httpx.stream("GET", server.url + feed, headers={"Accept-Encoding": "gzip"}, timeout=120) as r:
+                packed_raw = b"".join(r.iter_raw())
+            if plain.status_code != 200 or packed.headers.get("content-encoding") != "gzip":
+                sys.exit(f"{feed}: unexpected answer {plain.status_code} / {packed.headers}")
+            media = plain.headers["content-type"]
+            info = {"feed": feed, "category_articles": count, "plain_bytes": len(plain.content),
+                    "gzip_bytes": len(packed_raw)}  # fmt: skip
+            # disjoint query sets (warm-up, search_feed, search_busy): every measured request is a
+            # first render, never a cache hit left by an earlier scenario
+            queries = search_queries(server.url, 2 * args.queries + 200, rng)
+            info["search_queries"] = args.queries
+
+            def paths(chunk: list[str]) -> list[str]:
+                return [f"/feeds/search.{args.format}?{urlencode({'q': q})}" for q in chunk]
+
+            warm = paths(queries[:200])
+            search_sets = {"search_feed": paths(queries[200 : 200 + args.queries]),
+                           "search_busy": paths(queries[200 + args.queries :])}  # fmt: skip
+            for name in scenarios:
+                what = feed if name.startswith("feed") else f"{len(search_sets[name])} queries"
+                print(f"  {name} ({what}), {args.duration}s...", file=sys.stderr)
+                if name == "feed_gzip":
+                    results[name] = run(wrk, server.url, [feed], 200, args, tmp, name)
+                elif name == "feed_identity":
+                    results[name] = run(wrk, server.url, [feed], 200, args, tmp, name, gzip=False)
+                elif name == "feed_304":
+                    results[name] = run(wrk, server.url, [f"{feed}\t{packed.headers['etag']}"], 304, args, tmp, name)
+                else:
+                    connections = args.search_connections if name == "search_feed" else args.connections
+                    if args.warmup > 0 and warm:  # on other queries, so the measured ones are all new
+                        run(wrk, server.url, warm, 200, args, tmp, "search_warmup", warmup=False,
+                            connections=connections)
+                    results[name] = run(wrk, server.url, search_sets[name], 200, args, tmp, name,
+                                        warmup=False, connections=connections)
+                    info[f"{name}_requests"] = results[name].requests
+                    info[f"{name}_connections"] = connections
+        with bh.start_hello(args, tmp) as server:
+            print(f"  hello (ceiling): {args.duration}s...", file=sys.stderr)
+            ceilings["hello"] = run(wrk, server.url, ["/"], 200, args, tmp, "hello")
+        with start_blob(args, tmp, plain.content, packed_raw, media) as server:
+            print(f"  same bytes (ceilings): 3 x {args.duration}s...", file=sys.stderr)
+            ceilings["bytes_gzip"] = run(wrk, server.url, ["/gzip"], 200, args, tmp, "bytes_gzip")
+            ceilings["bytes_identity"] = run(wrk, server.url, ["/plain"], 200, args, tmp, "bytes_identity", gzip=False)
+            ceilings["bytes_304"] = run(wrk, server.url, ["/304"], 304, args, tmp, "bytes_304")
+
+    same = {"feed_gzip": "bytes_gzip", "feed_identity": "bytes_identity", "feed_304": "bytes_304"}
+    hello = ceilings["hello"].rps
+    print(f"\nwrk -t{args.threads} -c{args.connections} -d{args.duration}s, uvicorn workers={args.workers}, "
+          f"index {args.index_dir}, {os.cpu_count()} CPUs (wrk and the server share them)")  # fmt: skip
+    print(f"feed {info['feed']}: {info['plain_bytes']:,} bytes, {info['gzip_bytes']:,} gzipped")
+    for name in ("search_feed", "search_busy"):
+        if name in results:
+            print(f"{name}: {info[f'{name}_connections']} connections, {info[f'{name}_requests']} requests, "
+                  f"{info['search_queries']} distinct queries (every request a first render)")
+    print()
+    header = (f"{'scenario':<15} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7} "
+              f"{'of hello':>9} {'of same bytes':>14}")  # fmt: skip
+    print(header)
+    print("-" * len(header))
+    for name, r in [*results.items(), *ceilings.items()]:
+        ref = ceilings.get(same.get(name, ""))
+        share_bytes = f"{r.rps / ref.rps:>13.1%}" if ref and ref.rps else f"{'':>13}"
+        print(f"{name:<15} {r.rps:>9.1f} {r.p50_ms:>8.2f} {r.p95_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>7d} "
+              f"{r.rps / hello:>8.1%} {share_bytes}")  # fmt: skip
+
+    checks = []
+    for name in ("feed_gzip", "feed_identity"):
+        if name in results:
+            checks.append((f"{name} >= {TARGET_CACHED:.0%} of hello", results[name].rps / hello >= TARGET_CACHED))
+    if "feed_304" in results:
+        checks.append((f"feed_304 >= {TARGET_304:.0%} of hello", results["feed_304"].rps / hello >= TARGET_304))
+    for name in ("search_feed", "search_busy"):
+        if name in results:
+            checks.append((f"{name} p95 <= {TARGET_SEARCH_P95_MS:.0f} ms "
+                           f"({info[f'{name}_connections']} connections)",
+                           results[name].p95_ms <= TARGET_SEARCH_P95_MS))  # fmt: skip
+    print()
+    for label, ok in checks:
+        print(f"{'PASS' if ok else 'FAIL'}  {label}")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "settings": {k: str(v) for k, v in vars(args).items()}, "info": info,
+            "results": {k: vars(v) for k, v in results.items()}, "ceilings": {k: vars(v) for k, v in ceilings.items()},
+            "checks": {label: ok for label, ok in checks},
+        }, indent=2), encoding="utf-8")  # fmt: skip
+    return 1 if any(r.errors for r in results.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

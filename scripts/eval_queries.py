@@ -1,0 +1,247 @@
+"""Known-item query generator for the relevance evaluation (``eval_relevance.py``) and the latency
+benchmark (``bench_search.py``). Deterministic: the same corpus, limit and seed give the same queries.
+
+Articles come through the project's reader (so titles are the cleaned titles that are indexed). Only
+articles whose title is unique in the corpus are drawn — compared folded, lowercased and with
+whitespace collapsed, so two headlines differing only in case or marks count as the same — so the
+known item of a title query is well defined.
+
+Kinds (one query per drawn article):
+
+* ``title_unaccented``: the title with every mark removed (``index.analysis.fold``; case kept).
+* ``title_nfd_oldtone``: the title with the old-style tone placement in open "oa"/"oe"/"uy"
+  syllables (hòa -> hoà, thủy -> thuỷ, khỏe -> khoẻ: the tone moves from the first to the second
+  vowel), one random syllable of the title folded, and the whole query in NFD.
+* ``body_span``: 6 consecutive syllables (no punctuation between them, letters only) from the middle
+  of the body, marks removed. The span is not checked for uniqueness here; the evaluation counts how
+  many articles contain it (an FTS5 phrase query) and reports the unique-span subset separately.
+* ``title_typo``: the title as written, except one syllable of 4+ letters, folded, gets one edit
+  (insert, delete, substitute or transpose of a letter a-z).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+from index.analysis import analyze, fold, nfc
+
+KINDS = ("title_unaccented", "title_nfd_oldtone", "body_span", "title_typo")
+SPAN_SYLLABLES = 6
+TYPO_MIN_LETTERS = 4
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+_WORD_RE = re.compile(r"[^\W\d_]+")
+_TONES = {"\u0300", "\u0301", "\u0303", "\u0309", "\u0323"}
+_OLD_TONE_NUCLEI = {("o", "a"), ("o", "e"), ("u", "y")}
+
+
+@dataclass
+class KnownItem:
+    kind: str
+    query: str
+    article_id: str
+    title: str
+    note: str = ""  # what the generator did (which syllable was folded or edited...)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Doc:
+    """What the generator needs of an article."""
+
+    id: str
+    title: str
+    body: str
+
+
+def title_key(title: str) -> str:
+    return " ".join(fold(nfc(title)).lower().split())
+
+
+def unique_title_docs(docs: Iterable[Doc]) -> tuple[list[Doc], int]:
+    """Docs whose title key occurs once; also returns how many docs were dropped as repeats."""
+    docs = list(docs)
+    counts = Counter(title_key(d.title) for d in docs)
+    keep = [d for d in docs if counts[title_key(d.title)] == 1]
+    return keep, len(docs) - len(keep)
+
+
+# -- transformations -----------------------------------------------------------------------------
+
+
+def old_tone(word: str) -> str:
+    """hòa -> hoà, thủy -> thuỷ, khỏe -> khoẻ (case kept); other words unchanged. Returns NFC."""
+    letters: list[str] = []  # NFC letters with their shape marks
+    tone, tone_at = None, -1
+    for ch in unicodedata.normalize("NFD", word):
+        if ch in _TONES:
+            tone, tone_at = ch, len(letters) - 1
+        elif unicodedata.combining(ch):
+            if not letters:
+                return word
+            letters[-1] = unicodedata.normalize("NFC", letters[-1] + ch)
+        else:
+            letters.append(ch)
+    if tone is None or tone_at < 0 or tone_at != len(letters) - 2:
+        return word  # the tone must sit on the first vowel of a final two-vowel nucleus
+    if (letters[tone_at].lower(), letters[tone_at + 1].lower()) not in _OLD_TONE_NUCLEI:
+        return word
+    if tone_at >= 1 and letters[tone_at - 1].lower() == "q":  # "qu" + vowel: u is the onset
+        return word
+    if tone_at >= 1 and letters[tone_at - 1].lower() in "aăâeêioôơuưy":  # three vowels: not this case
+        return word
+    letters[tone_at + 1] = letters[tone_at + 1] + tone
+    return unicodedata.normalize("NFC", "".join(letters))
+
+
+def _replace_word(text: str, m: re.Match, new: str) -> str:
+    return text[: m.start()] + new + text[m.end():]
+
+
+def title_unaccented(doc: Doc, rng: random.Random) -> KnownItem:
+    return KnownItem("title_unaccented", fold(nfc(doc.title)), doc.id, doc.title)
+
+
+def title_nfd_oldtone(doc: Doc, rng: random.Random) -> KnownItem:
+    title = nfc(doc.title)
+    words = list(_WORD_RE.finditer(title))
+    moved = 0
+    out, last = [], 0
+    folded_at = rng.randrange(len(words)) if words else -1
+    folded_word = ""
+    for i, m in enumerate(words):
+        out.append(title[last : m.start()])
+        w = m.group()
+        if i == folded_at:
+            w = fold(w)
+            folded_word = w
+        else:
+            new = old_tone(w)
+            moved += new != w
+            w = new
+        out.append(w)
+        last = m.end()
+    out.append(title[last:])
+    query = unicodedata.normalize("NFD", "".join(out))
+    return KnownItem("title_nfd_oldtone", query, doc.id, doc.title,
+                     note=f"old tone moved in {moved} syllable(s); folded {folded_word!r}")
+
+
+def body_span(doc: Doc, rng: random.Random) -> KnownItem | None:
+    text = nfc(doc.body)
+    toks = [t for t in analyze(text) if t.end_pos == t.pos]
+    n = SPAN_SYLLABLES
+    if len(toks) < n:
+        return None
+
+    def ok(i: int) -> bool:
+        window = toks[i : i + n]
+        return all(window[k + 1].pos == window[k].pos + 1 for k in range(n - 1)) and all(
+            text[t.start : t.end].isalpha() for t in window)
+
+    middle = len(toks) // 2
+    jitter = max(1, len(toks) // 6)
+    start = min(len(toks) - n, max(0, middle - n // 2 + rng.randint(-jitter, jitter)))
+    for d in range(len(toks)):
+        for i in (start - d, start + d):
+            if 0 <= i <= len(toks) - n and ok(i):
+                span = " ".join(fold(text[t.start : t.end]) for t in toks[i : i + n])
+                return KnownItem("body_span", span, doc.id, doc.title, note=f"syllables {i}..{i + n - 1} of {len(toks)}")
+    return None
+
+
+def typo(word: str, rng: random.Random) -> tuple[str, str]:
+    """One random edit of the folded ``word`` (letters a-z); returns (new word, edit name)."""
+    base = fold(word)
+    low = base.lower()
+    while True:
+        op = rng.choice(("insert", "delete", "substitute", "transpose"))
+        i = rng.randrange(len(base))
+        if op == "insert":
+            new = base[:i] + rng.choice(_LETTERS) + base[i:]
+        elif op == "delete":
+            new = base[:i] + base[i + 1 :]
+        elif op == "substitute":
+            new = base[:i] + rng.choice(_LETTERS.replace(low[i], "")) + base[i + 1 :]
+        else:
+            if i == len(base) - 1 or low[i] == low[i + 1]:
+                continue
+            new = base[:i] + base[i + 1] + base[i] + base[i + 2 :]
+        if new.lower() != low:
+            return new, op
+
+
+def title_typo(doc: Doc, rng: random.Random) -> KnownItem | None:
+    title = nfc(doc.title)
+    words = [m for m in _WORD_RE.finditer(title)
+             if len(fold(m.group())) >= TYPO_MIN_LETTERS and fold(m.group()).isascii()]
+    if not words:
+        return None
+    m = rng.choice(words)
+    new, op = typo(m.group(), rng)
+    return KnownItem("title_typo", _replace_word(title, m, new), doc.id, doc.title,
+                     note=f"{op}: {m.group()!r} -> {new!r}")
+
+
+GENERATORS = {
+    "title_unaccented": title_unaccented,
+    "title_nfd_oldtone": title_nfd_oldtone,
+    "body_span": body_span,
+    "title_typo": title_typo,
+}
+
+
+def generate(docs: list[Doc], per_kind: int, seed: int = 42, kinds: Iterable[str] = KINDS) -> list[KnownItem]:
+    """``per_kind`` queries of each kind from ``docs`` (expected: unique-title docs, in corpus order).
+
+    Each kind draws its own sample with its own generator seeded from (seed, kind), so adding a kind
+    or changing ``per_kind`` of one kind does not change the others' queries.
+    """
+    out: list[KnownItem] = []
+    for kind in kinds:
+        rng = random.Random(f"{seed}:{kind}")
+        order = list(range(len(docs)))
+        rng.shuffle(order)
+        made = 0
+        for i in order:
+            if made >= per_kind:
+                break
+            item = GENERATORS[kind](docs[i], rng)
+            if item is None or not item.query.strip():
+                continue
+            out.append(item)
+            made += 1
+    return out
+
+
+# -- small query sets for the latency benchmark -----------------------------------------------------
+
+
+def title_syllables(title: str) -> list[str]:
+    """Letter-only syllables of a title, in order (NFC)."""
+    return [m.group() for m in _WORD_RE.finditer(nfc(title))]
+
+
+def title_runs(title: str) -> list[list[str]]:
+    """Runs of consecutive letter-only syllables of a title, cut at punctuation gaps."""
+    text = nfc(title)
+    toks = [t for t in analyze(text) if t.end_pos == t.pos]
+    runs: list[list[str]] = []
+    prev_pos = -10
+    for t in toks:
+        word = text[t.start : t.end]
+        if not word.isalpha():
+            runs.append([])
+            continue
+        if runs and runs[-1] and prev_pos == t.pos - 1:
+            runs[-1].append(word)
+        else:
+            runs.append([word])
+        prev_pos = t.pos
+    return [r for r in runs if r]

@@ -1,0 +1,214 @@
+#!/usr/bin/env python
+"""Known-item relevance evaluation: Whoosh (the project's engine) against a SQLite FTS5 baseline.
+
+    .venv/bin/python scripts/bench_index.py          # first: builds var/bench-index and var/bench-fts5.sqlite
+    .venv/bin/python scripts/eval_relevance.py       # 4 kinds x 200 queries, seed 42
+    .venv/bin/python scripts/eval_relevance.py --per-kind 50 --seed 7 --json-out var/eval.json
+
+Queries are generated from the corpus by ``scripts/eval_queries.py`` (see its docstring for the four
+kinds); each has one known article. Each query runs against the Whoosh index with per_page=10,
+facets and snippets off, and against FTS5 (``bm25(t, 3.0, 1.0)``, implicit AND of the quoted folded
+tokens, no fallback). The rank of the known article in the first 10 gives Success@1, Success@10 and
+MRR@10 (reciprocal rank, 0 when not in the first 10), per kind and overall.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter, defaultdict
+from datetime import datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import eval_queries as eq  # noqa: E402
+import fts5_baseline as fb  # noqa: E402
+
+from index.api import SearchRequest  # noqa: E402
+from index.engine import WhooshEngine  # noqa: E402
+from index.store import IndexMissing  # noqa: E402
+
+TARGET_MRR = 0.90
+TARGET_S10 = 0.95
+TIERS = ("adjacent", "syllables", "fuzzy", "partial", "none")
+
+
+def metrics(ranks: list[int | None]) -> tuple[float, float, float]:
+    n = len(ranks) or 1
+    s1 = sum(1 for r in ranks if r == 1) / n
+    s10 = sum(1 for r in ranks if r is not None and r <= 10) / n
+    mrr = sum(1 / r for r in ranks if r is not None and r <= 10) / n
+    return s1, s10, mrr
+
+
+def rank_of(ids: list[str], wanted: str) -> int | None:
+    try:
+        return ids.index(wanted) + 1
+    except ValueError:
+        return None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--index-dir", type=Path, default=fb.ROOT / "var" / "bench-index")
+    ap.add_argument("--fts5-db", type=Path, default=fb.DEFAULT_DB)
+    ap.add_argument("--per-kind", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--kinds", default=",".join(eq.KINDS), help="comma-separated subset of: " + ", ".join(eq.KINDS))
+    ap.add_argument("--skip-fts5", action="store_true")
+    ap.add_argument("--json-out", type=Path, help="write every query with its results here")
+    args = ap.parse_args()
+    kinds = [k for k in args.kinds.split(",") if k]
+    for k in kinds:
+        if k not in eq.KINDS:
+            sys.exit(f"error: unknown kind {k!r}; kinds: {', '.join(eq.KINDS)}")
+    fb.require_corpus()
+    try:
+        engine = WhooshEngine.open(args.index_dir)
+    except (IndexMissing, FileNotFoundError):
+        sys.exit(f"error: no index in {args.index_dir}; build it first with: .venv/bin/python scripts/bench_index.py")
+    n_docs = engine.doc_count
+
+    print(f"eval_relevance  {datetime.now().astimezone().isoformat(timespec='seconds')}")
+    print(f"machine: {os.cpu_count()} cores; {fb.load_note()} (start)")
+    print(f"index: {args.index_dir} ({n_docs:,} articles, generation {engine.generation}); seed {args.seed}, "
+          f"{args.per_kind} queries per kind")
+
+    t0 = time.perf_counter()
+    docs = [eq.Doc(a.id, a.title, a.body_text) for a in fb.iter_articles(n_docs)]
+    if len(docs) != n_docs:
+        print(f"warning: the index holds {n_docs:,} articles but the first {n_docs:,} of the corpus gave {len(docs):,}")
+    unique, dropped = eq.unique_title_docs(docs)
+    items = eq.generate(unique, args.per_kind, args.seed, kinds)
+    print(f"queries: drawn from {len(unique):,} articles with a unique title ({dropped:,} articles share their "
+          f"folded title with another and were left out); {len(items):,} queries generated in "
+          f"{time.perf_counter() - t0:.1f} s (reading the corpus included)")
+
+    fts = None
+    if not args.skip_fts5:
+        rep = fb.ensure(args.fts5_db, n_docs)
+        print(f"FTS5 baseline: {args.fts5_db} ({'reused' if rep.reused else f'built in {rep.seconds:.0f} s'})")
+        fts = fb.Fts5(args.fts5_db)
+
+    records = []
+    w_time = f_time = 0.0
+    for i, item in enumerate(items, 1):
+        req = SearchRequest(q=item.query, per_page=10, facets=False, snippets=False)
+        t = time.perf_counter()
+        res = engine.search(req)
+        w_ms = (time.perf_counter() - t) * 1000
+        w_time += w_ms
+        w_ids = [h.article.id for h in res.hits]
+        rec = {
+            **item.to_dict(),
+            "whoosh": {"rank": rank_of(w_ids, item.article_id), "tier": res.tier, "total": res.total,
+                       "first": res.hits[0].article.title if res.hits else None, "ms": round(w_ms, 1),
+                       "suggestion": res.suggestion, "ids": w_ids},
+        }
+        if fts is not None:
+            t = time.perf_counter()
+            f_hits = fts.search(item.query, 10)
+            f_ms = (time.perf_counter() - t) * 1000
+            f_time += f_ms
+            f_ids = [h[0] for h in f_hits]
+            rec["fts5"] = {"rank": rank_of(f_ids, item.article_id), "first": f_hits[0][1] if f_hits else None,
+                           "ms": round(f_ms, 1), "ids": f_ids, "match": fb.fts_query(item.query)}
+            if item.kind == "body_span":
+                rec["span_articles"] = fts.count('"' + item.query + '"')
+        records.append(rec)
+        if i % 100 == 0:
+            print(f"  {i}/{len(items)} queries", file=sys.stderr, flush=True)
+
+    by_kind: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        by_kind[r["kind"]].append(r)
+
+    # ---- the table -------------------------------------------------------------------------------------
+    print()
+    engines = ["whoosh"] + (["fts5"] if fts is not None else [])
+    head = f"{'kind':<20}{'n':>5}  " + "  ".join(f"{e + ' S@1':>11}{'S@10':>7}{'MRR@10':>8}" for e in engines)
+    print(head + "   targets (Whoosh)")
+    print("-" * (len(head) + 30))
+    rows = [(k, by_kind[k]) for k in kinds] + [("overall", records)]
+    for name, recs in rows:
+        line = f"{name:<20}{len(recs):>5}  "
+        cells = []
+        for e in engines:
+            s1, s10, mrr = metrics([r[e]["rank"] for r in recs])
+            cells.append(f"{s1:>11.3f}{s10:>7.3f}{mrr:>8.3f}")
+        line += "  ".join(cells)
+        s1, s10, mrr = metrics([r["whoosh"]["rank"] for r in recs])
+        if name == "overall":
+            line += f"   MRR {mrr:.3f} >= {TARGET_MRR}: {'OK' if mrr >= TARGET_MRR else 'MISSED'}"
+        else:
+            line += f"   S@10 {s10:.3f} >= {TARGET_S10}: {'OK' if s10 >= TARGET_S10 else 'MISSED'}"
+        print(line)
+    spans = by_kind.get("body_span", [])
+    if spans and fts is not None:
+        uniq = [r for r in spans if r.get("span_articles") == 1]
+        print(f"\nbody_span: {len(uniq)} of {len(spans)} spans occur (as a folded phrase, FTS5 count) in that one article only; "
+              f"{sum(1 for r in spans if (r.get('span_articles') or 0) > 1)} occur in several, "
+              f"{sum(1 for r in spans if not r.get('span_articles'))} were not found as a phrase by FTS5 (tokenisation differs).")
+        if uniq:
+            line = f"{'body_span (unique)':<20}{len(uniq):>5}  " + "  ".join(
+                "{:>11.3f}{:>7.3f}{:>8.3f}".format(*metrics([r[e]["rank"] for r in uniq])) for e in engines)
+            print(line)
+    print(f"\nmean latency per query: Whoosh {w_time / max(1, len(records)):.1f} ms"
+          + (f", FTS5 {f_time / max(1, len(records)):.1f} ms" if fts is not None else "")
+          + " (facets and snippets off; see bench_search.py for percentiles)")
+
+    # ---- tiers --------------------------------------------------------------------------------------
+    print("\nWhoosh tier distribution (which tier answered), with S@10 per tier")
+    print(f"{'kind':<20}" + "".join(f"{t:>16}" for t in TIERS))
+    for name, recs in rows:
+        c = Counter(r["whoosh"]["tier"] for r in recs)
+        cells = []
+        for t in TIERS:
+            in_tier = [r for r in recs if r["whoosh"]["tier"] == t]
+            if in_tier:
+                s10 = metrics([r["whoosh"]["rank"] for r in in_tier])[1]
+                cells.append(f"{c[t]:>8} ({s10:.2f})")
+            else:
+                cells.append(f"{0:>8}       ")
+        print(f"{name:<20}" + "".join(f"{x:>16}" for x in cells))
+
+    # ---- worst failures -------------------------------------------------------------------------------
+    misses = defaultdict(list)
+    for r in records:
+        if r["whoosh"]["rank"] is None:
+            misses[r["kind"]].append(r)
+    worst: list[dict] = []
+    while len(worst) < 10 and any(misses.values()):  # round robin over kinds
+        for k in kinds:
+            if misses[k] and len(worst) < 10:
+                worst.append(misses[k].pop(0))
+    if len(worst) < 10:
+        low = sorted((r for r in records if r["whoosh"]["rank"] not in (None, 1)), key=lambda r: -r["whoosh"]["rank"])
+        worst += low[: 10 - len(worst)]
+    total_miss = sum(1 for r in records if r["whoosh"]["rank"] is None)
+    print(f"\n10 worst Whoosh results ({total_miss} queries without the known article in the first 10)")
+    for r in worst:
+        w = r["whoosh"]
+        print(f"- [{r['kind']}] q={r['query']!r}  ({r['note']})" if r["note"] else f"- [{r['kind']}] q={r['query']!r}")
+        print(f"    expected: {r['title']!r} ({r['article_id']})")
+        print(f"    whoosh:   rank {w['rank'] or '>10'}, tier {w['tier']}, total {w['total']}, first {w['first']!r}"
+              + (f", did-you-mean {w['suggestion']!r}" if w["suggestion"] else ""))
+        if "fts5" in r:
+            print(f"    fts5:     rank {r['fts5']['rank'] or '>10'}" + (f", span in {r['span_articles']} article(s)" if "span_articles" in r else ""))
+    print(f"\n{fb.load_note()} (end)")
+
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps({
+            "date": datetime.now().astimezone().isoformat(timespec="seconds"), "seed": args.seed,
+            "per_kind": args.per_kind, "index_dir": str(args.index_dir), "articles": n_docs,
+            "unique_title_articles": len(unique), "results": records,
+        }, ensure_ascii=False, indent=1), encoding="utf-8")
+        print(f"raw results: {args.json_out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,499 @@
+"""Helpers and fixtures for the service tests: a real index built by the CLI, a real server.
+
+Nothing here imitates our own components: the index is built with ``python -m searchsvc index``
+and the service runs as ``python -m searchsvc serve`` in a subprocess on a free loopback port,
+driven over HTTP. Stopping a server sends SIGTERM and insists on a clean exit (status 0) within
+the graceful-shutdown timeout, so every test that uses one also checks shutdown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+GRACEFUL_TIMEOUT = 5  # seconds given to --timeout-graceful-shutdown in tests
+START_TIMEOUT = 30.0
+INDEX_TIMEOUT = 300.0
+
+PORTAL_TEMPLATE = """Tin tức > {category}
+{title}
+Ngày đăng: {date} - Số lần xem: {views}
+
+{body}
+
+  • Nguồn: {source}
+Phản hồi
+"""
+
+
+@dataclass(frozen=True)
+class SampleArticle:
+    stem: str
+    category: str
+    title: str
+    date: str  # dd/mm/yyyy, the portal's form
+    views: int
+    paragraphs: tuple[str, ...]
+    source: str = "Phóng viên"
+    captions: tuple[str, ...] = ()
+
+    def text(self) -> str:
+        parts: list[str] = []
+        for i, paragraph in enumerate(self.paragraphs):
+            parts.append(paragraph)
+            if i == 0:
+                # A caption is a short line after two blank lines (where the portal removed an image).
+                for caption in self.captions:
+                    parts.append("\n" + caption)
+        return PORTAL_TEMPLATE.format(
+            category=self.category,
+            title=self.title,
+            date=self.date,
+            views=self.views,
+            body="\n\n".join(parts),
+            source=self.source,
+        )
+
+
+XSS_TITLE = 'Cảnh giác trò lừa "<script>alert(1)</script>" qua mạng xã hội'
+
+SAMPLE_ARTICLES: tuple[SampleArticle, ...] = (
+    SampleArticle(
+        "the-thao-dak-nong-2014",
+        "Thể thao",
+        "Đắk Nông vô địch giải bóng đá thiếu niên toàn tỉnh",
+        "27/06/2014",
+        1021,
+        (
+            "Đội bóng đá thiếu niên Đắk Nông đã giành chức vô địch sau trận chung kết kịch tính trên sân vận động tỉnh.",
+            "Ban tổ chức trao cúp và huy chương vàng cho các cầu thủ nhỏ tuổi, khán giả cổ vũ nhiệt tình suốt trận đấu.",
+        ),
+        source="Minh Anh",
+        captions=("Các cầu thủ nâng cúp vô địch",),
+    ),
+    SampleArticle(
+        "the-thao-marathon-2013",
+        "Thể thao",
+        "Giải chạy marathon quốc tế thu hút năm nghìn vận động viên",
+        "15/03/2013",
+        870,
+        (
+            "Giải chạy marathon quốc tế năm nay có năm nghìn vận động viên đến từ hai mươi quốc gia tham dự.",
+            "Đường chạy đi qua những cây cầu nổi tiếng và bờ biển dài của thành phố.",
+        ),
+    ),
+    SampleArticle(
+        "the-thao-bong-da-2012",
+        "Thể thao",
+        "Đội tuyển bóng đá tập trung chuẩn bị cho vòng loại",
+        "02/09/2012",
+        3000,
+        (
+            "Huấn luyện viên trưởng đã triệu tập ba mươi cầu thủ cho đợt tập trung chuẩn bị vòng loại khu vực.",
+            "Các cầu thủ trẻ được kỳ vọng sẽ tạo nên sức bật mới cho đội tuyển bóng đá quốc gia.",
+        ),
+    ),
+    SampleArticle(
+        "kinh-te-ca-phe-2014",
+        "Kinh tế",
+        "Giá cà phê Đắk Nông tăng mạnh đầu vụ thu hoạch",
+        "10/11/2014",
+        540,
+        (
+            "Giá cà phê nhân xô tại Đắk Nông tăng mạnh trong tuần đầu vụ thu hoạch, người trồng cà phê phấn khởi.",
+            "Các doanh nghiệp thu mua dự báo giá sẽ còn biến động theo thị trường thế giới.",
+        ),
+    ),
+    SampleArticle(
+        "kinh-te-sau-rieng-2011",
+        "Kinh tế",
+        "Nông dân Đắk Song trồng xen sầu riêng và hồ tiêu",
+        "05/05/2011",
+        1500,
+        (
+            "Nhiều hộ nông dân ở huyện Đắk Song chuyển sang trồng xen sầu riêng với hồ tiêu để tăng thu nhập.",
+            "Mô hình trồng xen giúp giảm rủi ro khi giá hồ tiêu xuống thấp.",
+        ),
+    ),
+    SampleArticle(
+        "kinh-te-xuat-khau-2009",
+        "Kinh tế",
+        "Xuất khẩu nông sản vượt kế hoạch năm",
+        "20/12/2009",
+        400,
+        (
+            "Kim ngạch xuất khẩu nông sản của tỉnh năm nay vượt kế hoạch nhờ giá cà phê và hồ tiêu thuận lợi.",
+            "Ngành công thương đề nghị doanh nghiệp chú trọng chất lượng và truy xuất nguồn gốc.",
+        ),
+    ),
+    SampleArticle(
+        "van-hoa-cong-chieng-2010",
+        "Văn hóa",
+        "Bảo tồn không gian văn hóa cồng chiêng Tây Nguyên",
+        "12/08/2010",
+        760,
+        (
+            "Các nghệ nhân cồng chiêng được mời truyền dạy cho lớp trẻ tại nhà văn hóa cộng đồng.",
+            "Lễ hội cồng chiêng được tổ chức mỗi năm thu hút đông đảo du khách trong và ngoài nước.",
+        ),
+    ),
+    SampleArticle(
+        "van-hoa-le-hoi-2008",
+        "Văn hóa",
+        "Lễ hội đường phố đón chào năm mới",
+        "01/01/2008",
+        320,
+        (
+            "Hàng nghìn người dân đã tham gia lễ hội đường phố với các đoàn diễu hành rực rỡ sắc màu.",
+            "Chương trình nghệ thuật kéo dài đến nửa đêm trong không khí vui tươi.",
+        ),
+    ),
+    SampleArticle(
+        "giao-duc-tuyen-sinh-2014",
+        "Giáo dục",
+        "Đắk Nông công bố chỉ tiêu tuyển sinh lớp 10",
+        "20/04/2014",
+        2200,
+        (
+            "Sở Giáo dục Đắk Nông công bố chỉ tiêu tuyển sinh lớp 10 cho các trường trung học phổ thông.",
+            "Học sinh cần nộp hồ sơ đăng ký dự thi trước ngày cuối tháng năm.",
+        ),
+    ),
+    SampleArticle(
+        "giao-duc-hoc-bong-2013",
+        "Giáo dục",
+        "Trao học bổng cho học sinh nghèo vượt khó",
+        "09/09/2013",
+        610,
+        (
+            "Quỹ khuyến học trao hai trăm suất học bổng cho học sinh nghèo vượt khó học giỏi.",
+            "Các em học sinh xúc động nhận học bổng trong ngày khai giảng năm học mới.",
+        ),
+    ),
+    SampleArticle(
+        "xa-hoi-canh-bao-2014",
+        "Xã hội",
+        XSS_TITLE,
+        "03/10/2014",
+        990,
+        (
+            "Công an cảnh báo thủ đoạn lừa đảo mới qua mạng xã hội, kẻ gian gửi đường dẫn <img src=x onerror=alert(2)> giả mạo.",
+            "Người dân không nên bấm vào đường dẫn lạ và không cung cấp mã xác thực cho bất kỳ ai.",
+        ),
+    ),
+    SampleArticle(
+        "xa-hoi-mua-lu-2012",
+        "Xã hội",
+        "Mưa lớn gây sạt lở đất ở huyện miền núi",
+        "18/07/2012",
+        1300,
+        (
+            "Mưa lớn kéo dài nhiều ngày gây sạt lở đất, chia cắt giao thông tại một số xã miền núi.",
+            "Chính quyền địa phương đã sơ tán các hộ dân khỏi vùng nguy hiểm.",
+        ),
+    ),
+)
+
+
+def write_corpus(directory: Path, articles: Sequence[SampleArticle] = SAMPLE_ARTICLES) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for article in articles:
+        (directory / f"{article.stem}.txt").write_text(article.text(), encoding="utf-8")
+    return directory
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment minus anything that would configure the child for us."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("SEARCHSVC_") and k not in ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
+    }
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, timeout: float = INDEX_TIMEOUT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``python -m searchsvc ARGS``; a non-zero exit fails the test with the CLI's own output."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "searchsvc", *args],
+        cwd=REPO_ROOT,
+        env=env or clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"searchsvc {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def build_index(paths: Sequence[Path], index_dir: Path) -> subprocess.CompletedProcess:
+    return run_cli("index", *(str(p) for p in paths), "--index-dir", str(index_dir))
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class ServiceProcess:
+    """One ``searchsvc serve`` subprocess; ``stop`` checks that it shuts down cleanly."""
+
+    index_dir: Path
+    log_path: Path
+    workers: int = 1
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ServiceProcess:
+        self.port = self.port or free_port()
+        args = [
+            sys.executable, "-m", "searchsvc", "serve",
+            "--index-dir", str(self.index_dir),
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--workers", str(self.workers),
+            "--base-url", self.url,
+            "--timeout-graceful-shutdown", str(GRACEFUL_TIMEOUT),
+        ]  # fmt: skip
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            args, cwd=REPO_ROOT, env=clean_env(**self.env), stdout=self._log, stderr=subprocess.STDOUT
+        )
+        self.wait_for("/healthz")
+        return self
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    def wait_for(self, path: str, status: int = 200, timeout: float = START_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                pytest.fail(f"server exited with {self.proc.returncode} while starting:\n{self.log()[-4000:]}")
+            try:
+                response = httpx.get(self.url + path, timeout=2.0)
+                if response.status_code == status:
+                    return
+                last = f"{response.status_code} {response.text[:200]}"
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            time.sleep(0.1)
+        pytest.fail(f"{path} did not answer {status} within {timeout}s (last: {last}):\n{self.log()[-4000:]}")
+
+    def stop(self) -> int:
+        """SIGTERM, then wait; returns the exit status (killing it if it overstays)."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=GRACEFUL_TIMEOUT + 10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                pytest.fail(f"server did not exit within {GRACEFUL_TIMEOUT + 10}s of SIGTERM:\n{self.log()[-4000:]}")
+        self._log.close()
+        return self.proc.returncode
+
+
+@contextlib.contextmanager
+def running_service(
+    index_dir: Path, log_dir: Path, *, workers: int = 1, env: dict[str, str] | None = None, ready: bool = True
+) -> Iterator[ServiceProcess]:
+    """A started server; on exit SIGTERM and assert exit status 0 (a clean, graceful shutdown)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    service = ServiceProcess(index_dir, log_dir / f"server-{time.monotonic_ns()}.log", workers, dict(env or {}))
+    service.start()
+    try:
+        if ready:
+            service.wait_for("/readyz")
+        yield service
+    finally:
+        code = service.stop()
+        assert code == 0, f"server exited with {code} after SIGTERM:\n{service.log()[-4000:]}"
+
+
+# --- fixtures (re-exported by tests/conftest.py) -------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="session")
+def built_index(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    index_dir = tmp_path_factory.mktemp("index") / "idx"
+    build_index([corpus_dir], index_dir)
+    return index_dir
+
+
+@pytest.fixture(scope="session")
+def service(built_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """One server for the read-only tests of the session."""
+    with running_service(built_index, tmp_path_factory.mktemp("logs")) as svc:
+        yield svc
+
+
+@pytest.fixture(scope="session")
+def article_ids(service: ServiceProcess) -> dict[str, str]:
+    """Sample stem -> the id the reader gave the article, looked up by title over the API."""
+    hits = httpx.get(service.url + "/api/search", params={"per_page": 100}, timeout=30).json()["hits"]
+    by_title = {hit["title"]: hit["id"] for hit in hits}
+    return {a.stem: by_title[a.title] for a in SAMPLE_ARTICLES}
+
+
+@pytest.fixture
+def http(service: ServiceProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=service.url, timeout=30.0) as client:
+        yield client
+
+
+# --- headless Chromium ---------------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
+def require_chromium() -> str:
+    path = CHROMIUM if os.access(CHROMIUM, os.X_OK) else shutil.which("chromium")
+    if not path:
+        pytest.skip("Debian chromium is not installed (run scripts/ensure_chromium.sh as root)")
+    return path
+
+
+def chromium(args: Sequence[str], user_data_dir: Path, timeout: float = 60.0) -> subprocess.CompletedProcess:
+    binary = require_chromium()
+    user_data_dir.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        [binary, *CHROMIUM_FLAGS, f"--user-data-dir={user_data_dir}", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def dump_dom(url: str, user_data_dir: Path) -> str:
+    """The DOM after scripts ran, as Chromium serialises it."""
+    proc = chromium(["--virtual-time-budget=3000", "--dump-dom", url], user_data_dir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+class WebDriver:
+    """The few W3C WebDriver commands the keyboard test needs, over plain HTTP (no selenium)."""
+
+    ELEMENT_KEY = "element-6066-11e4-a52e-4f735466cecf"
+    ARROW_DOWN = "\ue015"
+    ENTER = "\ue007"
+
+    def __init__(self, tmp: Path) -> None:
+        binary = require_chromium()
+        driver = CHROMEDRIVER if os.access(CHROMEDRIVER, os.X_OK) else shutil.which("chromedriver")
+        if not driver:
+            pytest.skip("Debian chromium-driver is not installed (run scripts/ensure_chromium.sh as root)")
+        self.port = free_port()
+        self._log = open(tmp / "chromedriver.log", "ab")
+        self.proc = subprocess.Popen(
+            [driver, f"--port={self.port}"], stdout=self._log, stderr=subprocess.STDOUT
+        )
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60.0)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if self.http.get("/status").json()["value"]["ready"]:
+                    break
+            except (httpx.HTTPError, KeyError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                self.close()
+                pytest.fail("chromedriver did not start")
+            time.sleep(0.1)
+        options = {"binary": binary, "args": [*CHROMIUM_FLAGS, f"--user-data-dir={tmp / 'wd-profile'}"]}
+        caps = {"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": options}}}
+        response = self.http.post("/session", json=caps).json()
+        if "sessionId" not in response.get("value", {}):
+            self.close()
+            pytest.fail(f"chromedriver refused the session: {response}")
+        self.session = response["value"]["sessionId"]
+
+    def command(self, method: str, path: str, payload: dict | None = None) -> object:
+        response = self.http.request(method, f"/session/{self.session}{path}", json=payload)
+        value = response.json().get("value")
+        if response.status_code >= 400:
+            raise AssertionError(f"WebDriver {method} {path}: {value}")
+        return value
+
+    def get(self, url: str) -> None:
+        self.command("POST", "/url", {"url": url})
+
+    @property
+    def current_url(self) -> str:
+        return str(self.command("GET", "/url"))
+
+    def find(self, css: str) -> str:
+        value = self.command("POST", "/element", {"using": "css selector", "value": css})
+        assert isinstance(value, dict)
+        return value[self.ELEMENT_KEY]
+
+    def send_keys(self, element: str, text: str) -> None:
+        self.command("POST", f"/element/{element}/value", {"text": text})
+
+    def script(self, source: str) -> object:
+        return self.command("POST", "/execute/sync", {"script": source, "args": []})
+
+    def wait_until(self, predicate_js: str, timeout: float = 10.0) -> object:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = self.script(predicate_js)
+            if value:
+                return value
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for: {predicate_js}")
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.http.delete(f"/session/{self.session}")
+        self.http.close()
+        self.proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self._log.close()

@@ -1,0 +1,217 @@
+"""Embeds and the feed view in a real browser: Debian's headless Chromium.
+
+A partner page is served from *another origin* (a tiny ``http.server`` on 127.0.0.2, or on another
+port of 127.0.0.1 where 127.0.0.2 cannot be bound) and carries both embeds: an ``<iframe>`` of
+``/embed/the-thao`` and the ``<script src=".../embed.js">`` widget. Its own CSS is hostile (it hides
+every list and paints every link red) to prove the widget's Shadow DOM keeps both sides apart.
+Skipped, with the reason, where /usr/bin/chromium (or chromedriver) is missing;
+``scripts/ensure_chromium.sh`` installs both as root.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.server
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from service_helpers import XSS_TITLE, WebDriver, chromium, dump_dom, require_chromium
+
+pytestmark = pytest.mark.slow
+
+PARTNER_PAGE = """<!doctype html>
+<html lang="vi"><head><meta charset="utf-8"><title>Báo đối tác</title>
+<script>window.__globalsBefore = Object.getOwnPropertyNames(window);</script>
+<style>
+  /* A careless host stylesheet: a widget that is not isolated would vanish or turn red. */
+  ol, li, section, h2 { display: none !important; }
+  a { color: rgb(255, 0, 0) !important; font-family: serif !important; }
+  body { color: rgb(1, 2, 3); font: 30px/3 serif; }
+</style></head>
+<body>
+<h1>Trang của đối tác</h1>
+<p><a id="partner-link" href="#top">liên kết của đối tác</a></p>
+<iframe id="frame" src="{svc}/embed/the-thao?limit=5" width="420" height="360" title="Tin thể thao"></iframe>
+<div id="widget-slot"><script id="widget" src="{svc}/embed.js" data-category="the-thao" data-limit="2" data-theme="dark" async></script><span id="after-widget">sau</span></div>
+<script id="widget-xss" src="{svc}/embed.js" data-category="xa-hoi" data-limit="5" async></script>
+<script id="widget-search" src="{svc}/embed.js" data-q="bóng đá" data-limit="1" async></script>
+</body></html>
+"""
+
+
+@pytest.fixture(autouse=True)
+def _needs_chromium() -> None:
+    require_chromium()
+
+
+def _bindable(host: str) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, 0))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture
+def partner(service) -> Iterator[str]:  # noqa: ANN001
+    """URL of the partner page, on an origin other than the service's."""
+    page = PARTNER_PAGE.replace("{svc}", service.url).encode("utf-8")
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    host = "127.0.0.2" if _bindable("127.0.0.2") else "127.0.0.1"
+    server = http.server.ThreadingHTTPServer((host, 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://{host}:{server.server_address[1]}/partner.html"
+    assert not url.startswith(service.url)
+    try:
+        yield url
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def webdriver(tmp_path: Path) -> Iterator[WebDriver]:
+    driver = WebDriver(tmp_path)
+    try:
+        driver.command("POST", "/window/rect", {"width": 1200, "height": 1000})
+        yield driver
+    finally:
+        driver.close()
+
+
+def headlines(service, slug: str, limit: int) -> list[str]:  # noqa: ANN001
+    feed = httpx.get(f"{service.url}/feeds/{slug}.json", params={"limit": limit}, timeout=30).json()
+    return [item["title"] for item in feed["items"]]
+
+
+def test_dump_dom_shows_both_embeds(service, partner: str, tmp_path: Path) -> None:  # noqa: ANN001
+    dom = dump_dom(partner, tmp_path / "profile")
+    assert f'<iframe id="frame" src="{service.url}/embed/the-thao?limit=5"' in dom
+    assert 'class="searchsvc-embed"' in dom
+    assert 'data-searchsvc-state="ready"' in dom and 'data-searchsvc-count="2"' in dom
+
+
+def test_embeds_render_on_a_partner_page(service, partner: str, tmp_path: Path) -> None:  # noqa: ANN001
+    expected = headlines(service, "the-thao", 2)
+    with webdriver(tmp_path) as driver:
+        driver.get(partner)
+        driver.wait_until(
+            "return Array.from(document.querySelectorAll('.searchsvc-embed'))"
+            ".every(function (h) { return h.getAttribute('data-searchsvc-state') === 'ready'; })"
+            " && document.querySelectorAll('.searchsvc-embed').length === 3"
+        )
+        widget = driver.script(
+            "var s = document.getElementById('widget'), h = s.nextElementSibling, r = h.shadowRoot;"
+            "var links = Array.from(r.querySelectorAll('li a'));"
+            "return {cls: h.className, count: h.getAttribute('data-searchsvc-count'),"
+            " after: h.nextElementSibling && h.nextElementSibling.id,"
+            " titles: links.map(function (a) { return a.textContent; }),"
+            " hrefs: links.map(function (a) { return a.href; }),"
+            " targets: links.map(function (a) { return a.target + ' ' + a.rel; }),"
+            " display: getComputedStyle(r.querySelector('li')).display,"
+            " linkColor: getComputedStyle(links[0]).color,"
+            " font: getComputedStyle(r.querySelector('section')).fontSize,"
+            " dark: r.querySelector('section').classList.contains('dark')};"
+        )
+        assert isinstance(widget, dict)
+        assert widget["cls"] == "searchsvc-embed" and widget["after"] == "after-widget"  # right after its tag
+        assert widget["count"] == "2" and widget["titles"] == expected
+        assert all(h.startswith(service.url + "/articles/") for h in widget["hrefs"])
+        assert set(widget["targets"]) == {"_blank noopener"}
+        # the host page's CSS does not reach into the widget...
+        assert widget["display"] != "none" and widget["linkColor"] != "rgb(255, 0, 0)"
+        assert widget["font"] == "15px" and widget["dark"] is True
+        # ...and the widget's CSS does not leak out, nor does it leave globals behind
+        partner_color = driver.script("return getComputedStyle(document.getElementById('partner-link')).color")
+        assert partner_color == "rgb(255, 0, 0)"
+        # (ignoring frame indexes, the snapshot itself and what chromedriver's own scripts leave)
+        leaked = driver.script(
+            "var before = new Set(window.__globalsBefore);"
+            "return Object.getOwnPropertyNames(window).filter(function (n) {"
+            " return !before.has(n) && !/^[0-9]+$/.test(n) && n !== '__globalsBefore'"
+            " && n !== 'ret_nodes' && n.indexOf('cdc_') !== 0; });"
+        )
+        assert leaked == [], leaked
+        ours = ("script", "data", "base", "render", "fail", "el", "link", "host", "root", "box", "feedUrl", "webUrl")
+        assert driver.script(f"return {list(ours)!r}.filter(function (n) {{ return n in window; }})") == []
+
+        # feed data is text, never markup: the XSS title is shown literally and runs nothing
+        xss = driver.script(
+            "var r = document.getElementById('widget-xss').nextElementSibling.shadowRoot;"
+            "return {text: r.textContent, scripts: r.querySelectorAll('script, img').length,"
+            " count: r.host.getAttribute('data-searchsvc-count')};"
+        )
+        assert XSS_TITLE in xss["text"] and xss["scripts"] == 0 and xss["count"] == "2"
+        search = driver.script("return document.getElementById('widget-search').nextElementSibling"
+                               ".getAttribute('data-searchsvc-count')")
+        assert search == "1"
+
+        # the iframe, framed cross-origin, loaded with its stylesheet (allowed by the embed CSP)
+        frame = driver.find("#frame")
+        driver.command("POST", "/frame", {"id": {WebDriver.ELEMENT_KEY: frame}})
+        inside = driver.script(
+            "var links = Array.from(document.querySelectorAll('li a'));"
+            "return {origin: location.origin, count: links.length,"
+            " titles: links.map(function (a) { return a.textContent; }),"
+            " targets: links.map(function (a) { return a.target + ' ' + a.rel; }),"
+            " font: getComputedStyle(document.body).fontSize};"
+        )
+        driver.command("POST", "/frame/parent", {})
+        assert inside["origin"] == service.url
+        assert inside["titles"] == headlines(service, "the-thao", 5) and inside["count"] == 3
+        assert set(inside["targets"]) == {"_blank noopener"} and inside["font"] == "15px"
+
+        shot = base64.b64decode(str(driver.command("GET", "/screenshot")))
+        path = tmp_path / "partner-page.png"
+        path.write_bytes(shot)
+        assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 10_000
+
+
+def test_feed_opens_as_a_readable_page(service, tmp_path: Path) -> None:  # noqa: ANN001
+    """A browser tab gets the XSL view; its inline <style> is allowed by the feed CSP's hash."""
+    with webdriver(tmp_path) as driver:
+        for path in ("/feeds/the-thao.rss", "/feeds/the-thao.atom?limit=2"):
+            driver.get(service.url + path)
+            driver.wait_until("return document.querySelectorAll('ol.items li').length > 0")
+            view = driver.script(
+                "return {title: document.title, items: document.querySelectorAll('ol.items li').length,"
+                " background: getComputedStyle(document.body).backgroundColor,"
+                " notice: (document.querySelector('.notice code') || {}).textContent}"
+            )
+            assert view["title"].endswith("– nguồn tin") and "Thể thao" in view["title"]
+            assert view["items"] == (3 if path.endswith(".rss") else 2)
+            assert view["background"] == "rgb(246, 246, 244)"  # the XSL's own style was applied
+            assert view["notice"] == service.url + path
+        shot = base64.b64decode(str(driver.command("GET", "/screenshot")))
+        (tmp_path / "feed-view.png").write_bytes(shot)
+        assert shot[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_embed_page_has_no_csp_violations(service, tmp_path: Path) -> None:  # noqa: ANN001
+    proc = chromium(
+        ["--enable-logging=stderr", "--v=0", "--virtual-time-budget=3000", "--dump-dom",
+         service.url + "/embed/the-thao?theme=dark"],
+        tmp_path / "profile",
+    )  # fmt: skip
+    assert proc.returncode == 0
+    assert "Content Security Policy" not in proc.stderr, proc.stderr[-2000:]
+    assert 'class="theme-dark"' in proc.stdout and proc.stdout.count("<li>") == 3

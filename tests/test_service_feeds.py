@@ -1,0 +1,673 @@
+"""Feeds and embeds end to end: a real index built by the CLI, a real ``searchsvc serve``.
+
+The index holds the service sample articles (portal text format) plus a JSON Lines file of hard
+cases: a U+0014 control character in a body, ``&`` and ``<`` in a title, a 200-paragraph body,
+Vietnamese typed in NFD, a ``javascript:`` URL, an external https URL, and a run of same-category
+articles (with equal timestamps) long enough to page through. The server runs two workers, so
+"byte-identical" is checked across two independent renders and caches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import re
+import shutil
+import time
+import unicodedata
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime, parsedate_to_datetime
+from pathlib import Path
+
+import feedparser
+import httpx
+import pytest
+from lxml import etree
+from service_helpers import (
+    SAMPLE_ARTICLES,
+    XSS_TITLE,
+    build_index,
+    run_cli,
+    running_service,
+    write_corpus,
+)
+
+import feeds
+from index.article import VN_TZ
+from searchsvc.config import DEFAULT_SITE_TITLE
+from searchsvc.feed_cache import FeedCache, make_document
+
+SITE = DEFAULT_SITE_TITLE
+HUB = "https://hub.example.org/"
+ATOM = "{http://www.w3.org/2005/Atom}"
+MEDIA = {"rss": "application/rss+xml", "atom": "application/atom+xml", "json": "application/feed+json"}
+
+AMP_TITLE = "Giá vàng & USD: <tăng> mạnh khi 5 < 7"
+NFC_TITLE = "Hội nghị khoa học Đắk Nông bàn về nguồn nước sạch"
+EXTERNAL_URL = "https://example.org/bai-goc?id=1&x=2"
+SCIENCE = "Khoa học"
+SCIENCE_SLUG = "khoa-hoc"
+PAGED_COUNT = 25
+
+
+def vn(*args: int) -> datetime:
+    return datetime(*args, tzinfo=VN_TZ)
+
+
+def hard_records() -> list[dict]:
+    nfd = lambda s: unicodedata.normalize("NFD", s)  # noqa: E731
+    records = [
+        {
+            "id": "hard-control", "title": "Ký tự điều khiển trong nội dung bài viết", "category": SCIENCE,
+            "body": "Đoạn đầu có ký tự điều khiển\u0014 ở giữa câu.\n\nĐoạn hai bình thường.",
+            "published": vn(2015, 3, 1, 9, 0).isoformat(), "source": "Phòng\u0014 thí nghiệm",
+        },
+        {
+            "id": "hard-amp", "title": AMP_TITLE, "category": "Kinh tế",
+            "body": "Thị trường vàng & ngoại tệ biến động: tỷ giá <b>tăng</b> khi 5 < 7 và 8 > 3.",
+            "published": vn(2015, 3, 2, 10, 30).isoformat(), "source": "Báo A & B",
+        },
+        {
+            "id": "hard-long", "title": "Bài rất dài về khoa học vũ trụ", "category": SCIENCE,
+            "body": "\n\n".join(f"Đoạn thứ {i}: các nhà khoa học quan sát bầu trời đêm và ghi chép cẩn thận."
+                                for i in range(1, 201)),
+            "published": vn(2015, 3, 3, 7, 15).isoformat(),
+        },
+        {
+            "id": "hard-nfd", "title": nfd(NFC_TITLE), "category": nfd(SCIENCE),
+            "body": nfd("Các đại biểu thảo luận về nguồn nước sạch cho đồng bào ở Đắk Nông."),
+            "published": vn(2015, 3, 4, 8, 0).isoformat(), "source": nfd("Đài Phát thanh"),
+        },
+        {
+            "id": "hard-js", "title": "Liên kết javascript phải bị chặn", "category": SCIENCE,
+            "body": "Bài này có đường dẫn gốc không an toàn.", "url": "javascript:alert(document.cookie)",
+            "published": vn(2015, 3, 5, 8, 0).isoformat(),
+        },
+        {
+            "id": "hard-http", "title": "Bài có đường dẫn gốc hợp lệ", "category": SCIENCE,
+            "body": "Bài này dẫn về trang gốc.", "url": EXTERNAL_URL,
+            "published": vn(2015, 3, 6, 8, 0).isoformat(),
+        },
+    ]  # fmt: skip
+    start = vn(2016, 1, 1, 6, 0)
+    for i in range(PAGED_COUNT):
+        # Every third article shares its timestamp with the previous one: paging must not
+        # duplicate or drop articles with equal dates.
+        when = start - timedelta(days=i - (1 if i % 3 == 2 else 0))
+        records.append({
+            "id": f"sci-{i:02d}", "title": f"Bản tin khoa học số {i:02d} về thiên văn", "category": SCIENCE,
+            "body": f"Nội dung bản tin khoa học số {i:02d}: kính thiên văn ghi nhận sao chổi mới.",
+            "published": when.isoformat(), "source": "Ban Khoa học",
+        })  # fmt: skip
+    return records
+
+
+def expected_articles() -> list[dict]:
+    """title (NFC), category slug, published for every article in the index."""
+    rows = []
+    for a in SAMPLE_ARTICLES:
+        day, month, year = (int(x) for x in a.date.split("/"))
+        rows.append({"title": a.title, "published": vn(year, month, day)})
+    for r in hard_records():
+        title = unicodedata.normalize("NFC", r["title"])
+        rows.append({"title": title, "published": datetime.fromisoformat(r["published"])})
+    return rows
+
+
+# --- fixtures ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def feeds_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = write_corpus(tmp_path_factory.mktemp("feeds-corpus"))
+    lines = [json.dumps(r, ensure_ascii=False) for r in hard_records()]
+    (directory / "hard.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def feeds_index(feeds_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    index_dir = tmp_path_factory.mktemp("feeds-index") / "idx"
+    build_index([feeds_corpus], index_dir)
+    return index_dir
+
+
+@pytest.fixture(scope="module")
+def fsvc(feeds_index: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    env = {"SEARCHSVC_WEBSUB_HUB": HUB, "SEARCHSVC_ACCESS_LOG": "0"}
+    with running_service(feeds_index, tmp_path_factory.mktemp("feeds-logs"), workers=2, env=env) as svc:
+        yield svc
+
+
+@pytest.fixture
+def client(fsvc) -> httpx.Client:  # noqa: ANN001
+    with httpx.Client(base_url=fsvc.url, timeout=30.0) as c:
+        yield c
+
+
+def get_ok(client: httpx.Client, path: str, **kwargs: object) -> httpx.Response:
+    response = client.get(path, **kwargs)
+    assert response.status_code == 200, f"{path}: {response.status_code} {response.text[:300]}"
+    return response
+
+
+def parsed(client: httpx.Client, path: str) -> feedparser.FeedParserDict:
+    body = get_ok(client, path).content
+    doc = feedparser.parse(body)
+    assert doc.bozo == 0, f"{path}: {doc.get('bozo_exception')!r}"
+    return doc
+
+
+def category_count(client: httpx.Client, slug: str) -> int:
+    categories = get_ok(client, "/api/categories").json()["categories"]
+    return next(c["count"] for c in categories if c["slug"] == slug)
+
+
+# --- every kind of feed parses, with the right metadata ----------------------------------------------
+
+KINDS = {
+    "all": ("/feeds/all", "Tất cả bài viết", "/"),
+    "category": (f"/feeds/{SCIENCE_SLUG}", SCIENCE, f"/c/{SCIENCE_SLUG}"),
+    "search": ("/feeds/search", "Tìm kiếm «khoa học»", "/search?q=khoa+h%E1%BB%8Dc&sort=newest"),
+}
+KIND_QUERY = {"all": "", "category": "", "search": "?q=khoa+h%E1%BB%8Dc"}
+
+
+@pytest.mark.parametrize("fmt", ["rss", "atom"])
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_xml_feeds_parse_with_right_metadata(client: httpx.Client, fsvc, kind: str, fmt: str) -> None:  # noqa: ANN001
+    prefix, label, html_path = KINDS[kind]
+    path = f"{prefix}.{fmt}{KIND_QUERY[kind]}"
+    doc = parsed(client, path)
+    assert doc.version == ("rss20" if fmt == "rss" else "atom10")
+    assert doc.feed.title == f"{SITE} – {label}"
+    assert doc.feed.get("language", "vi") == "vi"
+    links = {link.get("rel"): link.href for link in doc.feed.links}
+    assert links["self"] == fsvc.url + path
+    assert links["alternate"] == fsvc.url + html_path
+    assert links["hub"] == HUB
+    assert doc.entries, path
+    expected = {row["title"]: row["published"] for row in expected_articles()}
+    dates = []
+    for entry in doc.entries:
+        published = datetime(*entry.published_parsed[:6], tzinfo=timezone.utc)
+        if entry.title in expected:  # titles with markup-like text are checked on the raw XML
+            assert published == expected[entry.title], entry.title
+        dates.append(published)
+        assert entry.link.startswith(("http://", "https://"))
+        assert entry.id.startswith("tag:127.0.0.1,2024:articles/")
+        assert entry.tags and entry.tags[0].term
+    assert dates == sorted(dates, reverse=True), f"{path} is not newest first"
+    raw = client.get(path).text
+    assert "+0700" in raw or "+07:00" in raw
+    if kind == "category":
+        assert all(e.tags[0].term in (SCIENCE, SCIENCE_SLUG) for e in doc.entries)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_json_feeds_have_required_fields(client: httpx.Client, fsvc, kind: str) -> None:  # noqa: ANN001
+    prefix, label, html_path = KINDS[kind]
+    path = f"{prefix}.json{KIND_QUERY[kind]}"
+    response = get_ok(client, path)
+    assert response.headers["content-type"] == "application/feed+json; charset=utf-8"
+    doc = response.json()
+    assert doc["version"] == "https://jsonfeed.org/version/1.1"
+    assert doc["title"] == f"{SITE} – {label}"
+    assert doc["feed_url"] == fsvc.url + path
+    assert doc["home_page_url"] == fsvc.url + html_path
+    assert doc["language"] == "vi" and doc["authors"] == [{"name": SITE}]
+    assert doc["hubs"] == [{"type": "WebSub", "url": HUB}]
+    assert doc["items"]
+    dates = []
+    for item in doc["items"]:
+        assert {"id", "url", "title", "content_html", "summary", "date_published"} <= set(item)
+        assert item["url"].startswith(("http://", "https://"))
+        assert item["date_published"].endswith("+07:00")
+        dates.append(datetime.fromisoformat(item["date_published"]))
+    assert dates == sorted(dates, reverse=True)
+    assert b"<" not in response.content  # HTML-significant characters are \u-escaped
+
+
+def test_titles_dates_and_links_match_the_index(client: httpx.Client, fsvc) -> None:  # noqa: ANN001
+    doc = get_ok(client, "/feeds/all.json?limit=200").json()
+    expected = expected_articles()
+    assert len(doc["items"]) == len(expected)
+    by_title = {item["title"]: item for item in doc["items"]}
+    assert set(by_title) == {row["title"] for row in expected}
+    for row in expected:
+        item = by_title[row["title"]]
+        assert datetime.fromisoformat(item["date_published"]) == row["published"]
+        assert item["date_published"] == row["published"].astimezone(VN_TZ).isoformat()
+    order = [datetime.fromisoformat(i["date_published"]) for i in doc["items"]]
+    assert order == sorted(order, reverse=True)
+    assert by_title["Bài có đường dẫn gốc hợp lệ"]["url"] == EXTERNAL_URL
+    assert by_title["Liên kết javascript phải bị chặn"]["url"] == fsvc.url + "/articles/hard-js"
+
+
+def test_atom_validates_against_relax_ng(client: httpx.Client) -> None:
+    schema = etree.RelaxNG(etree.parse(str(feeds.ATOM_RNG_PATH)))
+    for path in ("/feeds/all.atom", f"/feeds/{SCIENCE_SLUG}.atom?limit=4&page=2",
+                 "/feeds/search.atom?q=khoa+h%E1%BB%8Dc", "/feeds/search.atom?q=zzzyyyxxx",
+                 "/feeds/kinh-te.atom"):  # fmt: skip
+        root = etree.fromstring(get_ok(client, path).content)
+        assert schema.validate(root), f"{path}: {schema.error_log}"
+
+
+# --- hard cases ------------------------------------------------------------------------------------
+
+
+def test_hard_cases_reach_every_format_intact(client: httpx.Client, fsvc) -> None:  # noqa: ANN001
+    for fmt in ("rss", "atom", "json"):
+        raw = get_ok(client, f"/feeds/all.{fmt}?limit=200").content
+        text = raw.decode("utf-8")
+        assert "\x14" not in text and "\\u0014" not in text
+        assert "javascript:" not in text
+        assert unicodedata.normalize("NFD", NFC_TITLE) not in text and NFC_TITLE in text
+        assert "<tăng>" not in text and "<b>tăng</b>" not in text  # markup only ever escaped
+
+    rss = etree.fromstring(get_ok(client, "/feeds/all.rss?limit=200").content)
+    items = {i.findtext("title"): i for i in rss.iter("item")}
+    assert AMP_TITLE in items  # & and < survive as text
+    assert items[AMP_TITLE].findtext("{http://purl.org/dc/elements/1.1/}creator") == "Báo A & B"
+    assert items["Liên kết javascript phải bị chặn"].findtext("link") == fsvc.url + "/articles/hard-js"
+    assert items["Bài có đường dẫn gốc hợp lệ"].findtext("link") == EXTERNAL_URL
+    long_item = items["Bài rất dài về khoa học vũ trụ"]
+    content = long_item.findtext("{http://purl.org/rss/1.0/modules/content/}encoded")
+    assert content.count("<p>") == 200 and "Đoạn thứ 200:" in content
+    assert len(long_item.findtext("description")) <= 320
+    control = items["Ký tự điều khiển trong nội dung bài viết"]
+    assert "Phòng thí nghiệm" == control.findtext("{http://purl.org/dc/elements/1.1/}creator")
+
+    atom = etree.fromstring(get_ok(client, "/feeds/all.atom?limit=200").content)
+    titles = [e.findtext(f"{ATOM}title") for e in atom.iter(f"{ATOM}entry")]
+    assert AMP_TITLE in titles and NFC_TITLE in titles
+
+    doc = get_ok(client, "/feeds/all.json?limit=200").json()
+    amp = next(i for i in doc["items"] if i["title"] == AMP_TITLE)
+    assert "&lt;b&gt;tăng&lt;/b&gt;" in amp["content_html"] and amp["authors"] == [{"name": "Báo A & B"}]
+    xss = next(i for i in doc["items"] if i["title"] == XSS_TITLE)
+    assert "<script>" not in xss["content_html"] and "<img" not in xss["content_html"]
+
+
+def test_search_feed_is_newest_first_and_normalises_the_query(client: httpx.Client) -> None:
+    doc = get_ok(client, "/feeds/search.json", params={"q": "bản tin khoa học", "limit": 200}).json()
+    assert len(doc["items"]) >= PAGED_COUNT
+    dates = [datetime.fromisoformat(i["date_published"]) for i in doc["items"]]
+    assert dates == sorted(dates, reverse=True)
+    nfc = get_ok(client, "/feeds/search.atom", params={"q": "đắk nông"}).content
+    nfd = get_ok(client, "/feeds/search.atom", params={"q": unicodedata.normalize("NFD", "  đắk   nông ")}).content
+    assert nfc == nfd  # one saved search, one URL, one cache entry
+    filtered = get_ok(client, "/feeds/search.json", params={"q": "đắk nông", "category": "kinh-te"}).json()
+    assert filtered["items"] and all(i["tags"] == ["Kinh tế"] for i in filtered["items"])
+    assert "category=kinh-te" in filtered["feed_url"]
+    empty = parsed(client, "/feeds/search.rss?q=zzzyyyxxx")
+    assert empty.entries == []
+
+
+# --- OPML ------------------------------------------------------------------------------------------
+
+
+def test_opml_lists_every_category(client: httpx.Client, fsvc) -> None:  # noqa: ANN001
+    response = get_ok(client, "/feeds.opml")
+    assert response.headers["content-type"] == "text/x-opml; charset=utf-8"
+    root = etree.fromstring(response.content)
+    assert root.tag == "opml" and root.get("version") == "2.0"
+    folders = root.findall("body/outline")
+    assert [f.get("text") for f in folders] == ["RSS 2.0", "Atom 1.0"]
+    slugs = {c["slug"] for c in get_ok(client, "/api/categories").json()["categories"]}
+    assert SCIENCE_SLUG in slugs
+    for folder, ext in zip(folders, ("rss", "atom")):
+        urls = {o.get("xmlUrl") for o in folder.findall("outline")}
+        assert urls == {f"{fsvc.url}/feeds/{s}.{ext}" for s in slugs} | {f"{fsvc.url}/feeds/all.{ext}"}
+        for outline in folder.findall("outline"):
+            assert outline.get("type") == "rss" and outline.get("htmlUrl").startswith(fsvc.url)
+
+
+# --- HTTP: validators, determinism, encodings, headers ------------------------------------------------
+
+
+def test_304_on_if_none_match_and_if_modified_since(client: httpx.Client) -> None:
+    path = f"/feeds/{SCIENCE_SLUG}.atom"
+    first = get_ok(client, path)
+    etag, modified = first.headers["etag"], first.headers["last-modified"]
+    assert first.headers["cache-control"] == "public, max-age=300"
+    newest = max(datetime.fromisoformat(r["published"]) for r in hard_records())
+    assert parsedate_to_datetime(modified) == newest
+    again = client.get(path, headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    assert again.headers["etag"] == etag and again.headers["access-control-allow-origin"] == "*"
+    assert client.get(path, headers={"If-None-Match": f"W/{etag}, \"other\""}).status_code == 304
+    assert client.get(path, headers={"If-Modified-Since": modified}).status_code == 304
+    later = format_datetime(newest + timedelta(days=30), usegmt=False)
+    assert client.get(path, headers={"If-Modified-Since": later}).status_code == 304
+    earlier = format_datetime(newest - timedelta(seconds=1))
+    assert client.get(path, headers={"If-Modified-Since": earlier}).status_code == 200
+    # If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2)
+    stale = client.get(path, headers={"If-None-Match": '"nope"', "If-Modified-Since": modified})
+    assert stale.status_code == 200
+    assert client.get(path, headers={"If-Modified-Since": "garbage"}).status_code == 200
+
+
+def test_output_is_byte_identical_across_fetches_and_workers(client: httpx.Client) -> None:
+    for path in ("/feeds/all.rss", f"/feeds/{SCIENCE_SLUG}.atom?page=1", "/feeds/search.json?q=khoa+h%E1%BB%8Dc"):
+        bodies = {get_ok(client, path, headers={"Accept-Encoding": "identity"}).content for _ in range(8)}
+        assert len(bodies) == 1, path
+        tags = {client.get(path, headers={"Accept-Encoding": "identity"}).headers["etag"] for _ in range(8)}
+        assert len(tags) == 1
+    # default parameters and unknown parameters do not make another document
+    a = get_ok(client, "/feeds/all.atom").content
+    b = get_ok(client, "/feeds/all.atom?limit=50&page=1&utm_source=x").content
+    assert a == b
+
+
+def test_gzip_is_served_once_and_decodes_to_the_same_bytes(client: httpx.Client, fsvc) -> None:  # noqa: ANN001
+    path = f"/feeds/{SCIENCE_SLUG}.rss"
+    plain = get_ok(client, path, headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    with httpx.stream("GET", fsvc.url + path, headers={"Accept-Encoding": "gzip"}) as r:
+        raw = b"".join(r.iter_raw())
+        headers = r.headers
+    assert headers["content-encoding"] == "gzip"
+    assert "accept-encoding" in headers["vary"].lower()
+    assert int(headers["content-length"]) == len(raw) < len(plain.content)
+    assert gzip.decompress(raw) == plain.content  # compressed exactly once
+    assert headers["etag"] != plain.headers["etag"]  # another representation, another tag
+    revalidate = client.get(path, headers={"Accept-Encoding": "gzip", "If-None-Match": plain.headers["etag"]})
+    assert revalidate.status_code == 304
+
+
+def test_media_types_cors_and_security_headers(client: httpx.Client) -> None:
+    for fmt, media in MEDIA.items():
+        for path in (f"/feeds/all.{fmt}", f"/feeds/{SCIENCE_SLUG}.{fmt}", f"/feeds/search.{fmt}?q=x"):
+            response = get_ok(client, path, headers={"Origin": "https://partner.example"})
+            assert response.headers["content-type"] == f"{media}; charset=utf-8"
+            assert response.headers["access-control-allow-origin"] == "*"
+            assert "etag" in response.headers["access-control-expose-headers"].lower()
+            assert response.headers["x-content-type-options"] == "nosniff"
+            assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    xsl = get_ok(client, "/feeds/feed.xsl")
+    assert xsl.headers["content-type"] == "text/xsl; charset=utf-8"
+    assert get_ok(client, "/feeds.opml").headers["access-control-allow-origin"] == "*"
+    missing = client.get("/feeds/nope.json", headers={"Origin": "https://partner.example"})
+    assert missing.status_code == 404 and missing.headers["access-control-allow-origin"] == "*"
+
+
+def test_browser_tabs_get_an_xml_type_that_applies_the_stylesheet(client: httpx.Client) -> None:
+    reader = get_ok(client, "/feeds/all.rss", headers={"Accept-Encoding": "identity"})
+    tab = get_ok(client, "/feeds/all.rss", headers={"Sec-Fetch-Dest": "document", "Accept-Encoding": "identity"})
+    assert tab.headers["content-type"] == "application/xml; charset=utf-8"
+    assert tab.content == reader.content and tab.headers["etag"] != reader.headers["etag"]
+    assert "accept" in [v.strip().lower() for v in tab.headers["vary"].split(",")]
+    old = get_ok(client, "/feeds/all.atom", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert old.headers["content-type"] == "application/xml; charset=utf-8"
+    fetcher = get_ok(client, "/feeds/all.json", headers={"Sec-Fetch-Dest": "empty", "Accept": "text/html"})
+    assert fetcher.headers["content-type"] == "application/feed+json; charset=utf-8"
+    assert parsed(client, "/feeds/all.atom").feed.title  # default Accept (*/*): the feed type
+    reader_accept = "application/atom+xml,application/rss+xml;q=0.9,text/html;q=0.1"
+    typed = get_ok(client, "/feeds/all.atom", headers={"Accept": reader_accept})
+    assert typed.headers["content-type"] == "application/atom+xml; charset=utf-8"
+
+
+def test_stylesheet_is_valid_xslt_and_renders_our_feeds(client: httpx.Client) -> None:
+    rss = get_ok(client, "/feeds/all.rss?limit=5").content
+    assert rss.splitlines()[1] == b'<?xml-stylesheet type="text/xsl" href="/feeds/feed.xsl"?>'
+    assert b"xml-stylesheet" not in get_ok(client, "/feeds/all.json").content
+    xslt = etree.XSLT(etree.fromstring(get_ok(client, "/feeds/feed.xsl").content))
+    for path in ("/feeds/all.rss?limit=5", "/feeds/all.atom?limit=5&page=2"):
+        html = str(xslt(etree.fromstring(get_ok(client, path).content)))
+        first = etree.fromstring(get_ok(client, path).content)
+        title = first.findtext("channel/title") or first.findtext(f"{ATOM}title")
+        assert title in html and "<script" not in html
+
+
+# --- paging (RFC 5005) -----------------------------------------------------------------------------
+
+
+def atom_links(root: etree._Element) -> dict[str, str]:
+    return {link.get("rel"): link.get("href") for link in root.findall(f"{ATOM}link")}
+
+
+@pytest.mark.parametrize("slug,limit", [(SCIENCE_SLUG, 4), ("all", 7)])
+def test_atom_paging_walks_the_whole_history(client: httpx.Client, fsvc, slug: str, limit: int) -> None:  # noqa: ANN001
+    total = category_count(client, slug) if slug != "all" else len(expected_articles())
+    url = f"{fsvc.url}/feeds/{slug}.atom?limit={limit}"
+    first_url, seen, dates, pages, previous = url, [], [], 0, None
+    while url:
+        root = etree.fromstring(get_ok(client, url).content)
+        links = atom_links(root)
+        assert links["self"] == url and links["first"] == first_url
+        assert links.get("previous") == previous
+        entries = root.findall(f"{ATOM}entry")
+        assert 0 < len(entries) <= limit
+        seen += [e.findtext(f"{ATOM}id") for e in entries]
+        dates += [datetime.fromisoformat(e.findtext(f"{ATOM}published")) for e in entries]
+        previous, url = url, links.get("next")
+        pages += 1
+        assert pages <= total
+    assert len(seen) == len(set(seen)) == total  # nothing twice, nothing missing
+    assert dates == sorted(dates, reverse=True)
+    assert links["last"] == previous and pages == -(-total // limit)
+
+
+def test_json_paging_follows_next_url(client: httpx.Client, fsvc) -> None:  # noqa: ANN001
+    url, ids = f"{fsvc.url}/feeds/{SCIENCE_SLUG}.json?limit=6", []
+    while url:
+        doc = get_ok(client, url).json()
+        ids += [item["id"] for item in doc["items"]]
+        url = doc.get("next_url")
+    assert len(ids) == len(set(ids)) == category_count(client, SCIENCE_SLUG)
+
+
+def test_rss_is_the_first_page_only(client: httpx.Client) -> None:
+    root = etree.fromstring(get_ok(client, f"/feeds/{SCIENCE_SLUG}.rss?limit=4").content)
+    rels = {link.get("rel") for link in root.iter(f"{ATOM}link")}
+    assert rels == {"self", "hub"}
+    assert get_ok(client, f"/feeds/{SCIENCE_SLUG}.rss?page=1").status_code == 200
+    refused = client.get(f"/feeds/{SCIENCE_SLUG}.rss?page=2")
+    assert refused.status_code == 400 and "Atom or JSON" in refused.text
+
+
+@pytest.mark.parametrize(
+    "query,status,words",
+    [
+        ("limit=0", 400, "limit"), ("limit=201", 400, "limit"), ("limit=abc", 400, "limit"), ("limit=-1", 400, "limit"),
+        ("page=0", 400, "page"), ("page=x", 400, "page"), ("limit=200&page=51", 400, "10.000"),
+        ("limit=100&page=101", 400, "10.000"), ("limit=4&page=99", 404, "page"),
+    ],
+)  # fmt: skip
+def test_limit_and_page_bounds(client: httpx.Client, query: str, status: int, words: str) -> None:
+    response = client.get(f"/feeds/{SCIENCE_SLUG}.atom?{query}")
+    assert response.status_code == status and words in response.text
+
+
+def test_limit_sets_the_number_of_items(client: httpx.Client) -> None:
+    assert len(parsed(client, "/feeds/all.rss?limit=1").entries) == 1
+    assert len(parsed(client, "/feeds/all.atom").entries) == min(50, len(expected_articles()))
+    assert len(get_ok(client, "/feeds/all.json?limit=200").json()["items"]) == len(expected_articles())
+    many = get_ok(client, "/feeds/search.json?q=khoa+h%E1%BB%8Dc&limit=150").json()["items"]
+    assert len(many) == len({i["id"] for i in many}) >= PAGED_COUNT  # more than one engine page
+
+
+@pytest.mark.parametrize("path", ["/feeds/nope.rss", "/feeds/nope.atom", "/feeds/nope.json", "/embed/nope",
+                                  "/feeds/the-thao.xml", "/feeds/the-thao"])
+def test_unknown_feeds_are_404(client: httpx.Client, path: str) -> None:
+    assert client.get(path).status_code == 404
+
+
+# --- pages: autodiscovery, the search link, /feeds -------------------------------------------------------
+
+
+def alternates(html: str) -> list[tuple[str, str]]:
+    return [(m.group(1), m.group(2).replace("&amp;", "&"))
+            for m in re.finditer(r'<link rel="alternate" type="([^"]+)"[^>]* href="([^"]+)"', html)]
+
+
+def test_autodiscovery_links(client: httpx.Client) -> None:
+    home = alternates(get_ok(client, "/").text)
+    assert ("application/rss+xml", "/feeds/all.rss") in home and ("application/atom+xml", "/feeds/all.atom") in home
+    category = alternates(get_ok(client, f"/c/{SCIENCE_SLUG}").text)
+    assert ("application/rss+xml", f"/feeds/{SCIENCE_SLUG}.rss") in category
+    article = alternates(get_ok(client, "/articles/hard-long").text)
+    assert ("application/atom+xml", f"/feeds/{SCIENCE_SLUG}.atom") in article
+    page = get_ok(client, "/search", params={"q": "khoa học", "category": SCIENCE_SLUG}).text
+    search = alternates(page)
+    feed_href = "/feeds/search.rss?q=khoa+h%E1%BB%8Dc&category=khoa-hoc"
+    assert ("application/rss+xml", feed_href) in search
+    assert ("application/atom+xml", feed_href.replace(".rss", ".atom")) in search
+    assert "Theo dõi kết quả này" in page and feed_href.replace("&", "&amp;") in page
+    # the link leads to a feed of the same search
+    doc = parsed(client, feed_href)
+    assert doc.entries and all(e.tags[0].term in (SCIENCE, SCIENCE_SLUG) for e in doc.entries)
+
+
+def test_feeds_page_lists_every_feed_and_both_embeds(client: httpx.Client, fsvc) -> None:  # noqa: ANN001
+    response = get_ok(client, "/feeds")
+    assert response.headers["content-type"].startswith("text/html")
+    html = response.text
+    for category in get_ok(client, "/api/categories").json()["categories"]:
+        for fmt in ("rss", "atom", "json"):
+            assert f"{fsvc.url}/feeds/{category['slug']}.{fmt}" in html
+    assert f"{fsvc.url}/feeds/all.rss" in html and f"{fsvc.url}/feeds.opml" in html
+    assert f"&lt;iframe src=&#34;{fsvc.url}/embed/" in html or f"&lt;iframe src=&quot;{fsvc.url}/embed/" in html
+    assert "embed.js" in html and "data-category=" in html
+    assert not re.search(r"<[a-zA-Z][^>]*\sstyle=", html) and "<script>" not in html
+    assert response.headers["x-frame-options"] == "DENY"
+
+
+# --- embeds ------------------------------------------------------------------------------------------
+
+
+def test_embed_lists_headlines_escaped_and_may_be_framed(client: httpx.Client, fsvc) -> None:  # noqa: ANN001
+    response = get_ok(client, "/embed/xa-hoi", headers={"Origin": "https://partner.example"})
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    html = response.text
+    assert "<script>alert(1)</script>" not in html and "<script" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    links = re.findall(r'<li><a href="([^"]+)" target="_blank" rel="noopener">', html)
+    assert len(links) == 2 and all(link.startswith(fsvc.url + "/articles/") for link in links)
+    csp = response.headers["content-security-policy"]
+    assert "frame-ancestors *" in csp and "default-src 'none'" in csp and "unsafe-inline" not in csp
+    assert "x-frame-options" not in response.headers
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert not re.search(r"<[a-zA-Z][^>]*\sstyle=", html) and '<link rel="stylesheet" href="/static/embed.css' in html
+    etag = response.headers["etag"]
+    assert client.get("/embed/xa-hoi", headers={"If-None-Match": etag}).status_code == 304
+
+
+def test_embed_options(client: httpx.Client) -> None:
+    assert len(re.findall(r"<li>", get_ok(client, f"/embed/{SCIENCE_SLUG}").text)) == 10
+    assert len(re.findall(r"<li>", get_ok(client, f"/embed/{SCIENCE_SLUG}?limit=3").text)) == 3
+    assert len(re.findall(r"<li>", get_ok(client, f"/embed/{SCIENCE_SLUG}?limit=50").text)) == category_count(
+        client, SCIENCE_SLUG)
+    assert 'class="theme-dark"' in get_ok(client, "/embed/all?theme=dark").text
+    assert 'class="theme-light"' in get_ok(client, "/embed/all").text
+    search = get_ok(client, "/embed/search", params={"q": "bản tin khoa học", "limit": 2}).text
+    assert search.count("<li>") == 2 and "Bản tin khoa học số 00" in search
+    for query in ("limit=0", "limit=51", "theme=blue", "limit=x"):
+        assert client.get(f"/embed/all?{query}").status_code == 400
+    assert "Liên kết javascript" in get_ok(client, f"/embed/{SCIENCE_SLUG}?limit=50").text
+    assert "javascript:" not in get_ok(client, f"/embed/{SCIENCE_SLUG}?limit=50").text
+
+
+def test_embed_js_is_served_as_javascript(client: httpx.Client) -> None:
+    response = get_ok(client, "/embed.js", headers={"Origin": "https://partner.example"})
+    assert response.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert response.headers["cross-origin-resource-policy"] == "cross-origin"
+    source = response.text
+    assert source.lstrip().startswith("/*") and "(function () {" in source and source.rstrip().endswith("})();")
+    assert "innerHTML" not in source and "document.write" not in source and "eval(" not in source
+    assert "attachShadow" in source and "document.currentScript" in source
+    assert client.get("/embed.js", headers={"If-None-Match": response.headers["etag"]}).status_code == 304
+
+
+# --- the ETag follows the index ------------------------------------------------------------------------
+
+
+def test_etag_changes_when_an_article_is_indexed(feeds_index: Path, tmp_path: Path) -> None:
+    index_dir = tmp_path / "idx"
+    shutil.copytree(feeds_index, index_dir)
+    with running_service(index_dir, tmp_path / "logs", env={"SEARCHSVC_ACCESS_LOG": "0"}) as svc, \
+            httpx.Client(base_url=svc.url, timeout=30.0) as http:
+        path = "/feeds/the-thao.atom"
+        before = get_ok(http, path)
+        generation = get_ok(http, "/readyz").json()["generation"]
+        assert http.get(path, headers={"If-None-Match": before.headers["etag"]}).status_code == 304
+        new = {"id": "late-news", "title": "Tin thể thao mới nhất vừa cập nhật", "category": "Thể thao",
+               "body": "Đội tuyển thắng trận.", "published": vn(2020, 5, 1, 12, 0).isoformat()}
+        extra = tmp_path / "late.jsonl"
+        extra.write_text(json.dumps(new, ensure_ascii=False) + "\n", encoding="utf-8")
+        run_cli("index", str(extra), "--index-dir", str(index_dir), "--quiet")
+        deadline = time.monotonic() + 20
+        while get_ok(http, "/readyz").json()["generation"] == generation:
+            assert time.monotonic() < deadline, "the server did not see the new generation"
+            time.sleep(0.1)
+        after = get_ok(http, path, headers={"If-None-Match": before.headers["etag"]})
+        assert after.headers["etag"] != before.headers["etag"]
+        root = etree.fromstring(after.content)
+        assert root.find(f"{ATOM}entry").findtext(f"{ATOM}title") == new["title"]
+        assert root.findtext(f"{ATOM}updated") == "2020-05-01T12:00:00+07:00"
+        assert after.headers["last-modified"] == "Fri, 01 May 2020 05:00:00 GMT"
+
+
+def test_search_feeds_are_rate_limited_like_search(feeds_index: Path, tmp_path: Path) -> None:
+    """Each distinct saved search costs a search and a render; category feeds cost a lookup."""
+    env = {"SEARCHSVC_RATE_LIMIT": "3", "SEARCHSVC_ACCESS_LOG": "0"}
+    with running_service(feeds_index, tmp_path / "logs", env=env) as svc, \
+            httpx.Client(base_url=svc.url, timeout=30.0) as http:
+        remote = {"X-Forwarded-For": "198.51.100.9"}  # a client behind a local proxy (see lifecycle tests)
+        statuses = [http.get("/feeds/search.atom", params={"q": f"khoa {i}"}, headers=remote).status_code
+                    for i in range(4)]  # fmt: skip
+        assert statuses == [200, 200, 200, 429]
+        assert http.get("/embed/search", params={"q": "x"}, headers=remote).status_code == 429
+        assert all(http.get(f"/feeds/{SCIENCE_SLUG}.rss", headers=remote).status_code == 200 for _ in range(5))
+
+
+# --- the cache itself ----------------------------------------------------------------------------------
+
+
+def test_feed_cache_is_bounded_per_generation_and_single_flight() -> None:
+    async def scenario() -> None:
+        cache = FeedCache(max_entries=3, max_bytes=10_000_000)
+        renders: list[str] = []
+
+        def render(name: str):  # noqa: ANN202
+            def run():  # noqa: ANN202
+                time.sleep(0.05)
+                renders.append(name)
+                return make_document(name.encode() * 200, "text/plain")
+            return run
+
+        docs = await asyncio.gather(*(cache.get_or_render(("g1", "a"), render("a")) for _ in range(10)))
+        assert renders == ["a"] and len({id(d) for d in docs}) == 1  # ten waiters, one render
+        for name in "bcd":
+            await cache.get_or_render(("g1", name), render(name))
+        assert len(cache) == 3 and cache.get(("g1", "a")) is None  # LRU evicted the oldest
+        await cache.get_or_render(("g2", "a"), render("a2"))
+        assert len(cache) == 1  # a new generation drops the old one's entries
+        with pytest.raises(ValueError):
+            await cache.get_or_render(("g2", "bad"), lambda: (_ for _ in ()).throw(ValueError("boom")))
+        assert cache.get(("g2", "bad")) is None
+        # the request that started a render goes away: the others still get the document
+        leader = asyncio.ensure_future(cache.get_or_render(("g2", "slow"), render("slow")))
+        await asyncio.sleep(0.01)
+        waiter = asyncio.ensure_future(cache.get_or_render(("g2", "slow"), render("never")))
+        leader.cancel()
+        assert (await waiter).body.startswith(b"slow") and "never" not in renders
+        assert cache.get(("g2", "slow")) is not None
+
+        small = FeedCache(max_entries=100, max_bytes=1000)
+        for i in range(5):
+            await small.get_or_render(("g", i), lambda i=i: make_document(bytes(300), "x"))
+        assert small.bytes <= 1000
+
+    asyncio.run(scenario())
+
+
+def test_documents_are_deterministic_and_validators_follow_the_bytes() -> None:
+    a = make_document(b"<rss>x</rss>" * 100, "application/rss+xml", datetime(2015, 3, 1, 9, tzinfo=VN_TZ))
+    b = make_document(b"<rss>x</rss>" * 100, "application/rss+xml", datetime(2015, 3, 1, 9, tzinfo=VN_TZ))
+    assert a == b and a.gzip_body == b.gzip_body and gzip.decompress(a.gzip_body) == a.body
+    assert a.etag != make_document(b"<rss>y</rss>", "application/rss+xml").etag
+    assert a.gzip_etag.startswith(a.etag[:-1]) and a.last_modified.utcoffset() == timedelta(0)

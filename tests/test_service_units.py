@@ -1,0 +1,251 @@
+"""Unit tests of the service's pure parts: config, parameters, highlighting, timeline, caching, limiter."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from markupsafe import Markup
+from starlette.datastructures import QueryParams
+
+from index.api import FacetValue, Span
+from searchsvc.caching import cache_control, compute_etag, etag_matches
+from searchsvc.config import DEFAULT_RATE_LIMIT, Config, ConfigError, is_loopback_host
+from searchsvc.errors import ApiError
+from searchsvc.metrics import generation_number
+from searchsvc.params import parse_search
+from searchsvc.presenters import article_path, highlight, query_string, safe_external_url
+from searchsvc.ratelimit import TokenBucketLimiter
+from searchsvc.timeline import build_timeline
+
+# --- config ---------------------------------------------------------------------------------------
+
+
+def test_config_defaults() -> None:
+    config = Config.from_env(environ={})
+    assert config.index_dir == Path("var/index")
+    assert config.base_url == "http://127.0.0.1:8000"
+    assert config.cors_origins == ("*",)
+    assert config.site_title == "Tin tức – Lưu trữ"
+    assert config.rate_limit == 0  # loopback host: off
+    assert config.timeout_graceful_shutdown == 10
+
+
+def test_config_env_and_overrides() -> None:
+    env = {
+        "SEARCHSVC_INDEX_DIR": "/srv/idx",
+        "SEARCHSVC_BASE_URL": "https://tin.example/",
+        "SEARCHSVC_CORS_ORIGINS": "https://a.example, https://b.example",
+        "SEARCHSVC_WORKERS": "3",
+        "SEARCHSVC_PORT": "9000",
+        "SEARCHSVC_RATE_LIMIT": "30",
+        "SEARCHSVC_WEBSUB_HUB": "https://hub.example/",
+    }
+    config = Config.from_env({"port": 9100, "host": None}, environ=env)
+    assert config.index_dir == Path("/srv/idx")
+    assert config.base_url == "https://tin.example"
+    assert config.cors_origins == ("https://a.example", "https://b.example")
+    assert (config.workers, config.port, config.rate_limit) == (3, 9100, 30)
+    assert config.websub_hub == "https://hub.example/"
+    # to_env is what workers read back: the round trip is exact
+    assert Config.from_env(environ=config.to_env()) == config
+
+
+def test_config_rate_limit_default_depends_on_host() -> None:
+    assert Config.from_env({"host": "0.0.0.0"}, environ={}).rate_limit == DEFAULT_RATE_LIMIT
+    assert Config.from_env({"host": "::1"}, environ={}).rate_limit == 0
+    assert Config.from_env({"host": "0.0.0.0", "rate_limit": 0}, environ={}).rate_limit == 0
+    assert is_loopback_host("localhost") and is_loopback_host("127.0.0.2") and not is_loopback_host("10.0.0.1")
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"SEARCHSVC_PORT": "http"},
+        {"SEARCHSVC_WORKERS": "0"},
+        {"SEARCHSVC_BASE_URL": "ftp://x"},
+        {"SEARCHSVC_RATE_LIMIT": "-1"},
+        {"SEARCHSVC_ACCESS_LOG": "maybe"},
+    ],
+)
+def test_config_rejects_bad_values(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        Config.from_env(environ=env)
+    assert next(iter(env)) in str(info.value)
+
+
+def test_config_accepts_whole_float_timeout() -> None:
+    assert Config.from_env({"timeout_graceful_shutdown": 5.0}, environ={}).timeout_graceful_shutdown == 5
+    assert Config.from_env(environ={"SEARCHSVC_TIMEOUT_GRACEFUL_SHUTDOWN": "7.0"}).timeout_graceful_shutdown == 7
+
+
+# --- parameters -----------------------------------------------------------------------------------
+
+
+def parse(qs: str):
+    return parse_search(QueryParams(qs))
+
+
+def test_parse_search_full() -> None:
+    p = parse("q=+b%C3%B3ng+%C4%91%C3%A1+&category=the-thao&category=kinh-te&category=the-thao&from=2014-01-01"
+              "&to=2014-12-31&sort=newest&page=3&per_page=20&source=TTXVN")  # fmt: skip
+    assert p.q == "bóng đá"
+    assert p.categories == ["the-thao", "kinh-te"]
+    assert (p.date_from, p.date_to) == (date(2014, 1, 1), date(2014, 12, 31))
+    assert (p.sort, p.page, p.per_page, p.sources) == ("newest", 3, 20, ["TTXVN"])
+    request = p.to_request()
+    assert request.q == "bóng đá" and request.categories == ["the-thao", "kinh-te"]
+
+
+@pytest.mark.parametrize(
+    "qs, code",
+    [
+        ("sort=best", "bad_sort"),
+        ("from=2014-13-01", "bad_date"),
+        ("from=27/06/2014", "bad_date"),
+        ("to=2014-02-30", "bad_date"),
+        ("from=2014-05-01&to=2014-04-01", "bad_date_range"),
+        ("page=abc", "bad_page"),
+        ("page=0", "bad_page"),
+        ("page=-1", "bad_page"),
+        ("page=1.5", "bad_page"),
+        ("per_page=0", "bad_per_page"),
+        ("per_page=101", "bad_per_page"),
+        ("page=101&per_page=100", "page_too_deep"),
+        ("page=99999999999999999999", "bad_page"),
+        ("q=" + "a" * 1001, "query_too_long"),
+        ("category=" + "x" * 201, "bad_parameter"),
+    ],
+)
+def test_parse_search_errors(qs: str, code: str) -> None:
+    with pytest.raises(ApiError) as info:
+        parse(qs)
+    assert (info.value.status, info.value.code) == (400, code)
+
+
+def test_parse_search_edges() -> None:
+    assert parse("page=100&per_page=100").page == 100  # exactly MAX_RESULT_DEPTH is allowed
+    assert parse("q=" + "a" * 1000).q == "a" * 1000
+    assert parse("q=a%00b%1bc").q == "a b c"  # control characters become spaces
+    assert parse("sort=&page=&per_page=").sort == "relevance"
+    assert parse("").is_empty and not parse("category=x").is_empty
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["q", "sort", "page", "per_page", "from", "to", "category", "x"]), st.text()), max_size=6))
+def test_parse_search_only_raises_api_errors(pairs: list[tuple[str, str]]) -> None:
+    try:
+        parse_search(QueryParams(pairs))
+    except ApiError as exc:
+        assert exc.status == 400 and exc.code
+
+
+# --- presenters -----------------------------------------------------------------------------------
+
+
+def test_highlight_escapes_and_marks() -> None:
+    spans = [Span("<b>Giá</b> "), Span("cà", True), Span(" ", True), Span("phê", True), Span(" & <script>")]
+    html = highlight(spans)
+    assert isinstance(html, Markup)
+    assert html == "&lt;b&gt;Giá&lt;/b&gt; <mark>cà phê</mark> &amp; &lt;script&gt;"
+    assert highlight([Span('"x"', True)]) == "<mark>&#34;x&#34;</mark>"
+
+
+@given(st.lists(st.builds(Span, st.text(), st.booleans())))
+def test_highlight_never_leaks_markup(spans: list[Span]) -> None:
+    html = str(highlight(spans)).replace("<mark>", "").replace("</mark>", "")
+    assert "<" not in html and ">" not in html
+    assert html.replace("&lt;", "").replace("&gt;", "").replace("&amp;", "").replace("&#34;", "").replace(
+        "&#39;", ""
+    ) == "".join(s.text for s in spans).replace("<", "").replace(">", "").replace("&", "").replace('"', "").replace("'", "")
+
+
+def test_urls() -> None:
+    assert article_path("a/b c") == "/articles/a%2Fb%20c"
+    assert query_string(q="bóng đá", category=["a", "b"], page=None, date_from="2014-01-01") == (
+        "?q=b%C3%B3ng+%C4%91%C3%A1&category=a&category=b&from=2014-01-01"
+    )
+    assert query_string() == ""
+    assert safe_external_url("javascript:alert(1)") is None
+    assert safe_external_url(" JavaScript:alert(1)") is None
+    assert safe_external_url("https://baodaknong.vn/x") == "https://baodaknong.vn/x"
+
+
+# --- timeline -------------------------------------------------------------------------------------
+
+
+def test_timeline_years_fill_gaps() -> None:
+    facets = {
+        "year": [FacetValue("2010", "2010", 4), FacetValue("2013", "2013", 2)],
+        "month": [FacetValue("2010-02", "2010-02", 4), FacetValue("2013-05", "2013-05", 2)],
+    }
+    timeline = build_timeline(facets)
+    assert timeline is not None and timeline.unit == "year"
+    assert [b.label for b in timeline.bars] == ["2010", "2011", "2012", "2013"]
+    assert [b.count for b in timeline.bars] == [4, 0, 0, 2]
+    tallest = timeline.bars[0]
+    assert tallest.height > timeline.bars[3].height > 0 and timeline.bars[1].height == 0
+    assert (tallest.date_from, tallest.date_to) == (date(2010, 1, 1), date(2010, 12, 31))
+    assert all(0 <= b.x and b.x + b.width <= timeline.width + 0.01 for b in timeline.bars)
+
+
+def test_timeline_months_when_span_is_short() -> None:
+    facets = {
+        "year": [FacetValue("2013", "2013", 3), FacetValue("2014", "2014", 1)],
+        "month": [FacetValue("2013-11", "2013-11", 3), FacetValue("2014-02", "2014-02", 1)],
+    }
+    timeline = build_timeline(facets)
+    assert timeline is not None and timeline.unit == "month"
+    assert [b.label for b in timeline.bars] == ["11/2013", "12/2013", "01/2014", "02/2014"]
+    assert timeline.bars[3].date_to == date(2014, 2, 28)
+    assert build_timeline({"year": [], "month": []}) is None
+
+
+# --- caching --------------------------------------------------------------------------------------
+
+
+def scope(path: str, qs: bytes = b"", encoding: bytes = b"gzip") -> dict:
+    return {"type": "http", "method": "GET", "path": path, "query_string": qs, "headers": [(b"accept-encoding", encoding)]}
+
+
+def test_etag_normalises_query_order_and_tracks_inputs() -> None:
+    a = compute_etag("7", "fp", scope("/api/search", b"q=x&sort=newest"))
+    assert a.startswith('W/"')
+    assert a == compute_etag("7", "fp", scope("/api/search", b"sort=newest&q=x"))
+    assert a != compute_etag("8", "fp", scope("/api/search", b"q=x&sort=newest"))  # new generation
+    assert a != compute_etag("7", "fp2", scope("/api/search", b"q=x&sort=newest"))  # new deploy
+    assert a != compute_etag("7", "fp", scope("/api/search", b"q=x&sort=newest", b"identity"))  # Vary
+    assert a != compute_etag("7", "fp", scope("/search", b"q=x&sort=newest"))
+
+
+def test_etag_matching() -> None:
+    assert etag_matches('W/"abc"', 'W/"abc"')
+    assert etag_matches('"abc"', 'W/"abc"')
+    assert etag_matches('"x", W/"abc"', 'W/"abc"')
+    assert etag_matches("*", 'W/"abc"')
+    assert not etag_matches('W/"abd"', 'W/"abc"')
+    assert cache_control(0) == "public, no-cache" and cache_control(60) == "public, max-age=60"
+
+
+def test_generation_number() -> None:
+    assert generation_number("gen-000012") == 12.0
+    assert generation_number("7") == 7.0
+    assert generation_number("none") == 0.0
+
+
+# --- rate limiter ---------------------------------------------------------------------------------
+
+
+def test_token_bucket() -> None:
+    now = [100.0]
+    limiter = TokenBucketLimiter(60, burst=2, max_clients=2, clock=lambda: now[0])
+    assert limiter.acquire("a") == 0 and limiter.acquire("a") == 0
+    wait = limiter.acquire("a")
+    assert 0.9 < wait <= 1.0  # one token a second at 60/min
+    now[0] += 1.0
+    assert limiter.acquire("a") == 0
+    assert limiter.acquire("b") == 0 and limiter.acquire("c") == 0
+    assert len(limiter._buckets) == 2  # bounded: the least recently seen client was forgotten
