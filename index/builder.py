@@ -81,7 +81,7 @@ def article_fields(article: Article) -> dict:
         "year": f"{local.year:04d}",
         "month": f"{local.year:04d}-{local.month:02d}",
         "views": max(0, article.views or 0),
-        "title": article.title,
+        "title_column": article.title.encode("utf-8"),
         "doc": json.dumps(article.to_dict(), ensure_ascii=False),
     }
     if article.source:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +57,9 @@ class WhooshEngine:
         self._suggester_token = ""
         self._suggester_built = 0.0
         self._suggester_lock = threading.Lock()
+        self._suggester_building = False
+        self._cache: OrderedDict[tuple, SearchResult] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     @classmethod
     def open(cls, index_dir: Path | str) -> "WhooshEngine":
@@ -117,8 +121,25 @@ class WhooshEngine:
 
     # -- the SearchEngine interface -------------------------------------------------------------------
 
+    RESULT_CACHE_SIZE = 1024
+
     def search(self, request: SearchRequest) -> SearchResult:
-        return search(self._context(), request)
+        """Search, with an LRU of results per index generation: news search traffic repeats its
+        head queries, and a new generation changes the key so a cached result is never stale."""
+        key = (self.generation, request.q, tuple(request.categories), tuple(request.sources), request.date_from,
+               request.date_to, request.sort, request.page, request.per_page, request.recency_boost,
+               request.snippets, request.facets)
+        with self._cache_lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+                return cached
+        result = search(self._context(), request)
+        with self._cache_lock:
+            self._cache[key] = result
+            while len(self._cache) > self.RESULT_CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return result
 
     def get_article(self, article_id: str) -> Article | None:
         searcher, _ = self._state()
@@ -156,23 +177,47 @@ class WhooshEngine:
     SUGGEST_REFRESH = 60.0  # seconds: suggestions may lag the index by this much, never block on it
 
     def _current_suggester(self):
+        token = self.generation
+        if self._suggester is None:
+            with self._suggester_lock:  # the first build: callers wait for it
+                if self._suggester is None:
+                    self._build_suggester(token)
+        elif (token != self._suggester_token and not self._suggester_building
+              and time.monotonic() - self._suggester_built > self.SUGGEST_REFRESH):
+            # Later builds happen in the background; the old suggester serves meanwhile.
+            self._suggester_building = True
+            threading.Thread(target=self._rebuild_suggester, args=(token,), daemon=True,
+                             name="searchsvc-suggest").start()
+        return self._suggester
+
+    def _rebuild_suggester(self, token: str) -> None:
+        try:
+            with self._suggester_lock:
+                self._build_suggester(token)
+        finally:
+            self._suggester_building = False
+
+    def _build_suggester(self, token: str) -> None:
         from index.suggest import Suggester
 
-        token = self.generation
-        stale = self._suggester is None or (
-            token != self._suggester_token and time.monotonic() - self._suggester_built > self.SUGGEST_REFRESH
-        )
-        if stale and self._suggester_lock.acquire(blocking=self._suggester is None):
-            try:
-                if self._suggester is None or token != self._suggester_token:
-                    searcher, _ = self._state()
-                    titles = [f.get("title", "") for f in searcher.reader().all_stored_fields()]
-                    self._suggester = Suggester.build(titles)
-                    self._suggester_token = token
-                    self._suggester_built = time.monotonic()
-            finally:
-                self._suggester_lock.release()
-        return self._suggester
+        searcher, _ = self._state()
+        self._suggester = Suggester.build(_titles(searcher))
+        self._suggester_token = token
+        self._suggester_built = time.monotonic()
+
+    def warm_up(self) -> None:
+        """Build what the first requests would otherwise wait for (the suggester, facet sets)."""
+        self._current_suggester()
+        self.categories()
+
+
+def _titles(searcher: Searcher) -> list[str]:
+    reader = searcher.reader()
+    if "title_column" in searcher.schema:
+        column = reader.column_reader("title_column")
+        return [reader_bytes.decode("utf-8") for docnum, reader_bytes in enumerate(column)
+                if not reader.is_deleted(docnum)]
+    return [f.get("title", "") for f in reader.all_stored_fields()]  # indexes built before the column
 
 
 def _labels(searcher: Searcher) -> dict[str, str]:

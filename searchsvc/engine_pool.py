@@ -76,7 +76,18 @@ class EngineHolder:
                 logger.exception("cannot open the search index in %s", self.index_dir)
                 self._fail(f"cannot open the search index: {type(exc).__name__}")
             logger.info("search index opened: %s", self.index_dir)
+            warm_up = getattr(self._engine, "warm_up", None)
+            if callable(warm_up):
+                # Build what first requests would wait for (suggestions) without delaying this one.
+                threading.Thread(target=self._warm_up, args=(warm_up,), daemon=True, name="searchsvc-warmup").start()
             return self._engine  # type: ignore[return-value]
+
+    @staticmethod
+    def _warm_up(warm_up: Callable[[], None]) -> None:
+        try:
+            warm_up()
+        except Exception:  # warming up is an optimisation; requests will build what they need
+            logger.exception("warming up the search engine failed")
 
     def _fail(self, message: str) -> None:
         self._last_error = message
