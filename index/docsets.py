@@ -18,7 +18,8 @@ from collections import OrderedDict
 from whoosh import query as Q
 from whoosh.searching import Searcher
 
-TERM_CACHE_SIZE = 512
+TERM_CACHE_IDS = 500_000  # cached posting sets per searcher, counted in document numbers
+PROBE_RATIO = 8  # a clause this many times larger than the candidates is probed, not read whole
 
 
 class DocSets:
@@ -34,6 +35,8 @@ class DocSets:
             deleted = frozenset(leaf.deleted_docs_set) if leaf.has_deletions() else frozenset()
             self._leaves.append((leaf, offset, deleted))
         self._terms: OrderedDict[tuple[str, str], frozenset[int]] = OrderedDict()
+        self._cached_ids = 0
+        self._df: dict[tuple[str, str], int] = {}
         self._other: OrderedDict[str, frozenset[int]] = OrderedDict()
         self._all: frozenset[int] | None = None
         self._fields: dict[str, dict[str, frozenset[int]]] = shared if shared is not None else {}
@@ -57,9 +60,65 @@ class DocSets:
                 ids.update(postings)
         result = frozenset(ids)
         self._terms[key] = result
-        if len(self._terms) > TERM_CACHE_SIZE:
-            self._terms.popitem(last=False)
+        self._cached_ids += len(result)
+        while self._cached_ids > TERM_CACHE_IDS and len(self._terms) > 1:
+            _, dropped = self._terms.popitem(last=False)
+            self._cached_ids -= len(dropped)
         return result
+
+    def df(self, field: str, text: str) -> int:
+        key = (field, text)
+        if key not in self._df:
+            self._df[key] = self.searcher.reader().doc_frequency(field, text)
+        return self._df[key]
+
+    def estimate(self, q: Q.Query) -> int:
+        """An upper bound of the number of matches, from document frequencies alone."""
+        if isinstance(q, Q.Term):
+            return self.df(q.fieldname, q.text)
+        if isinstance(q, (Q.AndMaybe, Q.AndNot)):
+            return self.estimate(q.a)
+        if isinstance(q, Q.And):
+            return min((self.estimate(sub) for sub in q.subqueries), default=0)
+        if isinstance(q, Q.Or):
+            return sum(self.estimate(sub) for sub in q.subqueries)
+        return 1 << 30
+
+    def probe(self, q: Q.Query, candidates: set[int]) -> set[int]:
+        """The candidates that match ``q``, found by skipping through its postings (no full read)."""
+        if not candidates:
+            return set()
+        if isinstance(q, Q.Term):
+            found: set[int] = set()
+            ordered = sorted(candidates)
+            for leaf, offset, deleted in self._leaves:
+                if (q.fieldname, q.text) not in leaf:
+                    continue
+                end = offset + leaf.doc_count_all()
+                postings = leaf.postings(q.fieldname, q.text)
+                for d in ordered:
+                    if d < offset:
+                        continue
+                    if d >= end or not postings.is_active():
+                        break
+                    local = d - offset
+                    if postings.id() < local:
+                        postings.skip_to(local)
+                        if not postings.is_active():
+                            break
+                    if postings.id() == local:
+                        found.add(d)
+            return found
+        if isinstance(q, Q.Or):
+            found = set()
+            for sub in q.subqueries:
+                found |= self.probe(sub, candidates - found)
+            return found
+        if isinstance(q, Q.And):
+            for sub in q.subqueries:
+                candidates = self.probe(sub, candidates)
+            return candidates
+        return candidates & self.evaluate(q)
 
     def all(self) -> frozenset[int]:
         if self._all is None:
@@ -96,14 +155,18 @@ class DocSets:
         if isinstance(q, Q.AndNot):
             return self.evaluate(q.a) - self.evaluate(q.b)
         if isinstance(q, Q.And):
-            parts = sorted((self.evaluate(sub) for sub in q.subqueries), key=len)
-            if not parts:
+            # Smallest clause first; clauses far larger than what is left are probed, not read.
+            subs = sorted(q.subqueries, key=self.estimate)
+            if not subs:
                 return frozenset()
-            result = set(parts[0])
-            for part in parts[1:]:
+            result = set(self.evaluate(subs[0]))
+            for sub in subs[1:]:
                 if not result:
                     break
-                result &= part
+                if self.estimate(sub) > PROBE_RATIO * len(result):
+                    result = self.probe(sub, result)
+                else:
+                    result &= self.evaluate(sub)
             return result
         if isinstance(q, Q.Or):
             result: set[int] = set()

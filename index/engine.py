@@ -43,6 +43,8 @@ class _Generation:
     categories: list[FacetValue] | None = None
     doc_count: int = 0
     field_sets: dict = field(default_factory=dict)  # facet field -> value -> docnums (index.docsets)
+    vocabulary: frozenset[str] | None = None  # every folded syllable (typo candidates are checked here)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class WhooshEngine:
@@ -117,7 +119,8 @@ class WhooshEngine:
 
     def _context(self) -> Context:
         searcher, gen = self._state()
-        return Context(searcher=searcher, labels=gen.labels, docsets=self._local.docsets)
+        return Context(searcher=searcher, labels=gen.labels, docsets=self._local.docsets,
+                       vocabulary=lambda: _vocabulary(gen, searcher))
 
     # -- the SearchEngine interface -------------------------------------------------------------------
 
@@ -209,6 +212,20 @@ class WhooshEngine:
         """Build what the first requests would otherwise wait for (the suggester, facet sets)."""
         self._current_suggester()
         self.categories()
+        searcher, gen = self._state()
+        _vocabulary(gen, searcher)
+
+
+def _vocabulary(gen: _Generation, searcher: Searcher) -> frozenset[str]:
+    """The folded syllables of the index, built once per generation (a term lookup in Whoosh's
+    on-disk table costs ~80 us; typo tolerance tries hundreds of candidates per query)."""
+    if gen.vocabulary is None:
+        with gen.lock:
+            if gen.vocabulary is None:
+                reader = searcher.reader()
+                gen.vocabulary = frozenset(reader.field_terms("body_folded")) | frozenset(
+                    reader.field_terms("title_folded"))
+    return gen.vocabulary
 
 
 def _titles(searcher: Searcher) -> list[str]:

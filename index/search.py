@@ -26,6 +26,7 @@ import heapq
 import json
 import math
 from dataclasses import dataclass
+from typing import Callable
 from datetime import datetime, time, timedelta, timezone
 
 from whoosh import query as Q
@@ -49,6 +50,7 @@ EXACT_BODY_BOOST = 1.5
 PAIR_BOOST = 1.0
 FUZZY_MIN_LEN = 4
 FUZZY_MAX_VARIANTS = 6
+WEAK_PAIR_DF = 20  # an adjacent pair seen this rarely may be a typo (see Planner.pair_corrections)
 RECENCY_HALF_LIFE_DAYS = 365.0
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
@@ -60,6 +62,7 @@ class Context:
     searcher: Searcher
     labels: dict[str, str]  # category slug -> label
     docsets: DocSets
+    vocabulary: Callable[[], frozenset[str]] | None = None  # folded syllables of the index
 
 
 # -- building blocks -----------------------------------------------------------------------------
@@ -93,6 +96,13 @@ class Planner:
         self.reader = ctx.searcher.reader()
         self.parsed = parsed
         self._df: dict[tuple[str, str], int] = {}
+        self._corrections: dict[Alternative, list[Alternative]] = {}
+
+    def known(self, syllable: str) -> bool:
+        """Is this folded syllable in the index? (in-memory vocabulary when the engine has one)"""
+        if self.ctx.vocabulary is not None:
+            return syllable in self.ctx.vocabulary()
+        return self.df("folded", syllable) > 0
 
     def df(self, kind: str, term: str) -> int:
         key = (kind, term)
@@ -135,11 +145,51 @@ class Planner:
                 parts.append(_syl(s))
         return _and(parts) if changed else None
 
+    def pair_corrections(self, alt: Alternative) -> list[Alternative]:
+        """The alternative with one edit on each syllable next to an adjacent pair the index does
+        not know, chosen so that every pair becomes known (best by pair frequency)."""
+        cached = self._corrections.get(alt)
+        if cached is not None:
+            return cached
+        folded = list(alt.folded)
+        n = len(folded)
+        pair_df = [self.df("pair", folded[i] + PAIR_SEP + folded[i + 1]) for i in range(n - 1)]
+        # Pairs the index does not know, or knows only a few times (a typo can make a real but rare
+        # pair: "không uoc" for "không được").
+        missing = [i for i, df in enumerate(pair_df) if df <= WEAK_PAIR_DF]
+        corrected = list(folded)
+        for j in sorted({k for i in missing for k in (i, i + 1)}):
+            s = folded[j]
+            if len(s) < 2 or not s.isalnum() or (j > 0 and corrected[j - 1] != folded[j - 1]):
+                continue
+            best, best_gain = None, 0
+            for v in one_edit(s):
+                if not self.known(v):
+                    continue
+                gain = 0
+                neighbours = ([(corrected[j - 1], v, pair_df[j - 1])] if j > 0 else []) + (
+                    [(v, folded[j + 1], pair_df[j])] if j < n - 1 else [])
+                for a, b, old in neighbours:
+                    df = self.df("pair", a + PAIR_SEP + b)
+                    if df == 0 or (old and df < max(5, 10 * old)):
+                        break
+                    gain += df
+                else:
+                    if gain > best_gain:
+                        best, best_gain = v, gain
+            if best is not None:
+                corrected[j] = best
+        result = []
+        if corrected != folded and all(self.df("pair", a + PAIR_SEP + b) > 0 for a, b in zip(corrected, corrected[1:])):
+            result = [Alternative(tuple(corrected), tuple(corrected), tuple(False for _ in corrected))]
+        self._corrections[alt] = result
+        return result
+
     def variants(self, s: str) -> list[str]:
         """Folded syllables one edit away from ``s`` that the index knows, most frequent first."""
         if len(s) < FUZZY_MIN_LEN or not s.isalnum():
             return []
-        found = [(self.df("folded", v), v) for v in one_edit(s)]
+        found = [(self.df("folded", v), v) for v in one_edit(s) if self.known(v)]
         found = [f for f in found if f[0] > 0]
         found.sort(key=lambda f: (-f[0], f[1]))
         return [v for _, v in found[:FUZZY_MAX_VARIANTS]]
@@ -151,7 +201,7 @@ class Planner:
         return unit.alternatives
 
     # Whole queries per tier
-    def tier_query(self, mode: str) -> Q.Query | None:
+    def tier_query(self, mode: str, corrections: bool = True) -> Q.Query | None:
         clauses = []
         any_fuzzy = False
         for clause in self.parsed.clauses:
@@ -161,10 +211,13 @@ class Planner:
                     if unit.phrase or mode == "strict":
                         if self.strict_possible(alt):
                             options.append(self.strict(alt))
-                    elif mode == "relaxed":
-                        options.append(self.relaxed(alt))
-                    elif mode == "loose":
-                        options.append(self.loose(alt))
+                    elif mode in ("relaxed", "loose"):
+                        options.append(self.relaxed(alt) if mode == "relaxed" else self.loose(alt))
+                        # A typo that happens to be a real syllable ("không uoc làm" for "không được
+                        # làm") breaks adjacency without leaving an unknown syllable: also accept the
+                        # one-edit correction that makes every pair known again.
+                        if corrections:
+                            options += [self.strict(c) for c in self.pair_corrections(alt)]
                     elif mode == "fuzzy":
                         q = self.fuzzy(alt)
                         if q is not None:
@@ -221,6 +274,10 @@ class Planner:
                         parts.append(Q.Term("title_exact", exact, boost=EXACT_TITLE_BOOST))
                         parts.append(Q.Term("body_exact", exact, boost=EXACT_BODY_BOOST))
                 sequence.extend(main.folded)
+                if tier in (TIER_SYLLABLES, TIER_FUZZY) and not unit.phrase:
+                    for corrected in self.pair_corrections(main):
+                        for p in _pairs_of(corrected.folded):
+                            parts.append(_pair(p, PAIR_BOOST))
                 if tier == TIER_ADJACENT:
                     required.update(_pairs_of(main.folded))
         for p in dict.fromkeys(_pairs_of(tuple(sequence))):
@@ -236,7 +293,10 @@ class Planner:
         scattered = tier in (TIER_SYLLABLES, TIER_FUZZY, TIER_PARTIAL)
         for clause in self.parsed.clauses:
             for unit in clause.units:
-                for alt in self.alternatives(unit):
+                alts = list(self.alternatives(unit))
+                if tier in (TIER_SYLLABLES, TIER_FUZZY) and not unit.phrase:
+                    alts += self.pair_corrections(unit.main)
+                for alt in alts:
                     pairs.update(_pairs_of(alt.folded))
                     if len(alt.folded) == 1 or (scattered and not unit.phrase and alt is unit.main):
                         terms.update(alt.folded)
@@ -337,19 +397,23 @@ def search(ctx: Context, request: SearchRequest) -> SearchResult:
     filt = build_filter(request, parsed, ctx.labels)
     sort = request.sort
     if parsed.empty:
-        tiers: list[tuple[str, object]] = [(TIER_ALL, Q.Every())]
+        tiers: list[tuple[str, object, object]] = [(TIER_ALL, Q.Every(), None)]
         if sort == "relevance":
             sort = "newest"
     else:
-        tiers = [(TIER_ADJACENT, lambda: planner.tier_query("strict")),
-                 (TIER_SYLLABLES, lambda: planner.tier_query("relaxed")),
-                 (TIER_SYLLABLES, lambda: planner.tier_query("loose")),
-                 (TIER_FUZZY, lambda: planner.tier_query("fuzzy")),
-                 (TIER_PARTIAL, planner.partial_query)]
+        # (tier, query, the same query without typo corrections: if only the corrections match,
+        # the answer is reported as the fuzzy tier)
+        tiers = [(TIER_ADJACENT, lambda: planner.tier_query("strict"), None),
+                 (TIER_SYLLABLES, lambda: planner.tier_query("relaxed"),
+                  lambda: planner.tier_query("relaxed", corrections=False)),
+                 (TIER_SYLLABLES, lambda: planner.tier_query("loose"),
+                  lambda: planner.tier_query("loose", corrections=False)),
+                 (TIER_FUZZY, lambda: planner.tier_query("fuzzy"), None),
+                 (TIER_PARTIAL, planner.partial_query, None)]
     allowed = ctx.docsets.evaluate(filt) if filt is not None else None
     tier, q, docs = TIER_NONE, None, frozenset()
     tried: set[str] = set()
-    for name, make in tiers:
+    for name, make, make_plain in tiers:
         candidate = make() if callable(make) else make
         if candidate is None or repr(candidate) in tried:
             continue
@@ -358,6 +422,13 @@ def search(ctx: Context, request: SearchRequest) -> SearchResult:
         if allowed is not None:
             matched = matched & allowed
         if matched:
+            if make_plain is not None:
+                plain = make_plain()
+                plain_docs = ctx.docsets.evaluate(plain) if plain is not None else frozenset()
+                if allowed is not None:
+                    plain_docs = plain_docs & allowed
+                if not plain_docs:
+                    name = TIER_FUZZY
             tier, q, docs = name, candidate, matched
             break
     total = len(docs)
@@ -476,6 +547,13 @@ def did_you_mean(ctx: Context, planner: Planner, total: int, allowed) -> str | N
     syllables = planner.parsed.syllables()
     if not syllables or len(syllables) > 8:
         return None
+    whole = Alternative(tuple(syllables), tuple(syllables), tuple(False for _ in syllables))
+    for alt in planner.pair_corrections(whole):
+        docs = ctx.docsets.evaluate(planner.strict(alt))
+        if allowed is not None:
+            docs = docs & allowed
+        if len(docs) > max(2, total * 3):
+            return _restore_marks(list(alt.folded), json.loads(ctx.searcher.stored_fields(min(docs))["doc"]))
     corrected = []
     changed = False
     for i, s in enumerate(syllables):

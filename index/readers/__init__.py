@@ -34,6 +34,19 @@ class ReadError:
         return f"{where}: {self.reason}"
 
 
+# Values the index can hold, checked by both readers. Outside them the builder fails: a date
+# whose UTC form leaves years 1-9999 raises OverflowError and aborts the whole run, a year-1 date
+# breaks every search that ranks it, a view count over 2**64 - 1 makes a --rebuild sub-writer drop
+# its whole batch; and a year far from the others would draw a timeline of thousands of bars.
+MIN_YEAR, MAX_YEAR = 1900, 2100
+MAX_VIEWS = 2**63 - 1
+
+
+def date_in_range(value: object) -> bool:
+    """True when ``value`` (a datetime) falls in years MIN_YEAR..MAX_YEAR."""
+    return MIN_YEAR <= getattr(value, "year", 0) <= MAX_YEAR
+
+
 # Imported after ReadError on purpose: the reader modules import it from this package.
 from index.article import Article  # noqa: E402
 from index.readers.jsonl import GZIP_MAGIC, read_jsonl  # noqa: E402

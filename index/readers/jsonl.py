@@ -23,7 +23,8 @@ from typing import IO, Any
 from index.article import Article, as_vietnam_time
 from index.cleanup import clean_line, clean_paragraphs
 
-from index.readers import ReadError  # defined before the package imports this module
+# defined before the package imports this module
+from index.readers import MAX_VIEWS, MAX_YEAR, MIN_YEAR, ReadError, date_in_range
 
 GZIP_MAGIC = b"\x1f\x8b"
 DEFAULT_CATEGORY = "Khác"
@@ -144,15 +145,18 @@ def _published(value: Any) -> datetime:
     if not isinstance(value, str):
         raise RecordError(f"bad date {_short(value)}")
     try:
-        return as_vietnam_time(datetime.fromisoformat(value.strip()))
+        published = as_vietnam_time(datetime.fromisoformat(value.strip()))
     except ValueError:
         raise RecordError(f"bad date {_short(value)}") from None
+    if not date_in_range(published):
+        raise RecordError(f"bad date {_short(value)} (years {MIN_YEAR}-{MAX_YEAR} only)")
+    return published
 
 
 def _views(value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_VIEWS:
         raise RecordError(f"bad views {_short(value)}")
     return value
 

@@ -36,7 +36,8 @@ from datetime import datetime
 from index.article import VN_TZ, Article
 from index.cleanup import clean_line
 
-from index.readers import ReadError  # defined before the package imports this module
+# defined before the package imports this module
+from index.readers import MAX_VIEWS, MAX_YEAR, MIN_YEAR, ReadError, date_in_range
 
 CAPTION_MAX_CHARS = 120
 CAPTION_MAX_WORDS = 20
@@ -173,12 +174,16 @@ def _parse_date_line(line: _Line) -> tuple[datetime, int | None]:
         published = datetime(int(m["y"]), int(m["m"]), int(m["d"]), hour, minute, tzinfo=VN_TZ)
     except ValueError:
         raise PortalError(line.number, f"bad date {date_part!r}") from None
+    if not date_in_range(published):
+        raise PortalError(line.number, f"bad date {date_part!r} (years {MIN_YEAR}-{MAX_YEAR} only)")
     views = None
     if views_part:
         v = _VIEWS_VALUE.fullmatch(views_part[0].rstrip(_SEPARATORS))
         if not v:
             raise PortalError(line.number, f"bad view count {views_part[0].strip()[:40]!r}")
         views = int(re.sub(r"[.,]", "", v[1]))
+        if views > MAX_VIEWS:
+            raise PortalError(line.number, f"bad view count {views_part[0].strip()[:40]!r}")
     return published, views
 
 
