@@ -107,7 +107,11 @@ def _web_url(url: str | None) -> str | None:
 def item_link(article: Article, base_url: str) -> str:
     """The article's own http(s) ``url``, else our page for it: ``{base}/articles/{id}``."""
     base, _ = _require_base(base_url)
-    return _web_url(article.url) or f"{base}/articles/{quote(article.id)}"
+    path = quote(article.id)
+    if any(segment in (".", "..") for segment in article.id.split("/")):
+        # Readers resolve dot segments: "a/../../x" would link outside /articles/ (or the base path).
+        path = quote(article.id, safe="")
+    return _web_url(article.url) or f"{base}/articles/{path}"
 
 
 def item_guid(article: Article, base_url: str) -> str:

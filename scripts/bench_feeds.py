@@ -18,11 +18,15 @@ Ceilings, measured in the same run under the same uvicorn settings (``searchsvc.
     same bytes      a bare Starlette app returning the very bytes of the cached feed (plain, gzip)
                     or an empty 304: what sending this much data costs with no work at all
 
+The three servers run side by side and the runs are interleaved in ``--rounds`` rounds (hello,
+then each scenario followed by its same-bytes ceiling, then hello again), so that a machine shared
+with other work slows a scenario and its ceiling alike; shares are medians of per-round ratios.
+
 Targets (from the feeds issue): cached feed >= 25 % of hello, 304 >= 40 % of hello, search
 feed p95 <= 250 ms.
 
     .venv/bin/python scripts/bench_feeds.py                          # var/bench-index, 20 s each
-    .venv/bin/python scripts/bench_feeds.py --index-dir /tmp/idx --duration 5
+    .venv/bin/python scripts/bench_feeds.py --index-dir /tmp/idx --duration 8 --rounds 2
 
 The category is the largest one unless ``--category`` is given; the feed format is RSS unless
 ``--format``. Reuses scripts/bench_http.py (wrk install, server start/stop, wrk runner, hello app).
@@ -37,10 +41,13 @@ import json
 import os
 import random
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
+from argparse import Namespace
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -157,11 +164,38 @@ def run(wrk: str, url: str, paths: list[str], expect: int, args: argparse.Namesp
     return bh.run_wrk(wrk, url, paths, expect, settings, tmp, name)
 
 
+@dataclass
+class Series:
+    """One scenario's runs, one per round."""
+
+    runs: list[bh.Result] = field(default_factory=list)
+
+    @property
+    def rps(self) -> float:
+        seconds = sum(r.requests / r.rps for r in self.runs if r.rps)
+        return sum(r.requests for r in self.runs) / seconds if seconds else 0.0
+
+    def median(self, attr: str) -> float:
+        return statistics.median(getattr(r, attr) for r in self.runs)
+
+    @property
+    def errors(self) -> int:
+        return sum(r.errors for r in self.runs)
+
+    @property
+    def requests(self) -> int:
+        return sum(r.requests for r in self.runs)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--index-dir", type=Path, default=bh.DEFAULT_INDEX, help=f"default {bh.DEFAULT_INDEX}")
-    parser.add_argument("--duration", type=int, default=20, help="seconds of load per scenario (default 20)")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured load before each scenario")
+    parser.add_argument("--duration", type=int, default=20,
+                        help="seconds of load per scenario and per ceiling, over all rounds (default 20)")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="interleaved rounds (default 4): scenarios and ceilings alternate, so a busy "
+                             "machine slows both alike")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured load per scenario, once")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--search-connections", type=int, default=2,
                         help="connections for search_feed (default 2: one per worker)")
@@ -184,108 +218,133 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     if not args.index_dir.exists():
         sys.exit(f"no index at {args.index_dir}: build it with scripts/bench_index.py, or pass --index-dir")
+    rounds = max(1, args.rounds)
+    per_run = max(2, round(args.duration / rounds))
     import httpx
 
     wrk = bh.ensure_wrk()
     rng = random.Random(args.seed)
-    results: dict[str, bh.Result] = {}
-    ceilings: dict[str, bh.Result] = {}
+    series: dict[str, Series] = {}
+    hello_rounds: list[float] = []
     info: dict[str, object] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-feeds-") as tmp_name:
+    same = {"feed_gzip": ("bytes_gzip", "/gzip", True, 200), "feed_identity": ("bytes_identity", "/plain", False, 200),
+            "feed_304": ("bytes_304", "/304", True, 304)}  # fmt: skip
+    timed = copy.copy(args)
+    timed.duration, timed.warmup = per_run, 0
+    with tempfile.TemporaryDirectory(prefix="bench-feeds-") as tmp_name, contextlib.ExitStack() as stack:
         tmp = Path(tmp_name)
         (tmp / "mix.lua").write_text(LUA, encoding="utf-8")
-        with bh.start_service(args, tmp) as server:
-            slug, count = pick_category(server.url, args.category)
-            qs = "" if args.limit == 50 else f"?limit={args.limit}"
-            feed = f"/feeds/{slug}.{args.format}{qs}"
-            plain = httpx.get(server.url + feed, headers={"Accept-Encoding": "identity"}, timeout=120)
-            packed = httpx.get(server.url + feed, headers={"Accept-Encoding": "gzip"}, timeout=120)
-            with httpx.stream("GET", server.url + feed, headers={"Accept-Encoding": "gzip"}, timeout=120) as r:
-                packed_raw = b"".join(r.iter_raw())
-            if plain.status_code != 200 or packed.headers.get("content-encoding") != "gzip":
-                sys.exit(f"{feed}: unexpected answer {plain.status_code} / {packed.headers}")
-            media = plain.headers["content-type"]
-            info = {"feed": feed, "category_articles": count, "plain_bytes": len(plain.content),
-                    "gzip_bytes": len(packed_raw)}  # fmt: skip
-            # disjoint query sets (warm-up, search_feed, search_busy): every measured request is a
-            # first render, never a cache hit left by an earlier scenario
-            queries = search_queries(server.url, 2 * args.queries + 200, rng)
-            info["search_queries"] = args.queries
+        server = stack.enter_context(bh.start_service(args, tmp))
+        slug, count = pick_category(server.url, args.category)
+        qs = "" if args.limit == 50 else f"?limit={args.limit}"
+        feed = f"/feeds/{slug}.{args.format}{qs}"
+        plain = httpx.get(server.url + feed, headers={"Accept-Encoding": "identity"}, timeout=120)
+        with httpx.stream("GET", server.url + feed, headers={"Accept-Encoding": "gzip"}, timeout=120) as r:
+            packed_raw = b"".join(r.iter_raw())
+            packed_headers = r.headers
+        if plain.status_code != 200 or packed_headers.get("content-encoding") != "gzip":
+            sys.exit(f"{feed}: unexpected answer {plain.status_code} / {packed_headers}")
+        media = plain.headers["content-type"]
+        etag = packed_headers["etag"]
+        info = {"feed": feed, "category_articles": count, "plain_bytes": len(plain.content),
+                "gzip_bytes": len(packed_raw), "rounds": rounds, "seconds_per_run": per_run}  # fmt: skip
+        hello = stack.enter_context(bh.start_hello(args, tmp))
+        blob = stack.enter_context(start_blob(args, tmp, plain.content, packed_raw, media))
 
-            def paths(chunk: list[str]) -> list[str]:
-                return [f"/feeds/search.{args.format}?{urlencode({'q': q})}" for q in chunk]
+        # disjoint query sets (warm-up, then each search scenario and round): every measured
+        # request is a first render, never a cache hit left by an earlier run
+        per_set = max(1, args.queries // rounds)
+        queries = search_queries(server.url, 200 + 2 * rounds * per_set, rng)
+        info["search_queries"] = 2 * rounds * per_set
 
-            warm = paths(queries[:200])
-            search_sets = {"search_feed": paths(queries[200 : 200 + args.queries]),
-                           "search_busy": paths(queries[200 + args.queries :])}  # fmt: skip
+        def paths(chunk: list[str]) -> list[str]:
+            return [f"/feeds/search.{args.format}?{urlencode({'q': q})}" for q in chunk]
+
+        def search_set(name: str, round_no: int) -> list[str]:
+            start = 200 + (SCENARIOS.index(name) - 3) * rounds * per_set + round_no * per_set
+            return paths(queries[start : start + per_set])
+
+        def scenario(name: str, round_no: int, seconds: Namespace) -> bh.Result:
+            if name == "feed_gzip":
+                return run(wrk, server.url, [feed], 200, seconds, tmp, name, warmup=False)
+            if name == "feed_identity":
+                return run(wrk, server.url, [feed], 200, seconds, tmp, name, gzip=False, warmup=False)
+            if name == "feed_304":
+                return run(wrk, server.url, [f"{feed}\t{etag}"], 304, seconds, tmp, name, warmup=False)
+            connections = args.search_connections if name == "search_feed" else args.connections
+            chunk = paths(queries[:200]) if round_no < 0 else search_set(name, round_no)
+            return run(wrk, server.url, chunk, 200, seconds, tmp, name, warmup=False, connections=connections)
+
+        if args.warmup > 0:
+            print(f"  warm-up: {args.warmup}s per scenario...", file=sys.stderr)
+            warm = copy.copy(args)
+            warm.duration, warm.warmup = args.warmup, 0
             for name in scenarios:
-                what = feed if name.startswith("feed") else f"{len(search_sets[name])} queries"
-                print(f"  {name} ({what}), {args.duration}s...", file=sys.stderr)
-                if name == "feed_gzip":
-                    results[name] = run(wrk, server.url, [feed], 200, args, tmp, name)
-                elif name == "feed_identity":
-                    results[name] = run(wrk, server.url, [feed], 200, args, tmp, name, gzip=False)
-                elif name == "feed_304":
-                    results[name] = run(wrk, server.url, [f"{feed}\t{packed.headers['etag']}"], 304, args, tmp, name)
-                else:
-                    connections = args.search_connections if name == "search_feed" else args.connections
-                    if args.warmup > 0 and warm:  # on other queries, so the measured ones are all new
-                        run(wrk, server.url, warm, 200, args, tmp, "search_warmup", warmup=False,
-                            connections=connections)
-                    results[name] = run(wrk, server.url, search_sets[name], 200, args, tmp, name,
-                                        warmup=False, connections=connections)
-                    info[f"{name}_requests"] = results[name].requests
-                    info[f"{name}_connections"] = connections
-        with bh.start_hello(args, tmp) as server:
-            print(f"  hello (ceiling): {args.duration}s...", file=sys.stderr)
-            ceilings["hello"] = run(wrk, server.url, ["/"], 200, args, tmp, "hello")
-        with start_blob(args, tmp, plain.content, packed_raw, media) as server:
-            print(f"  same bytes (ceilings): 3 x {args.duration}s...", file=sys.stderr)
-            ceilings["bytes_gzip"] = run(wrk, server.url, ["/gzip"], 200, args, tmp, "bytes_gzip")
-            ceilings["bytes_identity"] = run(wrk, server.url, ["/plain"], 200, args, tmp, "bytes_identity", gzip=False)
-            ceilings["bytes_304"] = run(wrk, server.url, ["/304"], 304, args, tmp, "bytes_304")
+                scenario(name, -1, warm)
+        for round_no in range(rounds):
+            print(f"  round {round_no + 1}/{rounds}: hello, {', '.join(scenarios)} (+ same-bytes ceilings), "
+                  f"{per_run}s each...", file=sys.stderr)  # fmt: skip
+            before = run(wrk, hello.url, ["/"], 200, timed, tmp, "hello", warmup=False)
+            series.setdefault("hello", Series()).runs.append(before)
+            for name in scenarios:
+                series.setdefault(name, Series()).runs.append(scenario(name, round_no, timed))
+                if name in same:
+                    ref, path, gz, status = same[name]
+                    series.setdefault(ref, Series()).runs.append(
+                        run(wrk, blob.url, [path], status, timed, tmp, ref, gzip=gz, warmup=False))
+            after = run(wrk, hello.url, ["/"], 200, timed, tmp, "hello", warmup=False)
+            series["hello"].runs.append(after)
+            hello_rounds.append((before.rps + after.rps) / 2)
 
-    same = {"feed_gzip": "bytes_gzip", "feed_identity": "bytes_identity", "feed_304": "bytes_304"}
-    hello = ceilings["hello"].rps
-    print(f"\nwrk -t{args.threads} -c{args.connections} -d{args.duration}s, uvicorn workers={args.workers}, "
-          f"index {args.index_dir}, {os.cpu_count()} CPUs (wrk and the server share them)")  # fmt: skip
-    print(f"feed {info['feed']}: {info['plain_bytes']:,} bytes, {info['gzip_bytes']:,} gzipped")
-    for name in ("search_feed", "search_busy"):
-        if name in results:
-            print(f"{name}: {info[f'{name}_connections']} connections, {info[f'{name}_requests']} requests, "
-                  f"{info['search_queries']} distinct queries (every request a first render)")
-    print()
+    def share(name: str, of: list[float]) -> float:
+        """Median over rounds of (this round's req/s) / (the reference's req/s in the same round)."""
+        mine = [r.rps for r in series[name].runs]
+        return statistics.median(a / b for a, b in zip(mine, of) if b)
+
+    print(f"\nwrk -t{args.threads} -c{args.connections} (search_feed: -c{args.search_connections}), "
+          f"{rounds} rounds x {per_run}s per scenario, uvicorn workers={args.workers}, index {args.index_dir}, "
+          f"{os.cpu_count()} CPUs shared by wrk and the servers; load average at the end: "
+          f"{os.getloadavg()[0]:.2f}")  # fmt: skip
+    print(f"feed {info['feed']}: {info['plain_bytes']:,} bytes, {info['gzip_bytes']:,} gzipped; "
+          f"search feeds: a new query on every request ({info['search_queries']} distinct)\n")
     header = (f"{'scenario':<15} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7} "
               f"{'of hello':>9} {'of same bytes':>14}")  # fmt: skip
     print(header)
     print("-" * len(header))
-    for name, r in [*results.items(), *ceilings.items()]:
-        ref = ceilings.get(same.get(name, ""))
-        share_bytes = f"{r.rps / ref.rps:>13.1%}" if ref and ref.rps else f"{'':>13}"
-        print(f"{name:<15} {r.rps:>9.1f} {r.p50_ms:>8.2f} {r.p95_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>7d} "
-              f"{r.rps / hello:>8.1%} {share_bytes}")  # fmt: skip
+    table: dict[str, dict[str, float]] = {}
+    for name, s in series.items():
+        of_hello = share(name, hello_rounds) if name != "hello" else 1.0
+        ref = same.get(name, ("",))[0]
+        of_bytes = share(name, [r.rps for r in series[ref].runs]) if ref in series else None
+        table[name] = {"rps": s.rps, "p50_ms": s.median("p50_ms"), "p95_ms": s.median("p95_ms"),
+                       "p99_ms": s.median("p99_ms"), "errors": s.errors, "requests": s.requests,
+                       "of_hello": of_hello, "of_same_bytes": of_bytes}  # fmt: skip
+        share_bytes = f"{of_bytes:>13.1%}" if of_bytes is not None else f"{'':>13}"
+        print(f"{name:<15} {s.rps:>9.1f} {s.median('p50_ms'):>8.2f} {s.median('p95_ms'):>8.2f} "
+              f"{s.median('p99_ms'):>8.2f} {s.errors:>7d} {of_hello:>8.1%} {share_bytes}")  # fmt: skip
+    print("(req/s: all rounds together; latencies: median of the rounds; shares: median of per-round ratios)")
 
     checks = []
     for name in ("feed_gzip", "feed_identity"):
-        if name in results:
-            checks.append((f"{name} >= {TARGET_CACHED:.0%} of hello", results[name].rps / hello >= TARGET_CACHED))
-    if "feed_304" in results:
-        checks.append((f"feed_304 >= {TARGET_304:.0%} of hello", results["feed_304"].rps / hello >= TARGET_304))
+        if name in table:
+            checks.append((f"{name} >= {TARGET_CACHED:.0%} of hello", table[name]["of_hello"] >= TARGET_CACHED))
+    if "feed_304" in table:
+        checks.append((f"feed_304 >= {TARGET_304:.0%} of hello", table["feed_304"]["of_hello"] >= TARGET_304))
     for name in ("search_feed", "search_busy"):
-        if name in results:
-            checks.append((f"{name} p95 <= {TARGET_SEARCH_P95_MS:.0f} ms "
-                           f"({info[f'{name}_connections']} connections)",
-                           results[name].p95_ms <= TARGET_SEARCH_P95_MS))  # fmt: skip
+        if name in table:
+            connections = args.search_connections if name == "search_feed" else args.connections
+            checks.append((f"{name} p95 <= {TARGET_SEARCH_P95_MS:.0f} ms ({connections} connections)",
+                           table[name]["p95_ms"] <= TARGET_SEARCH_P95_MS))  # fmt: skip
     print()
     for label, ok in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {label}")
     if args.json:
         args.json.write_text(json.dumps({
-            "settings": {k: str(v) for k, v in vars(args).items()}, "info": info,
-            "results": {k: vars(v) for k, v in results.items()}, "ceilings": {k: vars(v) for k, v in ceilings.items()},
+            "settings": {k: str(v) for k, v in vars(args).items()}, "info": info, "results": table,
+            "runs": {k: [vars(r) for r in v.runs] for k, v in series.items()},
             "checks": {label: ok for label, ok in checks},
         }, indent=2), encoding="utf-8")  # fmt: skip
-    return 1 if any(r.errors for r in results.values()) else 0
+    return 1 if any(series[n].errors for n in scenarios) else 0
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@
     .venv/bin/python scripts/bench_index.py --skip-fts5 --procs 1 --limitmb 256
 
 Whoosh: ``index.builder.index_articles`` with ``rebuild=True`` into ``--index-dir`` (default
-``var/bench-index``, deleted first so the build starts from scratch). The result is the index the
-other benchmarks (eval_relevance.py, bench_search.py) and the HTTP benchmark use: keep it there.
+``var/bench-index``): a new, empty generation is filled and then made live, so the build is from
+scratch while whoever reads the old generation (the HTTP benchmark...) keeps working; ``--clean``
+deletes the directory first instead. The result is the index the other benchmarks
+(eval_relevance.py, bench_search.py) and the HTTP benchmark use: keep it there.
 
 Memory: ``resource.getrusage`` gives the peak RSS of this process and of the largest waited-for
 child; Whoosh's multi-process writer forks children that exit before we could look at them, so a
@@ -166,6 +168,7 @@ def main() -> None:
     ap.add_argument("--limitmb", type=int, default=DEFAULT_LIMITMB, help=f"writer memory per process (default {DEFAULT_LIMITMB})")
     ap.add_argument("--fts5-db", type=Path, default=fb.DEFAULT_DB)
     ap.add_argument("--skip-fts5", action="store_true", help="only the Whoosh build")
+    ap.add_argument("--clean", action="store_true", help="delete --index-dir first (default: build a new generation)")
     args = ap.parse_args()
     fb.require_corpus()
 
@@ -173,10 +176,12 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, {os.sysconf('SC_PHYS_PAGES') * PAGE / 1024**3:.0f} GB RAM; "
           f"{fb.load_note()} (start)")
     print(f"corpus: {fb.CORPUS}  limit: {args.limit or 'all'}  procs={args.procs} limitmb={args.limitmb}")
-    print(f"index dir: {args.index_dir} (rebuilt from scratch)")
+    print(fb.code_version())
+    print(f"index dir: {args.index_dir} (rebuilt from scratch: "
+          f"{'directory deleted first' if args.clean else 'a new generation, made live when complete'})")
 
     # ---- Whoosh -----------------------------------------------------------------------------------
-    if args.index_dir.exists():
+    if args.clean and args.index_dir.exists():
         shutil.rmtree(args.index_dir)
     errors: list = []
     items = Timed(fb.iter_articles(args.limit, errors))

@@ -71,9 +71,11 @@ def main() -> None:
     except (IndexMissing, FileNotFoundError):
         sys.exit(f"error: no index in {args.index_dir}; build it first with: .venv/bin/python scripts/bench_index.py")
     n_docs = engine.doc_count
+    cache_note = fb.no_result_cache(engine)
 
     print(f"eval_relevance  {datetime.now().astimezone().isoformat(timespec='seconds')}")
     print(f"machine: {os.cpu_count()} cores; {fb.load_note()} (start)")
+    print(f"{fb.code_version()}; {cache_note}")
     print(f"index: {args.index_dir} ({n_docs:,} articles, generation {engine.generation}); seed {args.seed}, "
           f"{args.per_kind} queries per kind")
 

@@ -58,6 +58,29 @@ def load_note() -> str:
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
 
 
+def code_version() -> str:
+    """The commit and any uncommitted change under index/ (read-only git calls): which engine was measured."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    head = git("rev-parse", "--short", "HEAD").strip() or "unknown"
+    dirty = [line[3:] for line in git("status", "--porcelain", "--", "index").splitlines() if line.strip()]
+    return f"code: commit {head}" + (f" + uncommitted changes in {', '.join(dirty)}" if dirty else " (index/ clean)")
+
+
+def no_result_cache(engine) -> str:
+    """Turn the engine's result LRU off so every query is measured, not a cache hit."""
+    if hasattr(engine, "RESULT_CACHE_SIZE"):
+        engine.RESULT_CACHE_SIZE = 0
+        return "engine result cache disabled (every query runs)"
+    return "engine has no result cache"
+
+
 def iter_articles(limit: int | None = None, errors: list | None = None) -> Iterator:
     """The first ``limit`` Articles of the corpus through the project's reader (ReadErrors counted)."""
     from index.article import Article

@@ -144,7 +144,7 @@ _ARTICLE = {
         "views": {"type": ["integer", "null"]},
         "source": {"type": ["string", "null"]},
         "url": {"type": "string", "format": "uri", "description": "Absolute URL of the article page here."},
-        "source_url": {"type": ["string", "null"], "description": "The original page, when known."},
+        "source_url": {"type": ["string", "null"], "description": "The original page, when known and plain http(s) (never `javascript:` or `data:`)."},
         "captions": {"type": "array", "items": {"type": "string"}},
     },
 }

@@ -104,7 +104,8 @@ def result_json(result: SearchResult, base_url: str) -> dict:
 
 def article_json(article: Article, base_url: str) -> dict:
     data = article.to_dict()
-    data["source_url"] = data.get("url")  # the original page, kept under a name that cannot clash
+    # The original page, under a name that cannot clash; only plain http(s): clients make it a link.
+    data["source_url"] = safe_external_url(data.get("url"))
     data["url"] = absolute(base_url, article_path(article.id))
     data["paragraphs"] = list(article.body)
     return data

@@ -17,6 +17,7 @@ import tempfile
 from types import FrameType
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.supervisors import Multiprocess
 
 from .config import Config
@@ -25,6 +26,49 @@ logger = logging.getLogger("searchsvc")
 
 APP_FACTORY = "searchsvc.app:create_app"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# Slow and idle clients (docs/reliability.md). uvicorn has no deadline for a request head: a client
+# that connects and sends nothing, or one header byte a second ("slow loris"), held its connection
+# and file descriptor forever. REQUEST_HEAD_TIMEOUT bounds that; heads over MAX_REQUEST_HEAD_BYTES
+# still incomplete are refused (400) by h11; idle keep-alive connections close after KEEP_ALIVE_TIMEOUT.
+# No limit_concurrency: slow clients would count against it and turn good requests into 503s.
+REQUEST_HEAD_TIMEOUT = 10.0
+KEEP_ALIVE_TIMEOUT = 5
+MAX_REQUEST_HEAD_BYTES = 16 * 1024
+
+
+class HeadTimeoutH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, plus: a connection on which the client has not delivered a complete
+    request head REQUEST_HEAD_TIMEOUT seconds after connecting (or after the previous response) is
+    closed, unless a response is being produced (the handler's time is not the client's)."""
+
+    _head_timer: object = None
+
+    def connection_made(self, transport) -> None:  # noqa: ANN001
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+        super().connection_lost(exc)
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+        self._head_timer = self.loop.call_later(REQUEST_HEAD_TIMEOUT, self._head_timed_out)
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            return  # a request is being answered; on_response_complete re-arms the timer
+        self.transport.close()
 
 
 def _stop_requested(signum: int, frame: FrameType | None) -> None:
@@ -88,6 +132,9 @@ def run_uvicorn(config: Config, app: str = APP_FACTORY, app_dir: str = "") -> No
         timeout_graceful_shutdown=config.timeout_graceful_shutdown,
         server_header=False,
         proxy_headers=True,
+        http=HeadTimeoutH11Protocol,
+        timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
+        h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
     )
     if config.workers > 1:
         sock = uvicorn_config.bind_socket()
