@@ -21,6 +21,7 @@ from whoosh.index import FileIndex
 from index import store
 from index.analysis import fold
 from index.article import VN_TZ, Article
+from index.parallel import SegmentingMpWriter
 from index.readers import ReadError
 
 ProgressFn = Callable[[int], None]
@@ -32,7 +33,10 @@ PHASES = ("locking", "reading", "committing", "merging", "switching", "done")
 
 # Measured on 2 cores (README, "Benchmarks"): two writer processes with one segment each.
 DEFAULT_PROCS = min(2, os.cpu_count() or 1)
-DEFAULT_LIMITMB = 128
+# Per writer process: large enough that a segment of SEGMENT_DOCS articles never spills its posting
+# pool to disk (see index.parallel), small enough that two writers stay under 1.5 GB.
+DEFAULT_LIMITMB = 600
+SEGMENT_DOCS = int(os.environ.get("SEARCHSVC_SEGMENT_DOCS", "3000"))
 # Updates add one small segment each; past this many, the run merges the small ones.
 MERGE_AT_SEGMENTS = int(os.environ.get("SEARCHSVC_MERGE_AT_SEGMENTS", "8"))
 
@@ -158,7 +162,7 @@ def _write(ix: FileIndex, items: Iterable[Article | ReadError], report: IndexRep
     later: dict[str, Article] = {}  # ids repeated within this run: applied after the first commit
     searcher = None if fresh else ix.searcher()
     if fresh and procs > 1:
-        writer = ix.writer(procs=procs, multisegment=True, limitmb=limitmb)
+        writer = SegmentingMpWriter(ix, procs=procs, segment_docs=SEGMENT_DOCS, limitmb=limitmb)
     else:
         writer = ix.writer(limitmb=limitmb)
     phase("reading")

@@ -14,9 +14,12 @@ AndMaybe, Every); anything else (date ranges) falls back to Whoosh and is cached
 from __future__ import annotations
 
 from collections import OrderedDict
+from datetime import datetime, timezone
 
 from whoosh import query as Q
 from whoosh.searching import Searcher
+
+from index.article import VN_TZ
 
 TERM_CACHE_IDS = 500_000  # cached posting sets per searcher, counted in document numbers
 PROBE_RATIO = 8  # a clause this many times larger than the candidates is probed, not read whole
@@ -145,6 +148,27 @@ class DocSets:
                 out[value] = n
         return out
 
+    def date_range(self, start: datetime | None, end: datetime | None) -> frozenset[int]:
+        """Documents published in [start, end] (UTC, inclusive), from the cached per-month sets;
+        timestamps are read only for documents of the (at most two) months cut by a bound.
+
+        Why: Whoosh evaluates a date range as a union of numeric trie terms, measured at 155-630 ms
+        for a one-year range on the full corpus."""
+        result: set[int] = set()
+        published = None
+        for month, docs in self.field_values("month").items():
+            lo, hi = _month_bounds(month)
+            if (end is not None and lo > end) or (start is not None and hi <= start):
+                continue
+            if (start is None or lo >= start) and (end is None or hi <= end):
+                result |= docs
+                continue
+            if published is None:
+                published = self.searcher.reader().column_reader("published")
+            result.update(d for d in docs if (start is None or published[d] >= start)
+                          and (end is None or published[d] <= end))
+        return frozenset(result)
+
     def evaluate(self, q: Q.Query) -> frozenset[int] | set[int]:
         if isinstance(q, Q.Term):
             return self.term(q.fieldname, q.text)
@@ -175,12 +199,23 @@ class DocSets:
             return result
         key = repr(q)
         found = self._other.get(key)
+        if found is None and isinstance(q, Q.DateRange) and q.fieldname == "published":
+            found = self.date_range(q.startdate, q.enddate)
+            self._other[key] = found
         if found is None:
             found = frozenset(self.searcher.docs_for_query(q))
             self._other[key] = found
             if len(self._other) > 64:
                 self._other.popitem(last=False)
         return found
+
+
+def _month_bounds(month: str) -> tuple[datetime, datetime]:
+    """UTC (naive, as the ``published`` column stores it) start and end of a VN-local "YYYY-MM"."""
+    year, mon = int(month[:4]), int(month[5:7])
+    start = datetime(year, mon, 1, tzinfo=VN_TZ)
+    end = datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=VN_TZ)
+    return (start.astimezone(timezone.utc).replace(tzinfo=None), end.astimezone(timezone.utc).replace(tzinfo=None))
 
 
 def title_only(q: Q.Query) -> Q.Query | None:

@@ -23,6 +23,7 @@ An optional recency boost multiplies the score by a half-life decay on age (off 
 from __future__ import annotations
 
 import heapq
+import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -455,6 +456,27 @@ def search(ctx: Context, request: SearchRequest) -> SearchResult:
                         suggestion=suggestion, notes=parsed.notes, partial=tier == TIER_PARTIAL)
 
 
+# Scoring costs ~0.1 ms a candidate; past this many, the candidates are first narrowed (_prefilter).
+MAX_SCORED = 3000
+
+
+def _prefilter(ctx: Context, terms: list[tuple[str, str, float]], candidates, keep: int) -> set[int]:
+    """The ``keep`` candidates that match the most of the query's short-posting terms (pairs, title
+    and exact terms), by set intersections alone; the rest could not outrank them on BM25 in any
+    realistic case, since those terms carry the largest boosts and idf."""
+    counts: dict[int, float] = {}
+    for field, text, boost in terms:
+        if field.startswith("body_folded"):
+            continue  # the long postings every candidate shares
+        for d in ctx.docsets.term(field, text) & candidates:
+            counts[d] = counts.get(d, 0.0) + boost
+    ranked = heapq.nlargest(keep, counts, key=counts.__getitem__)
+    if len(ranked) < keep:
+        rest = (d for d in candidates if d not in counts)
+        ranked += list(itertools.islice(rest, keep - len(ranked)))
+    return set(ranked)
+
+
 def _sorted_docs(ctx: Context, docs, sort: str, need: int) -> list[int]:
     """The first ``need`` of ``docs`` by date or views, reading per-document values only for a few.
 
@@ -506,6 +528,8 @@ def _rank(ctx: Context, planner: Planner, tier: str, q: Q.Query, filt: Q.Query |
                 candidates = in_titles
     boosters = planner.boosters(tier)
     terms = scoring_terms(q) + scoring_terms(boosters)
+    if len(candidates) > MAX_SCORED:
+        candidates = _prefilter(ctx, terms, candidates, max(MAX_SCORED, limit))
     scores, matched = bm25_scores(searcher, terms, candidates)
     if tier == TIER_PARTIAL:
         # Most syllables first: coordination factor on the share of query texts matched.

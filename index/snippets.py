@@ -9,6 +9,7 @@ into the NFC text the reader sees. Spans carry plain text; callers escape it.
 from __future__ import annotations
 
 import bisect
+import unicodedata
 
 from index.analysis import Token, analyze, nfc
 from index.api import Span
@@ -67,10 +68,33 @@ def highlight(text: str, terms: set[str], pairs: set[str] = frozenset()) -> list
     return _spans(text, tokens, _hits(tokens, terms, pairs), 0, len(text))
 
 
+def _best_paragraphs(paragraphs: list[str], terms: set[str], keep: int = 2) -> list[str]:
+    """The paragraph with the most query syllables (by a cheap substring test on folded text)
+    and the one after it: analysing only these instead of the whole body keeps snippets cheap."""
+    if len(paragraphs) <= keep:
+        return paragraphs
+    folded_terms = [t for t in terms if t]
+    best, best_score = 0, -1
+    for i, paragraph in enumerate(paragraphs[:60]):
+        text = fold_text(paragraph)
+        score = sum(1 for t in folded_terms if t in text)
+        if score > best_score:
+            best, best_score = i, score
+    return paragraphs[best : best + keep]
+
+
+def fold_text(text: str) -> str:
+    """Lowercase, marks stripped, đ -> d, for a substring pre-test (not cached: paragraphs are unique)."""
+    decomposed = unicodedata.normalize("NFD", text.lower().replace("đ", "d"))
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
 def snippet(paragraphs: list[str], terms: set[str], pairs: set[str], max_chars: int = SNIPPET_CHARS) -> list[Span]:
     """The best passage of the body: the window with the most distinct matched syllables, with
     adjacent matched pairs counting extra, cut at word boundaries to about ``max_chars``."""
-    text = nfc("\n".join(paragraphs))[:MAX_ANALYSED_CHARS]
+    chosen = _best_paragraphs(paragraphs, terms)
+    later = bool(paragraphs) and chosen[:1] != paragraphs[:1]  # the passage is not at the start
+    text = nfc("\n".join(chosen))[:MAX_ANALYSED_CHARS]
     tokens = [t for t in analyze(text) if t.end_pos == t.pos]
     if not tokens:
         return [Span(text[:max_chars])]
@@ -106,7 +130,7 @@ def snippet(paragraphs: list[str], terms: set[str], pairs: set[str], max_chars: 
         char_end = newline
     spans = _spans(text, tokens, hit, char_start, char_end)
     spans = [Span(s.text.replace("\n", " "), s.hit) for s in spans]
-    if char_start > 0:
+    if char_start > 0 or later:
         spans.insert(0, Span("… "))
     if char_end < len(text):
         spans.append(Span(" …"))

@@ -87,6 +87,8 @@ def parse_record(raw: bytes) -> Article:
     article_id = clean_line(_text(obj, "id") or "")
     if not article_id:
         raise RecordError("no id")
+    if article_id in (".", ".."):  # /articles/.. is a dot segment: no URL can name this article
+        raise RecordError(f"bad id {article_id!r}")
     title = clean_line(_text(obj, "title") or "")
     if not title:
         raise RecordError("no title")
