@@ -51,6 +51,7 @@ EXACT_BODY_BOOST = 1.5
 PAIR_BOOST = 1.0
 FUZZY_MIN_LEN = 4
 FUZZY_MAX_VARIANTS = 6
+NEAR_MIN_SYLLABLES = 4
 WEAK_PAIR_DF = 20  # an adjacent pair seen this rarely may be a typo (see Planner.pair_corrections)
 RECENCY_HALF_LIFE_DAYS = 365.0
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -146,6 +147,20 @@ class Planner:
                 parts.append(_syl(s))
         return _and(parts) if changed else None
 
+    def near(self, alt: Alternative) -> Q.Query | None:
+        """Every adjacent pair but those of one syllable: a long unit (4+ syllables) with one wrong
+        syllable that is still a real one ("Phan Văn Kha" for "Phan Văn Khải") finds its article."""
+        n = len(alt.folded)
+        if n < NEAR_MIN_SYLLABLES:
+            return None
+        pairs = _pairs_of(alt.folded)
+        options = []
+        for j in range(n):
+            kept = [p for i, p in enumerate(pairs) if i != j and i != j - 1 and self.df("pair", p) > 0]
+            if len(kept) >= n - 3:
+                options.append(_and([_pair(p) for p in kept]))
+        return _or(options) if options else None
+
     def pair_corrections(self, alt: Alternative) -> list[Alternative]:
         """The alternative with one edit on each syllable next to an adjacent pair the index does
         not know, chosen so that every pair becomes known (best by pair frequency)."""
@@ -219,6 +234,9 @@ class Planner:
                         # one-edit correction that makes every pair known again.
                         if corrections:
                             options += [self.strict(c) for c in self.pair_corrections(alt)]
+                            near = self.near(alt)
+                            if near is not None:
+                                options.append(near)
                     elif mode == "fuzzy":
                         q = self.fuzzy(alt)
                         if q is not None:
