@@ -187,13 +187,21 @@ def _write(ix: FileIndex, items: Iterable[Article | ReadError], report: IndexRep
             if item.id in seen:
                 later[item.id] = item
                 continue
+            try:
+                fields = article_fields(item)
+            except (OverflowError, ValueError) as e:  # e.g. a date no index field can hold
+                report.read -= 1
+                report.skipped[f"cannot index ({type(e).__name__})"] += 1
+                if on_error:
+                    on_error(ReadError(item.id, None, f"cannot index: {e}"))
+                continue
             seen.add(item.id)
             if fresh:
-                writer.add_document(**article_fields(item))
+                writer.add_document(**fields)
                 report.indexed += 1
             else:
                 exists = searcher.document_number(id=item.id) is not None
-                writer.update_document(**article_fields(item))
+                writer.update_document(**fields)
                 if exists:
                     report.updated += 1
                 else:

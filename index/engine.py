@@ -146,6 +146,7 @@ class WhooshEngine:
 
     def get_article(self, article_id: str) -> Article | None:
         searcher, _ = self._state()
+        article_id = article_id.encode("utf-8", "replace").decode("utf-8")  # lone surrogates: no match
         fields = searcher.document(id=article_id)
         if not fields:
             return None

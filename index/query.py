@@ -149,7 +149,26 @@ def parse(raw: str, synonyms: Synonyms | None = None) -> ParsedQuery:
             run.append(word)
     flush_run()
     parsed.clauses = [Clause(units) for units, _ in units_in_order]
+    _cap(parsed)
     return parsed
+
+
+MAX_QUERY_SYLLABLES = 32
+
+
+def _cap(parsed: ParsedQuery) -> None:
+    """At most MAX_QUERY_SYLLABLES syllables are searched (with a note): a 256-character query of
+    common words ("và của là ...") otherwise costs seconds of CPU in the wider tiers."""
+    total = 0
+    kept: list[Clause] = []
+    for clause in parsed.clauses:
+        size = max(len(u.main.folded) for u in clause.units)
+        if total + size > MAX_QUERY_SYLLABLES and kept:
+            parsed.notes.append(f"only the first {MAX_QUERY_SYLLABLES} syllables were searched")
+            break
+        kept.append(clause)
+        total += size
+    parsed.clauses = kept
 
 
 def _add(units_in_order: list[tuple[list[Unit], bool]], units: list[Unit], joined_by_or: bool) -> None:

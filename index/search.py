@@ -373,14 +373,19 @@ def resolve_category(value: str, labels: dict[str, str]) -> str:
     return slug
 
 
+def _text(value: str) -> str:
+    """Lone surrogates (which no index term can hold) replaced, so they simply match nothing."""
+    return value.encode("utf-8", "replace").decode("utf-8")
+
+
 def build_filter(request: SearchRequest, parsed: ParsedQuery, labels: dict[str, str]) -> Q.Query | None:
     from index.builder import source_key
 
     parts: list[Q.Query] = []
-    categories = [resolve_category(c, labels) for c in [*request.categories, *parsed.categories] if c.strip()]
+    categories = [resolve_category(_text(c), labels) for c in [*request.categories, *parsed.categories] if c.strip()]
     if categories:
         parts.append(_or([Q.Term("category_slug", c) for c in dict.fromkeys(categories)]))
-    sources = [source_key(s) for s in [*request.sources, *parsed.sources] if s.strip()]
+    sources = [source_key(_text(s)) for s in [*request.sources, *parsed.sources] if s.strip()]
     if sources:
         parts.append(_or([Q.Term("source_key", s) for s in dict.fromkeys(sources)]))
     if request.date_from or request.date_to:
@@ -520,8 +525,14 @@ def _sorted_docs(ctx: Context, docs, sort: str, need: int) -> list[int]:
     return heapq.nsmallest(need, candidates, key=key)
 
 
+_EPOCH = datetime(1970, 1, 1)
+
+
 def _ts(value) -> float:
-    return value.timestamp() if hasattr(value, "timestamp") else float(value or 0)
+    """Seconds since 1970 of a naive UTC column value; safe for any year (``timestamp()`` is not)."""
+    if isinstance(value, datetime):
+        return (value.replace(tzinfo=None) - _EPOCH).total_seconds()
+    return float(value or 0)
 
 
 def _article(searcher: Searcher, docnum: int) -> Article:

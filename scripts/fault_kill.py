@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 CORPUS = REPO.parent / "shared" / "corpus" / "vntc.jsonl.gz"
 
 from index import store  # noqa: E402
+from index.cleanup import clean_line  # noqa: E402
 from index.engine import WhooshEngine  # noqa: E402
 
 UPDATE_PHASES = ("reading", "committing", "merging")
@@ -47,6 +48,7 @@ def corpus_articles(synthetic: bool, count: int, seed: int) -> list[dict]:
             for line in itertools.islice(f, count):
                 d = json.loads(line)
                 out.append({k: d[k] for k in ("id", "title", "body", "category", "published", "source")})
+                out[-1]["title"] = clean_line(d["title"])  # as the reader stores it: checks compare titles
         return out
     rng = random.Random(seed)
     words = ("hội nghị tổng kết công tác năm tỉnh Đắk Nông phát triển kinh tế xã hội văn hóa giáo dục y tế "

@@ -22,6 +22,12 @@ def _index_dir(value: str | None) -> Path:
     return Path(value) if value else store.default_index_dir()
 
 
+def _text(value: str) -> str:
+    """An argument as text: bytes that were not UTF-8 (Python keeps them as lone surrogates, which
+    the index cannot encode) become U+FFFD."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _date(value: str) -> date:
     try:
         return date.fromisoformat(value)
@@ -111,7 +117,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     request = SearchRequest(
-        q=" ".join(args.query), categories=args.category or [], sources=args.source or [],
+        q=_text(" ".join(args.query)), categories=[_text(c) for c in args.category or []],
+        sources=[_text(s) for s in args.source or []],
         date_from=args.date_from, date_to=args.date_to, sort=args.sort, page=args.page, per_page=args.limit,
     )
     try:
