@@ -44,6 +44,8 @@ class _Generation:
     doc_count: int = 0
     field_sets: dict = field(default_factory=dict)  # facet field -> value -> docnums (index.docsets)
     vocabulary: frozenset[str] | None = None  # every folded syllable (typo candidates are checked here)
+    vocabulary_built: float = 0.0
+    vocabulary_refreshing: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -114,6 +116,12 @@ class WhooshEngine:
                 gen = self._shared.get(token)
                 if gen is None:
                     gen = _Generation(token=token, labels=_labels(searcher), doc_count=searcher.doc_count())
+                    previous = next(iter(self._shared.values()), None)
+                    if previous is not None and previous.token.split(".")[0] == token.split(".")[0]:
+                        # An update commit only adds syllables: the previous vocabulary stays
+                        # usable (every candidate is checked against the index afterwards) and
+                        # is refreshed in the background at most every VOCABULARY_REFRESH seconds.
+                        gen.vocabulary, gen.vocabulary_built = previous.vocabulary, previous.vocabulary_built
                     self._shared = {token: gen}
         return gen
 
@@ -223,10 +231,35 @@ def _vocabulary(gen: _Generation, searcher: Searcher) -> frozenset[str]:
     if gen.vocabulary is None:
         with gen.lock:
             if gen.vocabulary is None:
-                reader = searcher.reader()
-                gen.vocabulary = frozenset(reader.field_terms("body_folded")) | frozenset(
-                    reader.field_terms("title_folded"))
+                _build_vocabulary(gen, searcher)
+    elif (not gen.vocabulary_refreshing and time.monotonic() - gen.vocabulary_built > VOCABULARY_REFRESH):
+        gen.vocabulary_refreshing = True
+
+        def refresh() -> None:
+            try:
+                reader = searcher._ix.reader()  # its own reader: searchers are not shared across threads
+                try:
+                    vocabulary = frozenset(reader.field_terms("body_folded")) | frozenset(
+                        reader.field_terms("title_folded"))
+                finally:
+                    reader.close()
+                gen.vocabulary, gen.vocabulary_built = vocabulary, time.monotonic()
+            except Exception:  # the searcher may be gone with its generation: keep the old set
+                pass
+            finally:
+                gen.vocabulary_refreshing = False
+
+        threading.Thread(target=refresh, daemon=True, name="searchsvc-vocabulary").start()
     return gen.vocabulary
+
+
+VOCABULARY_REFRESH = 300.0  # seconds
+
+
+def _build_vocabulary(gen: _Generation, searcher: Searcher) -> None:
+    reader = searcher.reader()
+    gen.vocabulary = frozenset(reader.field_terms("body_folded")) | frozenset(reader.field_terms("title_folded"))
+    gen.vocabulary_built = time.monotonic()
 
 
 def _titles(searcher: Searcher) -> list[str]:
