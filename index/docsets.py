@@ -99,18 +99,7 @@ class DocSets:
                     continue
                 end = offset + leaf.doc_count_all()
                 postings = leaf.postings(q.fieldname, q.text)
-                for d in ordered:
-                    if d < offset:
-                        continue
-                    if d >= end or not postings.is_active():
-                        break
-                    local = d - offset
-                    if postings.id() < local:
-                        postings.skip_to(local)
-                        if not postings.is_active():
-                            break
-                    if postings.id() == local:
-                        found.add(d)
+                found.update(local + offset for local, _ in skip_through(postings, ordered, offset, end))
             return found
         if isinstance(q, Q.Or):
             found = set()
@@ -208,6 +197,25 @@ class DocSets:
             if len(self._other) > 64:
                 self._other.popitem(last=False)
         return found
+
+
+def skip_through(postings, ordered: list[int], start: int, end: int) -> list[tuple[int, float]]:
+    """(local docnum, weight) of the ``ordered`` global docnums in [start, end) that ``postings``
+    (a leaf matcher) holds, found with ``skip_to`` instead of reading every posting."""
+    found = []
+    for d in ordered:
+        if d < start:
+            continue
+        if d >= end or not postings.is_active():
+            break
+        local = d - start
+        if postings.id() < local:
+            postings.skip_to(local)
+            if not postings.is_active():
+                break
+        if postings.id() == local:
+            found.append((local, postings.weight()))
+    return found
 
 
 def _month_bounds(month: str) -> tuple[datetime, datetime]:

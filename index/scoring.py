@@ -18,6 +18,8 @@ from collections import defaultdict
 from whoosh import query as Q
 from whoosh.searching import Searcher
 
+from index.docsets import skip_through
+
 B = 0.75
 K1 = 1.2
 
@@ -64,19 +66,7 @@ def bm25_scores(searcher: Searcher, terms: list[tuple[str, str, float]], candida
                 continue
             postings = leaf.postings(field, text)
             if sparse:
-                pairs = []
-                for d in sorted_candidates:
-                    if d < start:
-                        continue
-                    if d >= end or not postings.is_active():
-                        break
-                    local = d - start
-                    if postings.id() < local:
-                        postings.skip_to(local)
-                        if not postings.is_active():
-                            break
-                    if postings.id() == local:
-                        pairs.append((local, postings.weight()))
+                pairs = skip_through(postings, sorted_candidates, start, end)
             else:
                 pairs = [(i, tf) for i, tf in postings.items_as("weight") if i + start in candidates]
             for local, tf in pairs:
