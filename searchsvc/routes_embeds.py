@@ -33,7 +33,7 @@ from .middleware import BASE_SECURITY_HEADERS, HeaderPolicy
 from .params import bad, parse_int
 from .presenters import format_date
 from .routes_feeds import Selection, current_generation, fetch, parse_selection, with_cors
-from .services import services
+from .services import engine_call, services
 
 EMBED_DEFAULT_LIMIT = 10
 EMBED_MAX_LIMIT = 50
@@ -92,7 +92,7 @@ async def embed(request: Request) -> Response:
     engine, generation = await current_generation(request)
     config = services(request).config
     key = (generation, "embed", selection, limit, theme)
-    return await serve_cached(request, key, lambda: render_embed(request, engine, config, selection, limit, theme))
+    return await serve_cached(request, key, lambda: engine_call(render_embed, request, engine, config, selection, limit, theme))
 
 
 _EMBED_JS: Document | None = None

@@ -61,7 +61,7 @@ from .feed_cache import (
 from .middleware import BASE_SECURITY_HEADERS, HeaderPolicy
 from .params import bad, parse_date, parse_int, parse_list, parse_q
 from .presenters import format_count, query_string
-from .services import get_engine, services
+from .services import engine_call, get_engine, services
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -390,7 +390,7 @@ async def feed(request: Request) -> Response:
     config = services(request).config
 
     def render() -> Document:
-        return render_feed(engine, config, selection, fmt, limit, page)
+        return engine_call(render_feed, engine, config, selection, fmt, limit, page)
 
     key = (generation, "feed", fmt, selection, limit, page)
     return await serve_cached(request, key, render, view_type=VIEW_TYPES[fmt])
@@ -422,7 +422,7 @@ def render_opml(engine: SearchEngine, config: Config) -> Document:
 async def opml(request: Request) -> Response:
     engine, generation = await current_generation(request)
     config = services(request).config
-    return await serve_cached(request, (generation, "opml"), lambda: render_opml(engine, config))
+    return await serve_cached(request, (generation, "opml"), lambda: engine_call(render_opml, engine, config))
 
 
 _STYLESHEET: Document | None = None
@@ -484,7 +484,7 @@ async def feeds_page(request: Request) -> Response:
     """``/feeds``: every feed URL (absolute, copyable), how to subscribe, the embed snippets."""
     engine, generation = await current_generation(request)
     config = services(request).config
-    return await serve_cached(request, (generation, "page"), lambda: render_feeds_page(request, engine, config))
+    return await serve_cached(request, (generation, "page"), lambda: engine_call(render_feeds_page, request, engine, config))
 
 
 # --- links for the pages ---------------------------------------------------------------------------

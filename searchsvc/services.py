@@ -57,16 +57,28 @@ async def get_engine(request: Request) -> SearchEngine:
         raise ApiError(503, "not_ready", str(exc), {"Retry-After": RETRY_AFTER_NOT_READY}) from None
 
 
-def _refusals_as_400(fn: Callable[..., T], *args: Any) -> T:
-    try:
-        return fn(*args)
-    except SearchError as exc:
-        raise ApiError(400, exc.code, str(exc)) from None
-    except FileNotFoundError as exc:  # the index directory vanished under an open engine
-        raise ApiError(503, "not_ready", f"the search index is unavailable: {exc}", {"Retry-After": "5"}) from None
+def engine_call(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)``, blocking engine work, with refusals and vanished files mapped.
+
+    ``SearchError`` is a 400 with the engine's code. ``FileNotFoundError`` is tried once more: a
+    commit by ``searchsvc index`` can delete the table of contents a new searcher is about to open
+    (seen in the soak: ``_MAIN_117.toc`` gone after commit 118), and the next attempt opens the new
+    one; if it fails again the index directory is gone: 503 ``not_ready``.
+    """
+    for attempt in (1, 2):
+        try:
+            return fn(*args)
+        except SearchError as exc:
+            raise ApiError(400, exc.code, str(exc)) from None
+        except FileNotFoundError as exc:
+            if attempt == 2:
+                raise ApiError(503, "not_ready", f"the search index is unavailable: {exc}",
+                               {"Retry-After": "5"}) from None
+    raise AssertionError("unreachable")
+
 
 
 async def call_engine(request: Request, method: str, *args: Any) -> Any:
     """``engine.<method>(*args)`` in a worker thread, with not-ready and refusals mapped."""
     engine = await get_engine(request)
-    return await run_in_threadpool(_refusals_as_400, getattr(engine, method), *args)
+    return await run_in_threadpool(engine_call, getattr(engine, method), *args)
