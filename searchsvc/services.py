@@ -60,10 +60,10 @@ async def get_engine(request: Request) -> SearchEngine:
 def engine_call(fn: Callable[..., T], *args: Any) -> T:
     """``fn(*args)``, blocking engine work, with refusals and vanished files mapped.
 
-    ``SearchError`` is a 400 with the engine's code. ``FileNotFoundError`` is tried once more: a
-    commit by ``searchsvc index`` can delete the table of contents a new searcher is about to open
-    (seen in the soak: ``_MAIN_117.toc`` gone after commit 118), and the next attempt opens the new
-    one; if it fails again the index directory is gone: 503 ``not_ready``.
+    ``SearchError`` is a 400 with the engine's code. ``FileNotFoundError`` is tried once more, then
+    answered 503 ``not_ready``: the engine already retries a table of contents deleted by a
+    concurrent commit (``WhooshEngine._open_searcher``), so what still reaches here is an index
+    directory removed or replaced under the service.
     """
     for attempt in (1, 2):
         try:

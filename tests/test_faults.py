@@ -69,3 +69,32 @@ def test_disk_full_leaves_live_index_intact(tmp_path, small_disk, rebuild):
     (small_disk / "filler").write_bytes(b"")
     out = cli("index", str(small), "--index-dir", str(index_dir))
     assert out.returncode == 0, out.stderr
+
+
+def test_opening_a_searcher_survives_a_commit_deleting_its_table_of_contents(tmp_path, monkeypatch):
+    """The race the soak found: another process commits between the engine listing the table of
+    contents and reading it, so the file it picked is gone. The engine must re-read the live
+    generation and open that, not fail the request."""
+    from whoosh.index import TOC
+
+    from index_helpers import article, build
+    from index.builder import index_articles
+
+    index_dir = tmp_path / "ix"
+    engine = build(index_dir, [article(1, "Bão số 3 đổ bộ", "Mưa lớn ở miền Trung.")])
+    assert engine.get_article("1") is not None
+    index_articles(index_dir, [article(2, "Lũ quét ở Yên Bái", "Nước lên nhanh.")], procs=1)
+
+    real_read = TOC.read.__func__
+    failures = []
+
+    def read_once_gone(cls, storage, indexname, gen=None, schema=None):
+        if not failures:
+            failures.append(gen)
+            raise FileNotFoundError(2, "No such file or directory", f"_{indexname}_{gen}.toc")
+        return real_read(cls, storage, indexname, gen=gen, schema=schema)
+
+    monkeypatch.setattr(TOC, "read", classmethod(read_once_gone))
+    engine._checked = 0.0  # notice the new commit now rather than after CHECK_INTERVAL
+    assert engine.get_article("2").title == "Lũ quét ở Yên Bái"
+    assert failures, "the injected disappearance never happened: the test did not exercise the race"
