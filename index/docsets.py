@@ -13,6 +13,8 @@ AndMaybe, Every); anything else (date ranges) falls back to Whoosh and is cached
 
 from __future__ import annotations
 
+import threading
+from bisect import bisect_left
 from collections import OrderedDict
 from datetime import datetime, timezone
 
@@ -20,41 +22,87 @@ from whoosh import query as Q
 from whoosh.searching import Searcher
 
 from index.article import VN_TZ
+from index.postings import all_ids, length_bytes, raw_postings, weights_of
 
-TERM_CACHE_IDS = 500_000  # cached posting sets per searcher, counted in document numbers
+TERM_CACHE_IDS = 2_000_000  # cached posting sets per generation, counted in document numbers (~70 MB)
 PROBE_RATIO = 8  # a clause this many times larger than the candidates is probed, not read whole
 
 
-class DocSets:
-    """Per-searcher (so per thread and generation) cache of posting sets."""
+class SharedSets:
+    """The sets every thread searching one index generation can share.
 
-    def __init__(self, searcher: Searcher, shared: dict | None = None) -> None:
-        """``shared``: a dict shared by every thread on the same generation, where the per-value
-        sets of facet fields are kept (building them reads ~200,000 postings: do it once)."""
+    Why shared: document numbers are fixed for a generation, and the frozensets are immutable, so
+    one thread's work serves all. Per thread (as before), a worker with several search threads read
+    the posting list of a common syllable once per thread and held that many copies; the sets of
+    "và" or "của" (~60,000 postings, ~30 ms to read) are needed by a large share of queries.
+    Only the dictionaries are guarded by the lock; reading postings happens outside it, so two
+    threads may occasionally build the same set, and the second simply replaces the first.
+    """
+
+    def __init__(self, max_ids: int = TERM_CACHE_IDS) -> None:
+        self.lock = threading.Lock()
+        self.max_ids = max_ids
+        self.terms: OrderedDict[tuple[str, str], frozenset[int]] = OrderedDict()
+        self.cached_ids = 0
+        self.fields: dict[str, dict[str, frozenset[int]]] = {}  # facet field -> value -> docnums
+        self.other: OrderedDict[str, frozenset[int]] = OrderedDict()
+        self.all: frozenset[int] | None = None
+        self.lengths: dict[tuple[int, str], bytes | None] = {}  # (segment offset, field) -> length bytes
+        self.df: dict[tuple[str, str], int] = {}  # (field, text) -> document frequency
+
+    def get_term(self, key: tuple[str, str]) -> frozenset[int] | None:
+        with self.lock:
+            found = self.terms.get(key)
+            if found is not None:
+                self.terms.move_to_end(key)
+            return found
+
+    def put_term(self, key: tuple[str, str], ids: frozenset[int]) -> None:
+        with self.lock:
+            previous = self.terms.pop(key, None)
+            if previous is not None:
+                self.cached_ids -= len(previous)
+            self.terms[key] = ids
+            self.cached_ids += len(ids)
+            while self.cached_ids > self.max_ids and len(self.terms) > 1:
+                _, dropped = self.terms.popitem(last=False)
+                self.cached_ids -= len(dropped)
+
+    def get_other(self, key: str) -> frozenset[int] | None:
+        with self.lock:
+            return self.other.get(key)
+
+    def put_other(self, key: str, ids: frozenset[int]) -> None:
+        with self.lock:
+            self.other[key] = ids
+            if len(self.other) > 64:
+                self.other.popitem(last=False)
+
+
+class DocSets:
+    """Posting-set evaluation for one searcher (so one thread), with caches shared per generation."""
+
+    def __init__(self, searcher: Searcher, shared: SharedSets | None = None) -> None:
+        """``shared``: the caches of every thread on the same generation (``SharedSets``); a private
+        one when omitted."""
         self.searcher = searcher
         reader = searcher.reader()
         self._leaves = []
         for leaf, offset in reader.leaf_readers():
             deleted = frozenset(leaf.deleted_docs_set) if leaf.has_deletions() else frozenset()
             self._leaves.append((leaf, offset, deleted))
-        self._terms: OrderedDict[tuple[str, str], frozenset[int]] = OrderedDict()
-        self._cached_ids = 0
-        self._df: dict[tuple[str, str], int] = {}
-        self._other: OrderedDict[str, frozenset[int]] = OrderedDict()
-        self._all: frozenset[int] | None = None
-        self._fields: dict[str, dict[str, frozenset[int]]] = shared if shared is not None else {}
+        self._shared = shared if shared is not None else SharedSets()
 
     def term(self, field: str, text: str) -> frozenset[int]:
         key = (field, text)
-        found = self._terms.get(key)
+        found = self._shared.get_term(key)
         if found is not None:
-            self._terms.move_to_end(key)
             return found
         ids: set[int] = set()
         for leaf, offset, deleted in self._leaves:
             if (field, text) not in leaf:
                 continue
-            postings = leaf.postings(field, text).all_ids()
+            postings = all_ids(raw_postings(leaf, field, text))
             if offset:
                 ids.update(i + offset for i in postings if i not in deleted)
             elif deleted:
@@ -62,18 +110,25 @@ class DocSets:
             else:
                 ids.update(postings)
         result = frozenset(ids)
-        self._terms[key] = result
-        self._cached_ids += len(result)
-        while self._cached_ids > TERM_CACHE_IDS and len(self._terms) > 1:
-            _, dropped = self._terms.popitem(last=False)
-            self._cached_ids -= len(dropped)
+        self._shared.put_term(key, result)
         return result
+
+    def field_lengths(self, leaf, offset: int, field: str) -> bytes | None:
+        """The length bytes of ``field`` in the segment at ``offset`` (``index.postings.length_bytes``),
+        read once per generation: scoring needs the length of every candidate."""
+        key = (offset, field)
+        if key not in self._shared.lengths:
+            self._shared.lengths[key] = length_bytes(leaf, field)
+        return self._shared.lengths[key]
 
     def df(self, field: str, text: str) -> int:
         key = (field, text)
-        if key not in self._df:
-            self._df[key] = self.searcher.reader().doc_frequency(field, text)
-        return self._df[key]
+        found = self._shared.df.get(key)
+        if found is None:
+            found = self._shared.df[key] = self.searcher.reader().doc_frequency(field, text)
+            if len(self._shared.df) > 200_000:
+                self._shared.df.clear()
+        return found
 
     def estimate(self, q: Q.Query) -> int:
         """An upper bound of the number of matches, from document frequencies alone."""
@@ -98,7 +153,7 @@ class DocSets:
                 if (q.fieldname, q.text) not in leaf:
                     continue
                 end = offset + leaf.doc_count_all()
-                postings = leaf.postings(q.fieldname, q.text)
+                postings = raw_postings(leaf, q.fieldname, q.text)
                 found.update(local + offset for local, _ in skip_through(postings, ordered, offset, end))
             return found
         if isinstance(q, Q.Or):
@@ -113,20 +168,26 @@ class DocSets:
         return candidates & self.evaluate(q)
 
     def all(self) -> frozenset[int]:
-        if self._all is None:
-            self._all = frozenset(self.searcher.reader().all_doc_ids())
-        return self._all
+        if self._shared.all is None:
+            self._shared.all = frozenset(self.searcher.reader().all_doc_ids())
+        return self._shared.all
 
     def field_values(self, field: str) -> dict[str, frozenset[int]]:
-        """Every value of a one-term-per-document field (category, year, month) with its documents."""
-        values = self._fields.get(field)
+        """Every value of a one-term-per-document field (category, year, month) with its documents.
+
+        Kept apart from the term LRU: these are needed by every faceted query."""
+        values = self._shared.fields.get(field)
         if values is None:
             values = {}
-            for text in self.searcher.reader().field_terms(field):
-                docs = self.term(field, text)
-                if docs:
-                    values[text] = docs
-            self._fields[field] = values
+            reader = self.searcher.reader()
+            for text in reader.field_terms(field):
+                ids: set[int] = set()
+                for leaf, offset, deleted in self._leaves:
+                    if (field, text) in leaf:
+                        ids.update(i + offset for i in all_ids(raw_postings(leaf, field, text)) if i not in deleted)
+                if ids:
+                    values[text] = frozenset(ids)
+            self._shared.fields[field] = values
         return values
 
     def counts(self, field: str, docs: frozenset[int] | set[int]) -> dict[str, int]:
@@ -187,35 +248,22 @@ class DocSets:
                 result |= self.evaluate(sub)
             return result
         key = repr(q)
-        found = self._other.get(key)
-        if found is None and isinstance(q, Q.DateRange) and q.fieldname == "published":
-            found = self.date_range(q.startdate, q.enddate)
-            self._other[key] = found
+        found = self._shared.get_other(key)
         if found is None:
-            found = frozenset(self.searcher.docs_for_query(q))
-            self._other[key] = found
-            if len(self._other) > 64:
-                self._other.popitem(last=False)
+            if isinstance(q, Q.DateRange) and q.fieldname == "published":
+                found = self.date_range(q.startdate, q.enddate)
+            else:
+                found = frozenset(self.searcher.docs_for_query(q))
+            self._shared.put_other(key, found)
         return found
 
 
 def skip_through(postings, ordered: list[int], start: int, end: int) -> list[tuple[int, float]]:
     """(local docnum, weight) of the ``ordered`` global docnums in [start, end) that ``postings``
-    (a leaf matcher) holds, found with ``skip_to`` instead of reading every posting."""
-    found = []
-    for d in ordered:
-        if d < start:
-            continue
-        if d >= end or not postings.is_active():
-            break
-        local = d - start
-        if postings.id() < local:
-            postings.skip_to(local)
-            if not postings.is_active():
-                break
-        if postings.id() == local:
-            found.append((local, postings.weight()))
-    return found
+    (a leaf matcher) holds, skipping the blocks that hold none (``index.postings.weights_of``)."""
+    lo = bisect_left(ordered, start)
+    hi = bisect_left(ordered, end, lo)
+    return weights_of(postings, [d - start for d in ordered[lo:hi]])
 
 
 def _month_bounds(month: str) -> tuple[datetime, datetime]:

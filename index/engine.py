@@ -24,7 +24,7 @@ from whoosh.searching import Searcher
 from index import store
 from index.api import FacetValue, SearchRequest, SearchResult
 from index.article import Article
-from index.docsets import DocSets
+from index.docsets import DocSets, SharedSets
 from index.search import Context, search
 
 CHECK_INTERVAL = 0.25  # seconds between on-disk generation checks (commit-to-visible well under 5 s)
@@ -42,7 +42,7 @@ class _Generation:
     labels: dict[str, str] = field(default_factory=dict)
     categories: list[FacetValue] | None = None
     doc_count: int = 0
-    field_sets: dict = field(default_factory=dict)  # facet field -> value -> docnums (index.docsets)
+    sets: SharedSets = field(default_factory=SharedSets)  # posting sets shared by its threads
     vocabulary: frozenset[str] | None = None  # every folded syllable (typo candidates are checked here)
     vocabulary_built: float = 0.0
     vocabulary_refreshing: bool = False
@@ -98,7 +98,7 @@ class WhooshEngine:
             name = token.split(".")[0]
             actual = f"{name}.{ix.latest_generation()}"
             local.searcher, local.token = searcher, actual
-            local.docsets = DocSets(searcher, self._generation_data(actual, searcher).field_sets)
+            local.docsets = DocSets(searcher, self._generation_data(actual, searcher).sets)
             if actual != token:
                 local.token = token = actual
             if old is not None:
@@ -156,12 +156,27 @@ class WhooshEngine:
 
     RESULT_CACHE_SIZE = 1024
 
+    def _cache_key(self, request: SearchRequest) -> tuple:
+        return (self.generation, request.q, tuple(request.categories), tuple(request.sources), request.date_from,
+                request.date_to, request.sort, request.page, request.per_page, request.recency_boost,
+                request.snippets, request.facets)
+
+    def cached_search(self, request: SearchRequest) -> SearchResult | None:
+        """The cached result of ``search(request)`` on the current generation, or None.
+
+        Never searches, so the service can call it on its event loop and answer repeats at once
+        instead of queueing them behind the searches its engine threads are computing."""
+        key = self._cache_key(request)
+        with self._cache_lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+            return cached
+
     def search(self, request: SearchRequest) -> SearchResult:
         """Search, with an LRU of results per index generation: news search traffic repeats its
         head queries, and a new generation changes the key so a cached result is never stale."""
-        key = (self.generation, request.q, tuple(request.categories), tuple(request.sources), request.date_from,
-               request.date_to, request.sort, request.page, request.per_page, request.recency_boost,
-               request.snippets, request.facets)
+        key = self._cache_key(request)
         with self._cache_lock:
             cached = self._cache.get(key)
             if cached is not None:

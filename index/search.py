@@ -559,13 +559,20 @@ def _rank(ctx: Context, planner: Planner, tier: str, q: Q.Query, filt: Q.Query |
     terms = scoring_terms(q) + scoring_terms(boosters)
     if len(candidates) > MAX_SCORED:
         candidates = _prefilter(ctx, terms, candidates, max(MAX_SCORED, limit))
-    scores, matched = bm25_scores(searcher, terms, candidates)
+    scores, matched = bm25_scores(searcher, terms, candidates, ctx.docsets)
     if tier == TIER_PARTIAL:
         # Most syllables first: coordination factor on the share of query texts matched.
         wanted = max(1, len({t for f, t, b in scoring_terms(q)}))
         scores = {d: sc * (matched.get(d, 0) / wanted) ** 2 for d, sc in scores.items()}
     published = searcher.reader().column_reader("published")
-    top = heapq.nsmallest(limit, candidates, key=lambda d: (-round(scores.get(d, 0.0), 6), -_ts(published[d]), d))
+    rounded = {d: round(scores.get(d, 0.0), 6) for d in candidates}
+    pool = candidates
+    if len(candidates) > limit:
+        # Only candidates at or above the limit-th score can be in the top; the date (a column
+        # read each) is needed only to order those, ties included.
+        threshold = heapq.nlargest(limit, rounded.values())[-1]
+        pool = [d for d, sc in rounded.items() if sc >= threshold]
+    top = heapq.nsmallest(limit, pool, key=lambda d: (-rounded[d], -_ts(published[d]), d))
     if recency:
         now = datetime.now(timezone.utc)
         boosted = [(scores.get(d, 0.0) * recency_factor(published[d].replace(tzinfo=timezone.utc), now), d)

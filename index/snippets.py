@@ -83,10 +83,29 @@ def _best_paragraphs(paragraphs: list[str], terms: set[str], keep: int = 2) -> l
     return paragraphs[best : best + keep]
 
 
+def _fold_table() -> dict[int, str | None]:
+    """Latin letters with marks (composed, as in NFC text) -> their base letter, lowercase; the
+    combining marks themselves (NFD text) -> deleted; đ -> d."""
+    table: dict[int, str | None] = {c: None for c in range(0x300, 0x370)}
+    for start, end in ((0xC0, 0x250), (0x1E00, 0x1F00)):
+        for c in range(start, end):
+            ch = chr(c).lower()
+            base = "".join(x for x in unicodedata.normalize("NFD", ch) if not unicodedata.combining(x))
+            if base != chr(c):
+                table[c] = base
+    table[ord("đ")] = table[ord("Đ")] = "d"
+    return table
+
+
+_FOLD = _fold_table()
+
+
 def fold_text(text: str) -> str:
-    """Lowercase, marks stripped, đ -> d, for a substring pre-test (not cached: paragraphs are unique)."""
-    decomposed = unicodedata.normalize("NFD", text.lower().replace("đ", "d"))
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    """Lowercase, marks stripped, đ -> d, for a substring pre-test (not cached: paragraphs are unique).
+
+    One ``str.translate`` (C) instead of NFD plus a per-character filter: this ran on up to 60
+    paragraphs of each of ten hits per query, and was a fifth of the cost of a search."""
+    return text.lower().translate(_FOLD)
 
 
 def snippet(paragraphs: list[str], terms: set[str], pairs: set[str], max_chars: int = SNIPPET_CHARS) -> list[Span]:

@@ -300,7 +300,8 @@ def start_service(args: argparse.Namespace, tmp: Path) -> Iterator[Server]:
     log = open(tmp / "server.log", "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "searchsvc", "serve", "--index-dir", str(args.index_dir), "--host", "127.0.0.1",
-         "--port", str(port), "--workers", str(args.workers), "--base-url", url],
+         "--port", str(port), "--workers", str(args.workers), "--base-url", url,
+         *(["--engine-threads", str(args.engine_threads)] if args.engine_threads else [])],
         cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
@@ -339,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers (default 2)")
+    parser.add_argument("--engine-threads", type=int, help="engine threads per worker (default: the service's)")
     parser.add_argument("--queries", type=int, default=300, help="distinct requests per route (default 300)")
     parser.add_argument("--routes", default=",".join(ROUTES), help="comma-separated subset of: " + ", ".join(ROUTES))
     parser.add_argument("--no-access-log", action="store_true", help="run without the JSON access log")

@@ -20,6 +20,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
+import anyio
 import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -93,6 +94,7 @@ def create_app(
         metrics=metrics,
         templates=build_templates(config, app_fingerprint[:10]),
         fingerprint=app_fingerprint,
+        engine_limiter=anyio.CapacityLimiter(config.engine_threads),
     )
 
     @contextlib.asynccontextmanager

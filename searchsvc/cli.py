@@ -184,6 +184,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     overrides = {
         "index_dir": args.index_dir, "host": args.host, "port": args.port, "workers": args.workers,
+        "engine_threads": args.engine_threads,
         "base_url": args.base_url, "timeout_graceful_shutdown": args.timeout_graceful_shutdown,
     }
     config = Config.from_env({k: v for k, v in overrides.items() if v is not None})
@@ -234,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="default 127.0.0.1 ($SEARCHSVC_HOST)")
     p.add_argument("--port", type=int, help="default 8000 ($SEARCHSVC_PORT)")
     p.add_argument("--workers", type=int, help="worker processes (default 1, $SEARCHSVC_WORKERS)")
+    p.add_argument("--engine-threads", type=int,
+                   help="threads per worker running index work (default 2, $SEARCHSVC_ENGINE_THREADS)")
     p.add_argument("--base-url", help="public base URL for absolute links ($SEARCHSVC_BASE_URL)")
     p.add_argument("--timeout-graceful-shutdown", type=float, help="seconds to finish requests on SIGTERM (default 10)")
     p.set_defaults(func=cmd_serve)

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import format_datetime, parsedate_to_datetime
 
-from starlette.concurrency import run_in_threadpool
+import anyio
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
@@ -103,7 +103,11 @@ class FeedCache:
     Not thread-safe: used from the event loop only (renders run in the thread pool).
     """
 
-    def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES, max_bytes: int = DEFAULT_MAX_BYTES,
+                 limiter: anyio.CapacityLimiter | None = None) -> None:
+        """``limiter``: the threads renders may use (the service's engine threads); anyio's default
+        pool when omitted."""
+        self.limiter = limiter
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._entries: OrderedDict[tuple, Document] = OrderedDict()
@@ -167,7 +171,7 @@ class FeedCache:
 
     async def _render_and_store(self, key: tuple, render: Callable[[], Document]) -> Document:
         try:
-            doc = await run_in_threadpool(render)
+            doc = await anyio.to_thread.run_sync(render, limiter=self.limiter)
         finally:
             self._pending.pop(key, None)
         self.renders += 1
@@ -186,7 +190,8 @@ def cache_for(request: Request) -> FeedCache:
     state = request.app.state
     cache = getattr(state, "feed_cache", None)
     if cache is None:
-        cache = FeedCache()
+        services = getattr(state, "services", None)
+        cache = FeedCache(limiter=getattr(services, "engine_limiter", None))
         state.feed_cache = cache
     return cache
 

@@ -17,12 +17,12 @@ from .errors import ApiError
 from .openapi import openapi_document
 from .params import MAX_SUGGEST_LIMIT, parse_int, parse_q, parse_search
 from .presenters import absolute, article_json, result_json
-from .services import call_engine, services
+from .services import call_engine, call_search, services
 
 
 async def api_search(request: Request) -> Response:
     params = parse_search(request.query_params)
-    result: SearchResult = await call_engine(request, "search", params.to_request())
+    result: SearchResult = await call_search(request, params.to_request())
     svc = services(request)
     svc.metrics.tiers.labels(result.tier).inc()
     return JSONResponse(result_json(result, svc.config.base_url))

@@ -30,7 +30,7 @@ from .presenters import (
     safe_external_url,
 )
 from .routes_feeds import search_feed_links
-from .services import call_engine, services
+from .services import call_engine, call_search, services
 from .timeline import build_timeline
 
 RESULTS_PER_PAGE = 10
@@ -203,7 +203,7 @@ async def search(request: Request) -> Response:
 
 
 async def render_search(request: Request, params: SearchParams) -> Response:
-    result: SearchResult = await call_engine(request, "search", params.to_request())
+    result: SearchResult = await call_search(request, params.to_request())
     services(request).metrics.tiers.labels(result.tier).inc()
     faceted = {v for f in result.facets.get("category", []) for v in (f.slug, f.value)}
     labels = None

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from starlette.concurrency import run_in_threadpool
+import anyio
 from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
-from index.api import SearchEngine, SearchError
+from index.api import SearchEngine, SearchError, SearchRequest, SearchResult
 
 from .config import Config
 from .engine_pool import EngineHolder, EngineNotReady
@@ -34,6 +34,7 @@ class Services:
     metrics: Metrics
     templates: Jinja2Templates
     fingerprint: str  # hash of templates, static files and config shown in responses
+    engine_limiter: anyio.CapacityLimiter  # Config.engine_threads tokens: who may run engine work
 
     def generation(self) -> str | None:
         """Current index generation without blocking, or None while no index is open."""
@@ -79,6 +80,23 @@ def engine_call(fn: Callable[..., T], *args: Any) -> T:
 
 
 async def call_engine(request: Request, method: str, *args: Any) -> Any:
-    """``engine.<method>(*args)`` in a worker thread, with not-ready and refusals mapped."""
+    """``engine.<method>(*args)`` in one of the worker's engine threads, with not-ready and
+    refusals mapped. ``Config.engine_threads`` says why there are few of them."""
     engine = await get_engine(request)
-    return await run_in_threadpool(engine_call, getattr(engine, method), *args)
+    limiter = services(request).engine_limiter
+    return await anyio.to_thread.run_sync(engine_call, getattr(engine, method), *args, limiter=limiter)
+
+
+async def call_search(request: Request, search: SearchRequest) -> SearchResult:
+    """``engine.search`` with a fast path: a result the engine has cached for the current
+    generation is answered on the event loop, without queueing behind searches being computed."""
+    engine = await get_engine(request)
+    cached = getattr(engine, "cached_search", None)
+    if cached is not None:
+        try:
+            result = cached(search)
+        except Exception:  # the generation check touches the disk: let the engine thread sort it out
+            result = None
+        if result is not None:
+            return result
+    return await call_engine(request, "search", search)

@@ -32,6 +32,7 @@ def test_config_defaults() -> None:
     assert config.site_title == "Tin tức – Lưu trữ"
     assert config.rate_limit == 0  # loopback host: off
     assert config.timeout_graceful_shutdown == 10
+    assert config.engine_threads == 2
 
 
 def test_config_env_and_overrides() -> None:
@@ -40,6 +41,7 @@ def test_config_env_and_overrides() -> None:
         "SEARCHSVC_BASE_URL": "https://tin.example/",
         "SEARCHSVC_CORS_ORIGINS": "https://a.example, https://b.example",
         "SEARCHSVC_WORKERS": "3",
+        "SEARCHSVC_ENGINE_THREADS": "4",
         "SEARCHSVC_PORT": "9000",
         "SEARCHSVC_RATE_LIMIT": "30",
         "SEARCHSVC_WEBSUB_HUB": "https://hub.example/",
@@ -49,6 +51,7 @@ def test_config_env_and_overrides() -> None:
     assert config.base_url == "https://tin.example"
     assert config.cors_origins == ("https://a.example", "https://b.example")
     assert (config.workers, config.port, config.rate_limit) == (3, 9100, 30)
+    assert config.engine_threads == 4
     assert config.websub_hub == "https://hub.example/"
     # to_env is what workers read back: the round trip is exact
     assert Config.from_env(environ=config.to_env()) == config
@@ -66,6 +69,7 @@ def test_config_rate_limit_default_depends_on_host() -> None:
     [
         {"SEARCHSVC_PORT": "http"},
         {"SEARCHSVC_WORKERS": "0"},
+        {"SEARCHSVC_ENGINE_THREADS": "0"},
         {"SEARCHSVC_BASE_URL": "ftp://x"},
         {"SEARCHSVC_RATE_LIMIT": "-1"},
         {"SEARCHSVC_ACCESS_LOG": "maybe"},

@@ -1,0 +1,110 @@
+"""``index.postings`` (block-at-a-time posting reads) and the engine's shared caches agree with
+Whoosh's own per-posting API on real multi-block posting lists, with and without deletions."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from whoosh.query import Term
+from index_helpers import article, build
+
+from index.api import SearchRequest
+from index.builder import index_articles
+from index.postings import LENGTHS, all_ids, items, length_bytes, raw_postings, weights_of
+
+N = 700  # several 128-posting blocks for the common syllables
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory):
+    rng = random.Random(7)
+    words = ["bão", "lũ", "mưa", "giá", "vàng", "xăng", "học", "sinh", "thi", "cử", "đường", "phố"]
+    docs = []
+    for i in range(N):
+        body = " ".join(rng.choice(words) for _ in range(rng.randint(3, 40)))
+        docs.append(article(i, f"Tin {i} {rng.choice(words)} {rng.choice(words)}", f"Người dân nói {body}."))
+    path = tmp_path_factory.mktemp("postings") / "ix"
+    build(path, docs)
+    # a second segment, and deletions in the first (re-indexed ids are deleted there)
+    index_articles(path, [article(i, f"Bản mới {i} bão lũ", "Người dân nói mưa lớn.") for i in range(0, N, 9)], procs=1)
+    return path
+
+
+def _leaves(engine):
+    searcher, _ = engine._state()
+    return searcher, list(searcher.reader().leaf_readers())
+
+
+def test_block_reads_match_whoosh_matchers(index_dir):
+    from index.engine import WhooshEngine
+
+    engine = WhooshEngine.open(index_dir)
+    searcher, leaves = _leaves(engine)
+    assert len(leaves) == 2 and leaves[0][0].has_deletions(), "the fixture must give two segments and deletions"
+    rng = random.Random(1)
+    checked_blocks = 0
+    for leaf, _offset in leaves:
+        for field in ("body_folded", "title_folded"):
+            for text in ("bao", "nguoi", "mua", "vang", "nope"):
+                if (field, text) not in leaf:
+                    continue
+                expected = list(raw_postings(leaf, field, text).items_as("weight"))
+                assert all_ids(raw_postings(leaf, field, text)) == [d for d, _ in expected]
+                assert list(items(raw_postings(leaf, field, text))) == expected
+                checked_blocks += len(expected) > 128
+                universe = range(leaf.doc_count_all())
+                for size in (1, 2, 5, 50, 400):
+                    wanted = sorted(rng.sample(universe, min(size, len(universe))))
+                    want_set = set(wanted)
+                    assert weights_of(raw_postings(leaf, field, text), wanted) == [
+                        (d, w) for d, w in expected if d in want_set]
+    assert checked_blocks, "no posting list spanned several blocks: the fast path was not exercised"
+
+
+def test_length_columns_match_doc_field_length(index_dir):
+    from index.engine import WhooshEngine
+
+    _, leaves = _leaves(WhooshEngine.open(index_dir))
+    for leaf, _offset in leaves:
+        for field in ("body_folded", "title_folded", "title_pair"):
+            raw = length_bytes(leaf, field)
+            assert raw is not None
+            for docnum in range(leaf.doc_count_all()):
+                expected = leaf.doc_field_length(docnum, field, 0) or 0
+                got = LENGTHS[raw[docnum]] if docnum < len(raw) else 0
+                assert got == expected, (field, docnum)
+
+
+def test_docsets_share_caches_across_threads_and_skip_deleted(index_dir):
+    import threading
+
+    from index.engine import WhooshEngine
+
+    engine = WhooshEngine.open(index_dir)
+    searcher, _ = engine._state()
+    docsets = engine._local.docsets
+    expected = frozenset(searcher.docs_for_query(Term("body_folded", "bao")))
+    assert docsets.term("body_folded", "bao") == expected  # Whoosh's own answer excludes deleted documents
+    seen = []
+
+    def other_thread():
+        _, gen = engine._state()
+        seen.append(engine._local.docsets is not docsets and gen.sets.get_term(("body_folded", "bao")))
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join()
+    assert seen == [expected], "another thread on the same generation must find the set already read"
+
+
+def test_cached_search_answers_only_what_was_searched(index_dir):
+    from index.engine import WhooshEngine
+
+    engine = WhooshEngine.open(index_dir)
+    request = SearchRequest(q="mưa lớn", per_page=5)
+    assert engine.cached_search(request) is None
+    result = engine.search(request)
+    assert result.total > 0
+    assert engine.cached_search(request) is result
+    assert engine.cached_search(SearchRequest(q="mưa lớn", per_page=6)) is None
