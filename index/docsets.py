@@ -14,7 +14,9 @@ AndMaybe, Every); anything else (date ranges) falls back to Whoosh and is cached
 from __future__ import annotations
 
 import threading
+from array import array
 from bisect import bisect_left
+from collections.abc import Sequence
 from collections import OrderedDict
 from datetime import datetime, timezone
 
@@ -22,7 +24,7 @@ from whoosh import query as Q
 from whoosh.searching import Searcher
 
 from index.article import VN_TZ
-from index.postings import all_ids, length_bytes, raw_postings, weights_of
+from index.postings import all_ids, length_bytes, numeric_column, raw_postings, weights_of
 
 TERM_CACHE_IDS = 2_000_000  # cached posting sets per generation, counted in document numbers (~70 MB)
 PROBE_RATIO = 8  # a clause this many times larger than the candidates is probed, not read whole
@@ -49,6 +51,7 @@ class SharedSets:
         self.all: frozenset[int] | None = None
         self.lengths: dict[tuple[int, str], bytes | None] = {}  # (segment offset, field) -> length bytes
         self.df: dict[tuple[str, str], int] = {}  # (field, text) -> document frequency
+        self.published: list[int] | None = None  # sortable publication key by document number
 
     def get_term(self, key: tuple[str, str]) -> frozenset[int] | None:
         with self.lock:
@@ -120,6 +123,29 @@ class DocSets:
         if key not in self._shared.lengths:
             self._shared.lengths[key] = length_bytes(leaf, field)
         return self._shared.lengths[key]
+
+    def published_keys(self) -> Sequence[int]:
+        """A sort key of each document's publication time, by document number: the raw
+        ``published`` column (Whoosh's datetime ticks, ordered as the datetimes are), read whole
+        once per generation. Sorting thousands of matches by date then costs no column reads.
+        A document without a date sorts as if published on 1970-01-01."""
+        keys = self._shared.published
+        if keys is None:
+            from whoosh.util.times import datetime_to_long
+
+            keys = array("Q")
+            for leaf, _offset, _deleted in self._leaves:
+                column = leaf.column_reader("published", translate=False)
+                values = numeric_column(column, leaf.doc_count_all())
+                if values is None:  # another codec: read it the slow way
+                    values = array("Q", (column[d] for d in range(leaf.doc_count_all())))
+                keys.extend(values)
+            missing = getattr(self.searcher.schema["published"].column_type, "_default", None)
+            if missing is not None and missing in keys:
+                epoch = datetime_to_long(datetime(1970, 1, 1))
+                keys = array("Q", (epoch if k == missing else k for k in keys))
+            self._shared.published = keys
+        return keys
 
     def df(self, field: str, text: str) -> int:
         key = (field, text)

@@ -17,7 +17,9 @@ from __future__ import annotations
 import io
 import pickle
 import struct
+import sys
 import zlib
+from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Sequence
 from itertools import accumulate
@@ -195,3 +197,21 @@ def _lengths_table() -> tuple[int, ...]:
 
 
 LENGTHS = _lengths_table()
+
+
+def numeric_column(column, doccount: int) -> array | None:
+    """Every value of a fixed-width numeric column of one segment (``NumericColumn.Reader``), read
+    in one piece, or None for any other column reader. Documents past the stored values get the
+    column's default, as ``column[docnum]`` would give them."""
+    typecode = getattr(column, "_typecode", None)
+    if typecode is None or not all(hasattr(column, a) for a in ("_dbfile", "_basepos", "_count", "_default")):
+        return None
+    values = array(typecode)
+    if values.itemsize != struct.calcsize("!" + typecode):
+        return None
+    values.frombytes(bytes(column._dbfile.get(column._basepos, column._count * values.itemsize)))
+    if sys.byteorder == "little":
+        values.byteswap()  # stored big-endian ("!" + typecode)
+    if doccount > len(values):
+        values.extend([column._default] * (doccount - len(values)))
+    return values

@@ -507,10 +507,10 @@ def _sorted_docs(ctx: Context, docs, sort: str, need: int) -> list[int]:
     exact timestamps only of the documents in the months needed. By views: one column read per match.
     """
     reader = ctx.searcher.reader()
+    published = ctx.docsets.published_keys()
     if sort == "views":
         views = reader.column_reader("views")
-        published = reader.column_reader("published")
-        return heapq.nsmallest(need, docs, key=lambda d: (-(views[d] or 0), -_ts(published[d]), d))
+        return heapq.nsmallest(need, docs, key=lambda d: (-(views[d] or 0), -published[d], d))
     months = ctx.docsets.field_values("month")
     newest = sort == "newest"
     candidates: list[int] = []
@@ -520,19 +520,8 @@ def _sorted_docs(ctx: Context, docs, sort: str, need: int) -> list[int]:
             break
     if len(candidates) < need:  # documents without a month value (none are written that way)
         candidates = list(docs)
-    published = reader.column_reader("published")
-    key = (lambda d: (-_ts(published[d]), d)) if newest else (lambda d: (_ts(published[d]), d))
+    key = (lambda d: (-published[d], d)) if newest else (lambda d: (published[d], d))
     return heapq.nsmallest(need, candidates, key=key)
-
-
-_EPOCH = datetime(1970, 1, 1)
-
-
-def _ts(value) -> float:
-    """Seconds since 1970 of a naive UTC column value; safe for any year (``timestamp()`` is not)."""
-    if isinstance(value, datetime):
-        return (value.replace(tzinfo=None) - _EPOCH).total_seconds()
-    return float(value or 0)
 
 
 def _article(searcher: Searcher, docnum: int) -> Article:
@@ -572,12 +561,13 @@ def _rank(ctx: Context, planner: Planner, tier: str, q: Q.Query, filt: Q.Query |
         # read each) is needed only to order those, ties included.
         threshold = heapq.nlargest(limit, rounded.values())[-1]
         pool = [d for d, sc in rounded.items() if sc >= threshold]
-    top = heapq.nsmallest(limit, pool, key=lambda d: (-rounded[d], -_ts(published[d]), d))
+    keys = ctx.docsets.published_keys()
+    top = heapq.nsmallest(limit, pool, key=lambda d: (-rounded[d], -keys[d], d))
     if recency:
         now = datetime.now(timezone.utc)
         boosted = [(scores.get(d, 0.0) * recency_factor(published[d].replace(tzinfo=timezone.utc), now), d)
                    for d in top]
-        boosted.sort(key=lambda sd: (-round(sd[0], 6), -_ts(published[sd[1]]), sd[1]))
+        boosted.sort(key=lambda sd: (-round(sd[0], 6), -keys[sd[1]], sd[1]))
         ranked_docs = boosted
     else:
         ranked_docs = [(scores.get(d, 0.0), d) for d in top]

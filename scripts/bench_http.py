@@ -301,7 +301,7 @@ def start_service(args: argparse.Namespace, tmp: Path) -> Iterator[Server]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "searchsvc", "serve", "--index-dir", str(args.index_dir), "--host", "127.0.0.1",
          "--port", str(port), "--workers", str(args.workers), "--base-url", url,
-         *(["--engine-threads", str(args.engine_threads)] if args.engine_threads else [])],
+         *(["--engine-threads", str(args.engine_threads)] if getattr(args, "engine_threads", None) else [])],
         cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:

@@ -108,3 +108,18 @@ def test_cached_search_answers_only_what_was_searched(index_dir):
     assert result.total > 0
     assert engine.cached_search(request) is result
     assert engine.cached_search(SearchRequest(q="mưa lớn", per_page=6)) is None
+
+
+def test_published_keys_order_documents_as_their_dates(index_dir):
+    from index.engine import WhooshEngine
+
+    engine = WhooshEngine.open(index_dir)
+    searcher, _ = engine._state()
+    keys = engine._local.docsets.published_keys()
+    column = searcher.reader().column_reader("published")
+    assert len(keys) == searcher.reader().doc_count_all()
+    docs = list(range(len(keys)))
+    by_key = sorted(docs, key=lambda d: (keys[d], d))
+    by_date = sorted(docs, key=lambda d: (column[d], d))
+    assert by_key == by_date
+    assert len({keys[d] for d in docs}) > 1, "the fixture's dates must differ for the order to mean anything"
