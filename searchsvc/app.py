@@ -32,7 +32,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from . import routes_api, routes_embeds, routes_feeds, routes_ops, routes_pages
-from .caching import ConditionalGetMiddleware, StaticCacheControl, fingerprint
+from .caching import ConditionalGetMiddleware, ResponseCacheMiddleware, StaticCacheControl, fingerprint
 from .config import Config
 from .engine_pool import EngineHolder, EngineNotReady, Opener, open_whoosh
 from .errors import EXCEPTION_HANDLERS
@@ -62,6 +62,12 @@ GZIP_LEVEL = 6  # level 9 costs about twice the CPU for a few percent on HTML/JS
 CACHEABLE_PATHS = ("/", "/search", "/api/search", "/api/suggest", "/api/categories", "/api/openapi.json")
 CACHEABLE_PREFIXES = ("/api/articles/", "/articles/", "/c/")
 RATE_LIMITED_PATHS = ("/api/search", "/api/suggest", "/search", *routes_feeds.SEARCH_PATHS)
+
+
+def _count_cache_hit(metrics: Metrics, tier: object | None) -> None:
+    metrics.response_cache_hits.inc()
+    if tier is not None:  # a search answered again: its tier counts like a computed one
+        metrics.tiers.labels(str(tier)).inc()
 
 
 def build_templates(config: Config, asset_version: str) -> Jinja2Templates:
@@ -149,6 +155,15 @@ def create_app(
             limiter=limiter,
             paths=RATE_LIMITED_PATHS,
             on_limited=metrics.rate_limited.inc,
+        ),
+        Middleware(
+            ResponseCacheMiddleware,
+            generation=services.generation,
+            app_fingerprint=app_fingerprint,
+            paths=CACHEABLE_PATHS,
+            prefixes=CACHEABLE_PREFIXES,
+            max_bytes=config.response_cache_mb << 20,
+            on_hit=lambda tier: _count_cache_hit(metrics, tier),
         ),
         Middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_SIZE, compresslevel=GZIP_LEVEL),
         Middleware(

@@ -11,7 +11,9 @@ labels, never newer: after a re-index the next revalidation sees a new tag and g
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from starlette.datastructures import Headers, MutableHeaders, QueryParams
@@ -136,3 +138,130 @@ class StaticCacheControl:
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
+
+
+@dataclass(frozen=True, slots=True)
+class CachedResponse:
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    note: object  # what the handler left in ``scope["state"][NOTE_KEY]`` (a search tier), replayed on hits
+
+    @property
+    def size(self) -> int:
+        return len(self.body) + sum(len(k) + len(v) for k, v in self.headers) + 64
+
+
+NOTE_KEY = "response_cache_note"
+
+
+class ResponseCacheMiddleware:
+    """Answers a repeated GET from the bytes of its first answer, as long as the index generation
+    is the same.
+
+    Why: every cacheable response is a pure function of (generation, code and configuration,
+    normalised request, gzip or not) — the same inputs as its ETag — so a worker can keep the final
+    bytes, compressed if they were, and skip the handler, the engine, the templates and gzip for
+    every repeat. Clients that revalidate already get a 304 for free (``ConditionalGetMiddleware``);
+    this serves the many that do not (first visits, partner widgets, API clients without a cache).
+
+    It sits outside gzip and inside rate limiting, CORS, security headers and the request id, so
+    what it replays is exactly what the route and gzip produced, and everything per request is
+    still added around it. Bounded by ``max_bytes`` (least recently used entries go first) and
+    ``max_entry_bytes``; emptied when the generation changes. Requests carrying ``If-None-Match``
+    and ``HEAD`` requests pass through (the conditional middleware answers those cheaply).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        generation: GenerationSource,
+        app_fingerprint: str,
+        paths: Iterable[str] = (),
+        prefixes: Iterable[str] = (),
+        max_bytes: int = 64 << 20,
+        max_entry_bytes: int = 1 << 20,
+        on_hit: Callable[[object | None], None] | None = None,
+    ) -> None:
+        """``on_hit(note)`` runs for every answer from the cache, with what the handler noted."""
+        self.app = app
+        self.generation = generation
+        self.app_fingerprint = app_fingerprint
+        self.paths = frozenset(paths)
+        self.prefixes = tuple(prefixes)
+        self.max_bytes = max_bytes
+        self.max_entry_bytes = max_entry_bytes
+        self.on_hit = on_hit
+        self._entries: OrderedDict[str, CachedResponse] = OrderedDict()
+        self._bytes = 0
+        self._generation: str | None = None
+        self.hits = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _cacheable(self, scope: Scope) -> bool:
+        if scope["type"] != "http" or scope["method"] != "GET":
+            return False
+        path = scope["path"]
+        if path not in self.paths and not path.startswith(self.prefixes):
+            return False
+        return not any(name == b"if-none-match" for name, _ in scope["headers"])
+
+    def _store(self, key: str, entry: CachedResponse) -> None:
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._bytes -= old.size
+        self._entries[key] = entry
+        self._bytes += entry.size
+        while self._entries and self._bytes > self.max_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self._bytes -= evicted.size
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.max_bytes <= 0 or not self._cacheable(scope):
+            await self.app(scope, receive, send)
+            return
+        generation = self.generation()
+        if generation is None:
+            await self.app(scope, receive, send)
+            return
+        if generation != self._generation:
+            self._entries.clear()
+            self._bytes = 0
+            self._generation = generation
+        key = compute_etag(generation, self.app_fingerprint, scope)
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+            self.hits += 1
+            if self.on_hit is not None:
+                self.on_hit(entry.note)
+            await send({"type": "http.response.start", "status": 200, "headers": list(entry.headers)})
+            await send({"type": "http.response.body", "body": entry.body})
+            return
+
+        start: Message | None = None
+        chunks: list[bytes] = []
+        size = 0
+        keep = True
+
+        async def capture(message: Message) -> None:
+            nonlocal start, size, keep
+            if message["type"] == "http.response.start":
+                start = message
+                keep = message["status"] == 200
+            elif message["type"] == "http.response.body" and keep:
+                body = message.get("body", b"")
+                size += len(body)
+                if size > self.max_entry_bytes:
+                    keep = False
+                    chunks.clear()
+                else:
+                    chunks.append(body)
+                    if not message.get("more_body", False) and start is not None:
+                        note = scope.get("state", {}).get(NOTE_KEY)
+                        headers = [(bytes(k), bytes(v)) for k, v in start.get("headers", [])]
+                        self._store(key, CachedResponse(headers, b"".join(chunks), note))
+            await send(message)
+
+        await self.app(scope, receive, capture)

@@ -24,6 +24,7 @@ ENV_NAMES: dict[str, str] = {
     "cors_origins": "SEARCHSVC_CORS_ORIGINS",
     "workers": "SEARCHSVC_WORKERS",
     "engine_threads": "SEARCHSVC_ENGINE_THREADS",
+    "response_cache_mb": "SEARCHSVC_RESPONSE_CACHE_MB",
     "host": "SEARCHSVC_HOST",
     "port": "SEARCHSVC_PORT",
     "site_title": "SEARCHSVC_SITE_TITLE",
@@ -62,6 +63,9 @@ class Config:
     # finish together, late, and each keeps its own searcher. Measured with 16 connections on
     # 2 cores: 40 threads (Starlette's default pool) let search throughput collapse to 17-24 req/s.
     engine_threads: int = 2
+    # Megabytes per worker of finished responses (pages and API answers, gzipped or not) kept to
+    # answer repeats of the same request on the same index generation; 0 turns it off.
+    response_cache_mb: int = 64
     host: str = "127.0.0.1"
     port: int = 8000
     site_title: str = DEFAULT_SITE_TITLE
@@ -113,7 +117,7 @@ class Config:
             if isinstance(origins, str):
                 origins = [o.strip() for o in origins.split(",")]
             values["cors_origins"] = tuple(o for o in origins if o)
-        for name in ("workers", "engine_threads", "port", "timeout_graceful_shutdown", "cache_max_age", "rate_limit"):
+        for name in ("workers", "engine_threads", "response_cache_mb", "port", "timeout_graceful_shutdown", "cache_max_age", "rate_limit"):
             if name in raw:
                 values[name] = _as_int(name, raw[name])
         for name in ("host", "site_title", "log_level"):
@@ -135,7 +139,7 @@ class Config:
                 raise ConfigError(f"{ENV_NAMES[name]} must be at least 1")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"{ENV_NAMES['port']} must be a TCP port (0-65535)")
-        for name in ("rate_limit", "timeout_graceful_shutdown", "cache_max_age"):
+        for name in ("rate_limit", "timeout_graceful_shutdown", "cache_max_age", "response_cache_mb"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{ENV_NAMES[name]} must not be negative")
 

@@ -54,6 +54,11 @@ class Metrics:
             "Conditional GETs answered 304 without running the handler.",
             registry=registry,
         )
+        self.response_cache_hits = Counter(
+            "searchsvc_response_cache_hits_total",
+            "GETs answered from the bytes of an earlier identical answer on the same index generation.",
+            registry=registry,
+        )
         self.rate_limited = Counter(
             "searchsvc_rate_limited_total", "Requests refused with 429 by the per-client limiter.", registry=registry
         )

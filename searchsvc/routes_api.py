@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from index.api import FacetValue, SearchResult
 
+from .caching import NOTE_KEY
 from .errors import ApiError
 from .openapi import openapi_document
 from .params import MAX_SUGGEST_LIMIT, parse_int, parse_q, parse_search
@@ -25,6 +26,7 @@ async def api_search(request: Request) -> Response:
     result: SearchResult = await call_search(request, params.to_request())
     svc = services(request)
     svc.metrics.tiers.labels(result.tier).inc()
+    setattr(request.state, NOTE_KEY, result.tier)  # counted again when the response cache replays it
     return JSONResponse(result_json(result, svc.config.base_url))
 
 

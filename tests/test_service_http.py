@@ -495,3 +495,26 @@ def test_article_content_is_escaped(http: httpx.Client, article_ids: dict[str, s
     assert hit["title"] == XSS_TITLE  # the plain field is the data itself
     assert "<script>" not in hit["title_highlighted"] and "&lt;script&gt;" in hit["title_highlighted"]
     assert "<img" not in hit["snippet"]
+
+
+def test_repeated_get_is_answered_from_the_response_cache(http: httpx.Client) -> None:
+    def counter(name: str) -> float:
+        text = http.get("/metrics").text
+        return sum(float(m) for m in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
+
+    params = {"q": "mưa lũ miền trung", "per_page": 3}
+    # Warm every worker's cache: the requests go to whichever worker accepts them.
+    first = [http.get("/api/search", params=params) for _ in range(6)]
+    hits, searches = counter("searchsvc_response_cache_hits_total"), counter("searchsvc_search_tier_total")
+    again = [http.get("/api/search", params=params) for _ in range(5)]
+    assert counter("searchsvc_response_cache_hits_total") >= hits + 5
+    assert counter("searchsvc_search_tier_total") == searches + 5  # replayed answers still count their tier
+    for response in again:
+        assert response.status_code == 200
+        assert response.content == first[0].content
+        assert response.headers["etag"] == first[0].headers["etag"]
+        assert response.headers["content-type"] == first[0].headers["content-type"]
+    ids = {r.headers["x-request-id"] for r in first + again}
+    assert len(ids) == len(first + again), "per-request headers must not be replayed"
+    plain = http.get("/api/search", params=params, headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.json() == first[0].json()

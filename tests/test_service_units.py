@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -253,3 +254,49 @@ def test_token_bucket() -> None:
     assert limiter.acquire("a") == 0
     assert limiter.acquire("b") == 0 and limiter.acquire("c") == 0
     assert len(limiter._buckets) == 2  # bounded: the least recently seen client was forgotten
+
+
+def test_response_cache_keys_on_generation_and_bounds_itself() -> None:
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from searchsvc.caching import ResponseCacheMiddleware
+
+    calls: list[str] = []
+    generation = {"value": "g1"}
+
+    async def page(request):  # noqa: ANN001, ANN202
+        calls.append(request.url.path)
+        status = 404 if request.query_params.get("missing") else 200
+        return PlainTextResponse(f"{request.url.path} {generation['value']} " + "x" * int(request.query_params.get("n", 1)),
+                                 status_code=status)
+
+    inner = Starlette(routes=[Route("/p/{name}", page), Route("/other", page)])
+    cache = ResponseCacheMiddleware(inner, generation=lambda: generation["value"], app_fingerprint="f",
+                                    prefixes=("/p/",), max_bytes=4000, max_entry_bytes=1000)
+
+    async def scenario() -> None:
+        transport = httpx.ASGITransport(app=cache)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            assert (await client.get("/p/a")).text == (await client.get("/p/a")).text == "/p/a g1 x"
+            assert calls == ["/p/a"] and cache.hits == 1
+            await client.get("/p/a", headers={"If-None-Match": '"x"'})  # conditional requests pass through
+            await client.head("/p/a")
+            await client.get("/other")
+            await client.get("/other")  # not a cacheable path
+            assert calls == ["/p/a"] * 3 + ["/other"] * 2
+            await client.get("/p/gone?missing=1")
+            await client.get("/p/gone?missing=1")  # errors are never stored
+            await client.get("/p/big?n=5000")
+            await client.get("/p/big?n=5000")  # larger than max_entry_bytes
+            assert calls.count("/p/gone") == 2 and calls.count("/p/big") == 2
+            generation["value"] = "g2"
+            assert (await client.get("/p/a")).text == "/p/a g2 x"  # a new generation never sees old bytes
+            for i in range(20):  # 20 entries of ~900 bytes cannot all fit in 4000
+                await client.get(f"/p/many{i}?n=800")
+            assert len(cache) < 20 and cache._bytes <= 4000
+
+    asyncio.run(scenario())
