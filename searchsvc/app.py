@@ -32,7 +32,13 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from . import routes_api, routes_embeds, routes_feeds, routes_ops, routes_pages
-from .caching import ConditionalGetMiddleware, ResponseCacheMiddleware, StaticCacheControl, fingerprint
+from .caching import (
+    ConditionalGetMiddleware,
+    ResponseCacheMiddleware,
+    SharedResponseStore,
+    StaticCacheControl,
+    fingerprint,
+)
 from .config import Config
 from .engine_pool import EngineHolder, EngineNotReady, Opener, open_whoosh
 from .errors import EXCEPTION_HANDLERS
@@ -164,6 +170,7 @@ def create_app(
             prefixes=CACHEABLE_PREFIXES,
             max_bytes=config.response_cache_mb << 20,
             on_hit=lambda tier: _count_cache_hit(metrics, tier),
+            shared=SharedResponseStore.from_env(max_bytes=4 * (config.response_cache_mb << 20)),
         ),
         Middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_SIZE, compresslevel=GZIP_LEVEL),
         Middleware(

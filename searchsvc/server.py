@@ -20,6 +20,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.supervisors import Multiprocess
 
+from .caching import SHARED_CACHE_ENV
 from .config import Config
 
 logger = logging.getLogger("searchsvc")
@@ -89,21 +90,28 @@ def serve(config: Config) -> None:
     """
     os.environ.update(config.to_env())
     metrics_dir: str | None = None
+    shared_dir: str | None = None
     if config.workers > 1:
         # A fresh directory per run: files left by an earlier run would be summed into this one.
         metrics_dir = tempfile.mkdtemp(prefix="searchsvc-metrics-")
         os.environ[MULTIPROC_ENV] = metrics_dir
+        # Responses one worker computed, replayed by the others (searchsvc.caching.SharedResponseStore).
+        shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+        shared_dir = tempfile.mkdtemp(prefix="searchsvc-responses-", dir=shm)
+        os.environ[SHARED_CACHE_ENV] = shared_dir
     else:
         # One process keeps its metrics in memory; an inherited directory would only mislead it.
         os.environ.pop(MULTIPROC_ENV, None)
+        os.environ.pop(SHARED_CACHE_ENV, None)
     previous = {sig: signal.signal(sig, _stop_requested) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         run_uvicorn(config)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        if metrics_dir is not None:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+        for directory in (metrics_dir, shared_dir):
+            if directory is not None:
+                shutil.rmtree(directory, ignore_errors=True)
 
 
 def run_uvicorn(config: Config, app: str = APP_FACTORY, app_dir: str = "") -> None:

@@ -300,3 +300,45 @@ def test_response_cache_keys_on_generation_and_bounds_itself() -> None:
             assert len(cache) < 20 and cache._bytes <= 4000
 
     asyncio.run(scenario())
+
+
+def test_shared_response_store_lets_one_worker_replay_another(tmp_path) -> None:
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from searchsvc.caching import ResponseCacheMiddleware, SharedResponseStore
+
+    calls: list[str] = []
+    generation = {"value": "gen-000001.1"}
+
+    def worker(name: str, root) -> ResponseCacheMiddleware:  # noqa: ANN001
+        async def page(request):  # noqa: ANN001, ANN202
+            calls.append(name)
+            return PlainTextResponse(f"{request.url.path} from {name} on {generation['value']}")
+
+        return ResponseCacheMiddleware(Starlette(routes=[Route("/p/{x}", page)]),
+                                       generation=lambda: generation["value"], app_fingerprint="f",
+                                       prefixes=("/p/",), shared=SharedResponseStore(root, max_bytes=1 << 20))
+
+    root = tmp_path / "shared"
+    root.mkdir()
+    first, second = worker("w1", root), worker("w2", root)
+
+    async def get(app, path: str) -> str:  # noqa: ANN001
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            return (await client.get(path)).text
+
+    async def scenario() -> None:
+        assert await get(first, "/p/a") == "/p/a from w1 on gen-000001.1"
+        assert await get(second, "/p/a") == "/p/a from w1 on gen-000001.1"  # replayed from the shared file
+        assert calls == ["w1"]
+        generation["value"] = "gen-000001.2"
+        assert await get(second, "/p/a") == "/p/a from w2 on gen-000001.2"
+        assert [d.name for d in root.iterdir()] == ["gen-000001.2"]  # the old generation's files are gone
+        broken = worker("w3", tmp_path / "missing" / "dir")  # unusable directory: served, just not shared
+        assert await get(broken, "/p/b") == "/p/b from w3 on gen-000001.2"
+
+    asyncio.run(scenario())
