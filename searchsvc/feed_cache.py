@@ -204,7 +204,9 @@ def gzip_minimum_size() -> int:
     return GZIP_MINIMUM_SIZE
 
 
+@functools.lru_cache(maxsize=1024)
 def http_date(value: datetime) -> str:
+    """RFC 9110 date; cached because every response of a cached document sends the same one."""
     return format_datetime(value.astimezone(timezone.utc), usegmt=True)
 
 

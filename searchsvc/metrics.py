@@ -27,6 +27,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.multiprocess = multiprocess_dir() is not None
+        self._children: dict[tuple[str, str, int], tuple] = {}
         # In multiprocess mode metrics must not be registered anywhere: the collector reads files.
         self._registry = None if self.multiprocess else CollectorRegistry()
         registry = self._registry
@@ -83,8 +84,16 @@ class Metrics:
         )
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route, method).observe(seconds)
+        # ``labels()`` takes a lock and builds its key on every call: keep the children instead
+        # (routes are templates, so there are few of them; per request, this is the hot path).
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (self.requests.labels(route, method, str(status)), self.latency.labels(route, method))
+            if len(self._children) < 10_000:
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def set_index(self, generation: str | None, documents: int | None) -> None:
         if generation is None:

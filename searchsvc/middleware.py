@@ -6,8 +6,10 @@ task and a memory stream per request) and only touch the ``http.response.start``
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -31,6 +33,22 @@ error_logger = logging.getLogger("searchsvc.error")
 REQUEST_ID_HEADER = "x-request-id"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 UNMATCHED_ROUTE = "<unmatched>"
+
+
+_ID_PREFIX = ""
+_ID_PID = -1
+_ID_COUNTER = itertools.count()
+
+
+def new_request_id() -> str:
+    """32 hex digits, unique across processes and restarts: 20 random per process (re-drawn after a
+    fork), then a 12-digit counter. ``uuid4()`` reads the OS random source for every request, a
+    system call that showed in profiles of the cached-feed path."""
+    global _ID_PREFIX, _ID_PID, _ID_COUNTER
+    pid = os.getpid()
+    if pid != _ID_PID:
+        _ID_PREFIX, _ID_PID, _ID_COUNTER = uuid.uuid4().hex[:20], pid, itertools.count()
+    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFF:012x}"
 
 
 def configure_access_log() -> None:
@@ -89,7 +107,7 @@ class ObservabilityMiddleware:
             return
         start = time.perf_counter()
         incoming = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
-        request_id = incoming if _SANE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        request_id = incoming if _SANE_REQUEST_ID.fullmatch(incoming) else new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
         started = False

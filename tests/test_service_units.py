@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+import re
+
 import httpx
 import pytest
 from hypothesis import given, settings
@@ -342,3 +344,11 @@ def test_shared_response_store_lets_one_worker_replay_another(tmp_path) -> None:
         assert await get(broken, "/p/b") == "/p/b from w3 on gen-000001.2"
 
     asyncio.run(scenario())
+
+
+def test_request_ids_are_unique_hex() -> None:
+    from searchsvc.middleware import new_request_id
+
+    ids = [new_request_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
