@@ -166,7 +166,9 @@ class WhooshEngine:
 
         Never searches, so the service can call it on its event loop and answer repeats at once
         instead of queueing them behind the searches its engine threads are computing."""
-        key = self._cache_key(request)
+        return self._cached(self._cache_key(request))
+
+    def _cached(self, key: tuple) -> SearchResult | None:
         with self._cache_lock:
             cached = self._cache.get(key)
             if cached is not None:
@@ -176,12 +178,10 @@ class WhooshEngine:
     def search(self, request: SearchRequest) -> SearchResult:
         """Search, with an LRU of results per index generation: news search traffic repeats its
         head queries, and a new generation changes the key so a cached result is never stale."""
-        key = self._cache_key(request)
-        with self._cache_lock:
-            cached = self._cache.get(key)
-            if cached is not None:
-                self._cache.move_to_end(key)
-                return cached
+        key = self._cache_key(request)  # before searching: a result is never older than its key
+        cached = self._cached(key)
+        if cached is not None:
+            return cached
         result = search(self._context(), request)
         with self._cache_lock:
             self._cache[key] = result

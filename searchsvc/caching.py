@@ -69,7 +69,23 @@ def cache_control(max_age: int) -> str:
     return "public, no-cache" if max_age <= 0 else f"public, max-age={max_age}"
 
 
-class ConditionalGetMiddleware:
+class _GenerationKeyed:
+    """What both caching layers share: the app, where the generation comes from, the code
+    fingerprint, and which paths they cover (exact ``paths`` or ``prefixes``)."""
+
+    def __init__(self, app: ASGIApp, generation: GenerationSource, app_fingerprint: str,
+                 paths: Iterable[str], prefixes: Iterable[str]) -> None:
+        self.app = app
+        self.generation = generation
+        self.app_fingerprint = app_fingerprint
+        self.paths = frozenset(paths)
+        self.prefixes = tuple(prefixes)
+
+    def cacheable(self, path: str) -> bool:
+        return path in self.paths or path.startswith(self.prefixes)
+
+
+class ConditionalGetMiddleware(_GenerationKeyed):
     """Adds ETag/Cache-Control/Vary to cacheable 200 responses and answers 304 early.
 
     ``paths`` are exact paths, ``prefixes`` path prefixes; anything else (health checks, metrics,
@@ -87,16 +103,9 @@ class ConditionalGetMiddleware:
         max_age: int = 0,
         on_not_modified: Callable[[], None] | None = None,
     ) -> None:
-        self.app = app
-        self.generation = generation
-        self.app_fingerprint = app_fingerprint
-        self.paths = frozenset(paths)
-        self.prefixes = tuple(prefixes)
+        super().__init__(app, generation, app_fingerprint, paths, prefixes)
         self.cache_control = cache_control(max_age)
         self.on_not_modified = on_not_modified
-
-    def cacheable(self, path: str) -> bool:
-        return path in self.paths or path.startswith(self.prefixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD") or not self.cacheable(scope["path"]):
@@ -229,7 +238,7 @@ class SharedResponseStore:
                 tmp.unlink()
 
 
-class ResponseCacheMiddleware:
+class ResponseCacheMiddleware(_GenerationKeyed):
     """Answers a repeated GET from the bytes of its first answer, as long as the index generation
     is the same.
 
@@ -260,12 +269,8 @@ class ResponseCacheMiddleware:
     ) -> None:
         """``on_hit(note)`` runs for every answer from the cache, with what the handler noted;
         ``shared``: the other workers' answers, looked up after this worker's own."""
+        super().__init__(app, generation, app_fingerprint, paths, prefixes)
         self.shared = shared
-        self.app = app
-        self.generation = generation
-        self.app_fingerprint = app_fingerprint
-        self.paths = frozenset(paths)
-        self.prefixes = tuple(prefixes)
         self.max_bytes = max_bytes
         self.max_entry_bytes = max_entry_bytes
         self.on_hit = on_hit
@@ -278,10 +283,7 @@ class ResponseCacheMiddleware:
         return len(self._entries)
 
     def _cacheable(self, scope: Scope) -> bool:
-        if scope["type"] != "http" or scope["method"] != "GET":
-            return False
-        path = scope["path"]
-        if path not in self.paths and not path.startswith(self.prefixes):
+        if scope["type"] != "http" or scope["method"] != "GET" or not self.cacheable(scope["path"]):
             return False
         return not any(name == b"if-none-match" for name, _ in scope["headers"])
 

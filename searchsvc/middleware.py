@@ -276,15 +276,19 @@ class BodyLimitMiddleware:
 
 
 class PathScopedMiddleware:
-    """Runs ``middleware`` only for paths under ``prefixes`` (CORS for ``/api/`` only, say)."""
+    """Runs ``middleware`` only for paths under ``prefixes`` and not under ``except_prefixes``
+    (CORS for ``/api/`` only; gzip for everything but the routes that send their own)."""
 
-    def __init__(self, app: ASGIApp, prefixes: Iterable[str], middleware: Callable[[ASGIApp], ASGIApp]) -> None:
+    def __init__(self, app: ASGIApp, prefixes: Iterable[str], middleware: Callable[[ASGIApp], ASGIApp],
+                 except_prefixes: Iterable[str] = ()) -> None:
         self.app = app
         self.prefixes = tuple(prefixes)
+        self.except_prefixes = tuple(except_prefixes)
         self.scoped = middleware(app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(self.prefixes):
+        if (scope["type"] == "http" and scope["path"].startswith(self.prefixes)
+                and not (self.except_prefixes and scope["path"].startswith(self.except_prefixes))):
             await self.scoped(scope, receive, send)
         else:
             await self.app(scope, receive, send)
