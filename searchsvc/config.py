@@ -57,7 +57,7 @@ class Config:
     base_url: str = "http://127.0.0.1:8000"
     cors_origins: tuple[str, ...] = ("*",)
     workers: int = 1
-    # Threads per worker that run index work (searches, article and feed reads). Few on purpose:
+    # Threads per worker that run heavy index work (searches, feed renders). Few on purpose:
     # Whoosh's work is pure Python under the GIL, and its many small file reads each release and
     # re-take the GIL, so N busy threads in one process do not go faster than one; they only
     # finish together, late, and each keeps its own searcher. Measured with 16 connections on

@@ -79,11 +79,17 @@ def engine_call(fn: Callable[..., T], *args: Any) -> T:
 
 
 
+# Engine calls that can take tens or hundreds of milliseconds of CPU. They run on the worker's few
+# engine threads (``Config.engine_threads`` says why few); the cheap ones (an article by id,
+# suggestions, the category list) use the ordinary thread pool, so that they never wait in line
+# behind searches (measured in the soak: suggestions at p50 150 ms when they shared the line).
+HEAVY_METHODS = frozenset({"search", "latest"})
+
+
 async def call_engine(request: Request, method: str, *args: Any) -> Any:
-    """``engine.<method>(*args)`` in one of the worker's engine threads, with not-ready and
-    refusals mapped. ``Config.engine_threads`` says why there are few of them."""
+    """``engine.<method>(*args)`` in a worker thread, with not-ready and refusals mapped."""
     engine = await get_engine(request)
-    limiter = services(request).engine_limiter
+    limiter = services(request).engine_limiter if method in HEAVY_METHODS else None
     return await anyio.to_thread.run_sync(engine_call, getattr(engine, method), *args, limiter=limiter)
 
 
