@@ -63,6 +63,7 @@ STATIC_DIR = PACKAGE_DIR / "static"
 
 MAX_BODY_BYTES = 64 * 1024
 GZIP_MINIMUM_SIZE = 500
+WARM_UP_WAIT = 60.0  # seconds a starting worker waits for its warm-up before it serves anyway
 GZIP_LEVEL = 6  # level 9 costs about twice the CPU for a few percent on HTML/JSON
 
 CACHEABLE_PATHS = ("/", "/search", "/api/search", "/api/suggest", "/api/categories", "/api/openapi.json")
@@ -115,6 +116,11 @@ def create_app(
         try:
             engine = await run_in_threadpool(services.engines.get)
             metrics.set_index(str(engine.generation), int(engine.doc_count))
+            # Accept connections once the suggester and the per-generation sets are built (about
+            # 5 s of CPU on the full corpus): built while requests arrive, they held the GIL
+            # against the first searches, whose latency then depended on when traffic started.
+            if not await run_in_threadpool(services.engines.wait_warm, WARM_UP_WAIT):
+                logger.warning("still warming up after %.0f s; serving anyway", WARM_UP_WAIT)
         except EngineNotReady as exc:
             logger.warning("starting without a search index: %s (will retry on requests)", exc)
             metrics.set_index(None, None)

@@ -45,6 +45,7 @@ class EngineHolder:
         self._lock = threading.Lock()
         self._next_attempt = 0.0
         self._last_error = "the index has not been opened yet"
+        self._warming: threading.Thread | None = None
 
     @property
     def engine(self) -> SearchEngine | None:
@@ -79,8 +80,19 @@ class EngineHolder:
             warm_up = getattr(self._engine, "warm_up", None)
             if callable(warm_up):
                 # Build what first requests would wait for (suggestions) without delaying this one.
-                threading.Thread(target=self._warm_up, args=(warm_up,), daemon=True, name="searchsvc-warmup").start()
+                self._warming = threading.Thread(target=self._warm_up, args=(warm_up,), daemon=True,
+                                                 name="searchsvc-warmup")
+                self._warming.start()
             return self._engine  # type: ignore[return-value]
+
+    def wait_warm(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the warm-up started by the opening ``get``; True when
+        it is over (or there was none)."""
+        warming = self._warming
+        if warming is None:
+            return True
+        warming.join(timeout)
+        return not warming.is_alive()
 
     @staticmethod
     def _warm_up(warm_up: Callable[[], None]) -> None:

@@ -352,3 +352,23 @@ def test_request_ids_are_unique_hex() -> None:
     ids = [new_request_id() for _ in range(10_000)]
     assert len(set(ids)) == len(ids)
     assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+
+
+def test_engine_holder_reports_when_warm_up_is_over(tmp_path) -> None:
+    """The service waits for this before accepting connections (``searchsvc.app`` lifespan)."""
+    import threading
+
+    from searchsvc.engine_pool import EngineHolder
+
+    release = threading.Event()
+
+    class SlowToWarm:  # only the holder is under test: it calls warm_up() and nothing else here
+        def warm_up(self) -> None:
+            release.wait(10)
+
+    holder = EngineHolder(tmp_path, opener=lambda path: SlowToWarm())
+    assert holder.wait_warm(0.01)  # nothing opened yet: nothing to wait for
+    holder.get()
+    assert not holder.wait_warm(0.05)
+    release.set()
+    assert holder.wait_warm(5)
