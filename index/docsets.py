@@ -101,6 +101,12 @@ class DocSets:
         found = self._shared.get_term(key)
         if found is not None:
             return found
+        result = self._read(field, text)
+        self._shared.put_term(key, result)
+        return result
+
+    def _read(self, field: str, text: str) -> frozenset[int]:
+        """The term's live documents (global numbers), read from every segment."""
         ids: set[int] = set()
         for leaf, offset, deleted in self._leaves:
             if (field, text) not in leaf:
@@ -112,9 +118,7 @@ class DocSets:
                 ids.update(i for i in postings if i not in deleted)
             else:
                 ids.update(postings)
-        result = frozenset(ids)
-        self._shared.put_term(key, result)
-        return result
+        return frozenset(ids)
 
     def field_lengths(self, leaf, offset: int, field: str) -> bytes | None:
         """The length bytes of ``field`` in the segment at ``offset`` (``index.postings.length_bytes``),
@@ -205,14 +209,10 @@ class DocSets:
         values = self._shared.fields.get(field)
         if values is None:
             values = {}
-            reader = self.searcher.reader()
-            for text in reader.field_terms(field):
-                ids: set[int] = set()
-                for leaf, offset, deleted in self._leaves:
-                    if (field, text) in leaf:
-                        ids.update(i + offset for i in all_ids(raw_postings(leaf, field, text)) if i not in deleted)
-                if ids:
-                    values[text] = frozenset(ids)
+            for text in self.searcher.reader().field_terms(field):
+                docs = self._read(field, text)
+                if docs:
+                    values[text] = docs
             self._shared.fields[field] = values
         return values
 

@@ -27,8 +27,6 @@ import os
 import random
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +35,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlencode
+
+from procinfo import free_port, stop  # scripts/ is on sys.path: run as a script, or app_dir for uvicorn
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS_DIR = Path(__file__).resolve().parent
@@ -122,12 +122,6 @@ class Result:
     requests: int
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def ensure_wrk() -> str:
     path = shutil.which("wrk")
     if path:
@@ -157,16 +151,6 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen) -> None:
             pass
         time.sleep(0.2)
     sys.exit(f"{url} did not answer 200 within {timeout:.0f}s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def titles_from_corpus(limit: int) -> list[str]:

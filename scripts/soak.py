@@ -39,8 +39,6 @@ import json
 import os
 import random
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -59,6 +57,7 @@ sys.path.insert(0, str(REPO))
 CORPUS = REPO.parent / "shared" / "corpus" / "vntc.jsonl.gz"
 
 from index.analysis import fold  # noqa: E402
+from procinfo import children, cmdline, free_port, stop  # noqa: E402  (scripts/ is on sys.path)
 
 VISIBLE_TARGET = 5.0  # seconds from commit to visible
 VISIBLE_GIVE_UP = 60.0
@@ -72,26 +71,6 @@ WEIGHTS = {  # route -> share of the client's requests
 
 
 # --- processes -------------------------------------------------------------------------------------
-
-
-def children(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            try:
-                out += [int(c) for c in (task / "children").read_text().split()]
-            except OSError:
-                pass
-    except OSError:
-        pass
-    return out
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def rss_mb(pid: int) -> float | None:
@@ -128,12 +107,6 @@ def deleted_fds(pid: int) -> int:
 
 def worker_pids(master: int) -> list[int]:
     return sorted(c for c in children(master) if "spawn_main" in cmdline(c))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pct(values: list[float], p: float) -> float:
@@ -746,14 +719,8 @@ def main(argv: list[str] | None = None) -> int:
         if state.errors:
             failures.append(f"{len(state.errors)} errors")
     finally:
-        if server.poll() is None:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-                failures.append("the server did not stop within 30 s of SIGTERM")
+        if not stop(server):
+            failures.append("the server did not stop within 30 s of SIGTERM")
         log.close()
     text = log_path.read_text(errors="replace")
     if server.returncode != 0:

@@ -505,6 +505,17 @@ def test_rate_limit_on_every_limited_route(built_index: Path, tmp_path: Path) ->
             assert all(http.get("/api/search?q=x").status_code == 200 for _ in range(10))  # loopback
 
 
+def _server_answer(sock: socket.socket, started: float) -> str | None:
+    """Wait one socket timeout for the server: "answered", "closed after …", or None (nothing)."""
+    try:
+        data = sock.recv(100)
+    except socket.timeout:
+        return None
+    except OSError:
+        data = b""
+    return f"closed after {time.monotonic() - started:.1f}s" if not data else "answered"
+
+
 def slow_loris(url: str, results: list[str], stop: threading.Event) -> None:
     """One connection sending a request head one byte a second, until the server closes it."""
     host, port = url.removeprefix("http://").split(":")
@@ -518,13 +529,12 @@ def slow_loris(url: str, results: list[str], stop: threading.Event) -> None:
                 return
             try:
                 sock.sendall(head[i:i + 1])
-                data = sock.recv(100)
-                results.append(f"closed after {time.monotonic() - started:.1f}s" if not data else "answered")
-                return
-            except socket.timeout:
-                continue
             except OSError:
                 results.append(f"closed after {time.monotonic() - started:.1f}s")
+                return
+            outcome = _server_answer(sock, started)
+            if outcome is not None:
+                results.append(outcome)
                 return
     results.append("sent everything")
 
@@ -535,14 +545,9 @@ def idle_connection(url: str, results: list[str], stop: threading.Event) -> None
     with socket.create_connection((host, int(port)), timeout=5) as sock:
         sock.settimeout(0.5)
         while not stop.is_set():
-            try:
-                data = sock.recv(100)
-                results.append(f"closed after {time.monotonic() - started:.1f}s" if not data else "answered")
-                return
-            except socket.timeout:
-                continue
-            except OSError:
-                results.append(f"closed after {time.monotonic() - started:.1f}s")
+            outcome = _server_answer(sock, started)
+            if outcome is not None:
+                results.append(outcome)
                 return
     results.append(f"still open after {time.monotonic() - started:.1f}s")
 

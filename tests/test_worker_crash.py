@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +26,9 @@ from pathlib import Path
 
 import httpx
 from service_helpers import ServiceProcess, running_service
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from procinfo import children, cmdline  # noqa: E402
 
 CONCURRENCY = 4
 # Seconds for the worker count to be back to 2. uvicorn's supervisor checks its workers every 0.5 s;
@@ -44,23 +48,6 @@ PATHS = (
 
 
 # --- processes, from /proc -------------------------------------------------------------------------
-
-
-def children(pid: int) -> list[int]:
-    out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            out += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return out
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""  # gone
 
 
 def state(pid: int) -> str:
