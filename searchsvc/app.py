@@ -25,7 +25,6 @@ import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
@@ -45,6 +44,7 @@ from .errors import EXCEPTION_HANDLERS
 from .metrics import Metrics
 from .middleware import (
     DEFAULT_HEADER_POLICIES,
+    ApiCORSMiddleware,
     BodyLimitMiddleware,
     HeaderPolicy,
     ObservabilityMiddleware,
@@ -154,7 +154,7 @@ def create_app(
         Middleware(
             PathScopedMiddleware,
             prefixes=("/api/",),
-            middleware=lambda inner: CORSMiddleware(
+            middleware=lambda inner: ApiCORSMiddleware(
                 inner,
                 allow_origins=list(config.cors_origins),
                 allow_methods=["GET", "HEAD", "OPTIONS"],

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -273,6 +275,23 @@ class BodyLimitMiddleware:
             await json_error(413, "body_too_large", f"request bodies are limited to {self.max_bytes} bytes")(
                 scope, receive, send
             )
+
+
+class ApiCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, except that a refused preflight answers in the API's JSON error shape.
+
+    Starlette refuses a preflight (an unknown origin, method or header) with a plain-text 400;
+    every other ``/api/`` error is ``{"error": {"code", "message"}}``, and clients parse it.
+    """
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        answer = super().preflight_response(request_headers)
+        if answer.status_code < 400:
+            return answer
+        reason = bytes(answer.body).decode("utf-8", "replace")
+        headers = {k: v for k, v in answer.headers.items() if k.lower() not in ("content-length", "content-type")}
+        return json_error(answer.status_code, "cors_preflight_refused",
+                          f"{reason}: allowed methods are {', '.join(sorted(self.allow_methods))}", headers)
 
 
 class PathScopedMiddleware:

@@ -50,8 +50,13 @@ def raw_request(url: str, target: bytes, *, method: bytes = b"GET", headers: byt
     """
     parts = urlsplit(url)
     with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
-        sock.sendall(method + b" " + target + b" HTTP/1.1\r\nHost: " + parts.netloc.encode()
-                     + b"\r\nConnection: close\r\n" + headers + b"\r\n" + body)
+        try:
+            sock.sendall(method + b" " + target + b" HTTP/1.1\r\nHost: " + parts.netloc.encode()
+                         + b"\r\nConnection: close\r\n" + headers + b"\r\n" + body)
+        except (BrokenPipeError, ConnectionResetError):
+            # The server may answer (400) and close after reading only the start of an oversized
+            # request: the answer is still in our receive buffer unless a reset discarded it.
+            pass
         data = b""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

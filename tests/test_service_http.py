@@ -191,6 +191,21 @@ def test_cors(http: httpx.Client) -> None:
     assert "access-control-allow-origin" not in page.headers  # CORS is for the API only
 
 
+@pytest.mark.parametrize("method", ["", "DELETE", "POST"])
+def test_refused_cors_preflight_is_a_json_error(http: httpx.Client, method: str) -> None:
+    """A preflight for a method the API does not allow is refused in the API's own error shape."""
+    refused = http.options(
+        "/api/search",
+        headers={"Origin": "https://other.example", "Access-Control-Request-Method": method},
+    )
+    assert refused.status_code == 400
+    assert refused.headers["content-type"].startswith("application/json")
+    error = refused.json()["error"]
+    assert error["code"] == "cors_preflight_refused"
+    assert "method" in error["message"] and "GET" in error["message"]
+    assert "GET" in refused.headers["access-control-allow-methods"]
+
+
 @pytest.mark.parametrize("path", ["/api/search?q=b%C3%B3ng+%C4%91%C3%A1&sort=newest", "/search?q=b%C3%B3ng", "/", "/c/the-thao"])
 def test_etag_and_304(http: httpx.Client, path: str) -> None:
     first = http.get(path)
