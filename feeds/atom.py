@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from index.article import Article
 
-from ._feedgen import ATOM_NS, fill_entry, new_generator, reparse, serialize
+from ._feedgen import ATOM_NS, atom_tree, fill_entry, new_generator, serialize
 from .model import FeedInfo, item_guid, item_link
 from .text import body_html, clean, one_line, summary
 
@@ -42,8 +42,12 @@ def render_atom(info: FeedInfo, articles: list[Article], base_url: str) -> bytes
         if source:
             fe.author(name=source)
 
-    tree = reparse(fg.atom_str(pretty=False))
-    for link in tree.getroot().iterfind(f"{{{ATOM_NS}}}entry/{{{ATOM_NS}}}link"):
-        link.set("rel", "alternate")
-        link.set("type", "text/html")
+    tree = atom_tree(fg)
+    root = tree.getroot()
+    # feedgen builds entries as unqualified elements under the Atom default namespace (they are
+    # Atom elements once serialized); both spellings are matched so either tree works.
+    for path in ("entry/link", f"{{{ATOM_NS}}}entry/{{{ATOM_NS}}}link"):
+        for link in root.iterfind(path):
+            link.set("rel", "alternate")
+            link.set("type", "text/html")
     return serialize(tree, info.stylesheet_url)

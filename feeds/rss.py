@@ -24,7 +24,7 @@ from ._feedgen import (
     fill_entry,
     new_generator,
     paging_links,
-    reparse,
+    rss_tree,
     serialize,
 )
 from .model import FeedInfo, item_guid, item_link
@@ -55,7 +55,7 @@ def render_rss(info: FeedInfo, articles: list[Article], base_url: str) -> bytes:
         if source:
             fe.dc.dc_creator(source)
 
-    tree = reparse(fg.rss_str(pretty=False))
+    tree = rss_tree(fg)
     channel = tree.getroot().find("channel")
     self_link = channel.find(f"{{{ATOM_NS}}}link[@rel='self']")
     extra: list[tuple[str, str, str | None]] = []

@@ -508,3 +508,29 @@ def test_summary_never_exceeds_limit(paragraphs: list[str], limit: int) -> None:
     whole = " ".join(" ".join(xml_safe(p).split()) for p in a.body if xml_safe(p).split())
     if not text.endswith("…"):
         assert text == unicodedata.normalize("NFC", whole)
+
+
+@pytest.mark.parametrize(("fmt", "render", "module", "tree_fn", "public"), [
+    ("rss", render_rss, "feeds.rss", "rss_tree", "rss_str"),
+    ("atom", render_atom, "feeds.atom", "atom_tree", "atom_str"),
+])
+def test_amending_feedgens_own_tree_gives_the_bytes_of_its_public_output(
+    monkeypatch: pytest.MonkeyPatch, fmt, render, module, tree_fn, public
+) -> None:
+    """Renderers amend the tree feedgen builds (a private method, for speed); the document must be
+    byte-identical to re-parsing feedgen's public serialization, on hostile articles too."""
+    import importlib
+
+    from feeds import _feedgen
+
+    articles = _articles() + [
+        Article(id="x", title="Tiêu đề\u2028dòng & <b>", body=["a\u00a0 b\n\n  c", "  ", "d\u0301"],
+                category="Thể thao", published=datetime(2024, 1, 1, tzinfo=VN_TZ), source="Nguồn & <x>",
+                captions=["", "chú thích\r\nhai dòng"]),
+    ]
+    info = _info(fmt, prev_url=f"{BASE}feeds/the-thao.{fmt}?page=1", last_url=f"{BASE}feeds/the-thao.{fmt}?page=3",
+                 stylesheet_url="/static/feed.xsl")
+    direct = render(info, articles, BASE)
+    monkeypatch.setattr(importlib.import_module(module), tree_fn,
+                        lambda fg: _feedgen.reparse(getattr(fg, public)(pretty=False)))
+    assert render(info, articles, BASE) == direct
