@@ -50,6 +50,10 @@ class SearchRequest:
     recency_boost: bool = False  # decay the score by age (see index.search)
     snippets: bool = True
     facets: bool = True
+    # Feeds and embeds show plain titles and no "did you mean": skipping both saves ~15 % of a
+    # 50-item search feed's engine time (title analysis per hit; the suggestion's extra lookups).
+    highlight_titles: bool = True  # False: Hit.title_spans is []
+    spelling_suggestion: bool = True  # False: SearchResult.suggestion is None
 
 
 @dataclass(slots=True, frozen=True)

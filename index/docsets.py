@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from array import array
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from collections import OrderedDict
 from datetime import datetime, timezone
 
@@ -25,6 +25,7 @@ from whoosh.searching import Searcher
 
 from index.article import VN_TZ
 from index.postings import all_ids, length_bytes, numeric_column, raw_postings, weights_of
+from index.untracked import untracked
 
 TERM_CACHE_IDS = 2_000_000  # cached posting sets per generation, counted in document numbers (~70 MB)
 PROBE_RATIO = 8  # a clause this many times larger than the candidates is probed, not read whole
@@ -111,14 +112,12 @@ class DocSets:
         for leaf, offset, deleted in self._leaves:
             if (field, text) not in leaf:
                 continue
-            postings = all_ids(raw_postings(leaf, field, text))
-            if offset:
-                ids.update(i + offset for i in postings if i not in deleted)
-            elif deleted:
-                ids.update(i for i in postings if i not in deleted)
-            else:
-                ids.update(postings)
-        return frozenset(ids)
+            postings: Iterable[int] = all_ids(raw_postings(leaf, field, text))
+            if deleted:
+                postings = set(postings).difference(deleted)
+            # map(offset.__add__) runs in C: a Python generator here was a tenth of a search.
+            ids.update(map(offset.__add__, postings) if offset else postings)
+        return untracked(frozenset(ids))
 
     def field_lengths(self, leaf, offset: int, field: str) -> bytes | None:
         """The length bytes of ``field`` in the segment at ``offset`` (``index.postings.length_bytes``),
@@ -199,7 +198,7 @@ class DocSets:
 
     def all(self) -> frozenset[int]:
         if self._shared.all is None:
-            self._shared.all = frozenset(self.searcher.reader().all_doc_ids())
+            self._shared.all = untracked(frozenset(self.searcher.reader().all_doc_ids()))
         return self._shared.all
 
     def field_values(self, field: str) -> dict[str, frozenset[int]]:
@@ -243,7 +242,7 @@ class DocSets:
                 published = self.searcher.reader().column_reader("published")
             result.update(d for d in docs if (start is None or published[d] >= start)
                           and (end is None or published[d] <= end))
-        return frozenset(result)
+        return untracked(frozenset(result))
 
     def evaluate(self, q: Q.Query) -> frozenset[int] | set[int]:
         if isinstance(q, Q.Term):
@@ -279,7 +278,7 @@ class DocSets:
             if isinstance(q, Q.DateRange) and q.fieldname == "published":
                 found = self.date_range(q.startdate, q.enddate)
             else:
-                found = frozenset(self.searcher.docs_for_query(q))
+                found = untracked(frozenset(self.searcher.docs_for_query(q)))
             self._shared.put_other(key, found)
         return found
 

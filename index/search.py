@@ -466,13 +466,14 @@ def search(ctx: Context, request: SearchRequest) -> SearchResult:
         for score, article in page:
             hits.append(Hit(
                 article=article, score=float(score),
-                title_spans=highlight(article.title, terms, pairs),
+                title_spans=highlight(article.title, terms, pairs) if request.highlight_titles else [],
                 snippet=snippet(article.body, terms, pairs) if request.snippets else [],
             ))
         if request.facets:
             facets = _facet_values(ctx, docs)
     suggestion = None
-    if not parsed.empty and (tier in (TIER_FUZZY, TIER_PARTIAL, TIER_NONE) or total < 3):
+    weak = tier in (TIER_FUZZY, TIER_PARTIAL, TIER_NONE) or total < 3
+    if request.spelling_suggestion and not parsed.empty and weak:
         full_matches = total if tier in (TIER_ADJACENT, TIER_SYLLABLES) else 0
         suggestion = did_you_mean(ctx, planner, full_matches, allowed)
     return SearchResult(request=request, query=parsed.text, total=total, tier=tier, hits=hits, facets=facets,

@@ -97,8 +97,10 @@ class _PrefixIndex:
     def __init__(self, keys: list[str], displays: list[str], order: list[int]) -> None:
         """Unique ``keys`` with their ``displays``; ``order`` lists their indices best first."""
         by_key = sorted(range(len(keys)), key=keys.__getitem__)
-        self.keys: list[str] = [keys[i] for i in by_key]
-        self.displays: list[str] = [displays[i] for i in by_key]
+        # Tuples, not lists: CPython stops tracking a tuple of strings in the cycle collector, which
+        # otherwise walks these ~100,000 entries on every full collection (index.untracked).
+        self.keys: tuple[str, ...] = tuple([keys[i] for i in by_key])
+        self.displays: tuple[str, ...] = tuple([displays[i] for i in by_key])
         position = array("l", [0]) * len(keys)  # input index -> position in key order
         for pos, i in enumerate(by_key):
             position[i] = pos
@@ -108,7 +110,7 @@ class _PrefixIndex:
         for rank, pos in enumerate(self.by_rank):
             ranks[pos] = rank
         self.ranks = ranks
-        self.buckets: dict[str, list[int]] = self._build_buckets()
+        self.buckets: dict[str, tuple[int, ...]] = self._build_buckets()
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -120,15 +122,15 @@ class _PrefixIndex:
         succ = _successor(prefix)
         return start, (hi if succ is None else bisect_left(keys, succ, start, hi))
 
-    def _build_buckets(self) -> dict[str, list[int]]:
+    def _build_buckets(self) -> dict[str, tuple[int, ...]]:
         keys, ranks = self.keys, self.ranks
-        buckets: dict[str, list[int]] = {}
+        buckets: dict[str, tuple[int, ...]] = {}
         stack = [("", 0, len(keys))]
         while stack:
             prefix, lo, hi = stack.pop()
             if hi - lo <= _BUCKET_MIN:
                 continue
-            buckets[prefix] = heapq.nsmallest(_BUCKET_TOP, ranks[lo:hi])
+            buckets[prefix] = tuple(heapq.nsmallest(_BUCKET_TOP, ranks[lo:hi]))
             depth = len(prefix)
             i = lo
             if len(keys[i]) == depth:  # the key equal to the prefix sorts first (keys are unique)
@@ -143,7 +145,7 @@ class _PrefixIndex:
     def _prefix_best(self, prefix: str, k: int) -> list[int]:
         cached = self.buckets.get(prefix)
         if cached is not None and k <= len(cached):
-            return cached[:k]
+            return list(cached[:k])
         lo, hi = self._range(prefix)
         if hi - lo <= k:
             return sorted(self.ranks[lo:hi])

@@ -238,6 +238,8 @@ def _search(engine: SearchEngine, selection: Selection, limit: int, offset: int)
             per_page=per_page,
             snippets=False,
             facets=False,
+            highlight_titles=False,
+            spelling_suggestion=False,
         )
         try:
             result = engine.search(request)

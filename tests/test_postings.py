@@ -123,3 +123,47 @@ def test_published_keys_order_documents_as_their_dates(index_dir):
     by_date = sorted(docs, key=lambda d: (column[d], d))
     assert by_key == by_date
     assert len({keys[d] for d in docs}) > 1, "the fixture's dates must differ for the order to mean anything"
+
+
+def test_cached_sets_are_invisible_to_the_cycle_collector(index_dir):
+    """Posting, facet and vocabulary sets live for a whole generation; the collector must not walk
+    them on every full collection (index.untracked), yet they stay ordinary frozensets."""
+    import gc
+
+    from index.engine import WhooshEngine
+    from index.untracked import untracked
+
+    engine = WhooshEngine.open(index_dir)
+    docsets = engine._local.docsets
+    bao = docsets.term("body_folded", "bao")
+    assert isinstance(bao, frozenset) and bao and not gc.is_tracked(bao)
+    months = docsets.field_values("month")
+    assert months and all(not gc.is_tracked(ids) for ids in months.values())
+    assert not gc.is_tracked(docsets.all())
+    engine.warm_up()
+    _, gen = engine._state()
+    assert gen.vocabulary and not gc.is_tracked(gen.vocabulary)
+    combined = bao & docsets.all()  # results of set operations are new, tracked as usual
+    assert combined == bao and gc.is_tracked(combined)
+    gc.collect()
+    assert docsets.term("body_folded", "bao") == bao  # still alive and intact after a collection
+    with pytest.raises(TypeError):
+        untracked({1, 2})  # a mutable set could later hold anything
+
+
+def test_result_cache_is_bounded_by_hits(index_dir, monkeypatch):
+    from index.engine import WhooshEngine
+
+    engine = WhooshEngine.open(index_dir)
+    monkeypatch.setattr(WhooshEngine, "RESULT_CACHE_HITS", 25)
+    first = SearchRequest(q="bão", per_page=20)
+    assert len(engine.search(first).hits) == 20
+    second = SearchRequest(q="mưa", per_page=10)
+    assert len(engine.search(second).hits) == 10
+    assert engine.cached_search(first) is None, "30 hits > 25: the oldest result goes"
+    assert engine.cached_search(second) is not None
+    big = SearchRequest(q="lũ", per_page=50)
+    assert len(engine.search(big).hits) == 50
+    assert engine.cached_search(big) is not None, "the newest result stays even alone over budget"
+    assert engine.cached_search(second) is None
+    assert engine._cached_hits == 50

@@ -270,6 +270,12 @@ def test_did_you_mean_restores_marks(tmp_path):
     r = run(engine, "hoi ngih")
     assert r.suggestion == "hội nghị"
     assert run(engine, "hội nghị").suggestion is None
+    # Feeds ask for neither the suggestion nor title highlights; the hits are the same.
+    lean = run(engine, "hoi ngih", spelling_suggestion=False, highlight_titles=False)
+    assert lean.suggestion is None
+    assert ids(lean) == ids(r) and lean.total == r.total
+    assert all(h.title_spans == [] for h in lean.hits)
+    assert any(s.hit for h in r.hits for s in h.title_spans)
 
 
 def test_get_article_and_categories(engine):
