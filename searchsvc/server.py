@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 import tempfile
+from multiprocessing import reduction
 from types import FrameType
 
 import uvicorn
@@ -70,6 +71,40 @@ class HeadTimeoutH11Protocol(H11Protocol):
         if self.cycle is not None and not self.cycle.response_complete:
             return  # a request is being answered; on_response_complete re-arms the timer
         self.transport.close()
+
+
+# Connections a worker takes from the shared listening socket each time it wakes up (see
+# SharedListenSocket). asyncio's default is the listen backlog (uvicorn: 2048).
+ACCEPTS_PER_WAKEUP = 1
+
+
+class SharedListenSocket(socket.socket):
+    """The supervisor's listening socket as workers see it: ``listen()`` is a no-op.
+
+    Why: asyncio accepts up to ``backlog`` queued connections each time the socket is readable
+    (``create_server(backlog=...)``), and the same number is passed to ``listen()``. Every worker
+    is woken by a new connection, and the first to run took the whole burst: 16 keep-alive
+    connections opened together went 13 to one worker and 3 to the other (measured), so one
+    core queued most requests while the other idled. Workers are therefore started with
+    ``backlog=ACCEPTS_PER_WAKEUP`` so each takes one connection per wake-up and the workers share
+    a burst; this class keeps that small number from also shrinking the kernel's accept queue,
+    which the supervisor sets once (uvicorn's 2048) before starting them.
+    """
+
+    def listen(self, backlog: int = 0) -> None:  # noqa: ARG002 - the supervisor's listen() stands
+        return None
+
+    @classmethod
+    def adopt(cls, sock: socket.socket) -> "SharedListenSocket":
+        """``sock`` itself (same file descriptor, already listening), as this class."""
+        return cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
+
+    def __reduce__(self):  # noqa: ANN204 - multiprocessing's pickler would rebuild a plain socket
+        return (_rebuild_shared_socket, (reduction.DupFd(self.fileno()), self.family, self.type, self.proto))
+
+
+def _rebuild_shared_socket(dup: object, family: int, kind: int, proto: int) -> SharedListenSocket:
+    return SharedListenSocket(family, kind, proto, fileno=dup.detach())  # type: ignore[attr-defined]
 
 
 def _stop_requested(signum: int, frame: FrameType | None) -> None:
@@ -148,7 +183,9 @@ def run_uvicorn(config: Config, app: str = APP_FACTORY, app_dir: str = "") -> No
         sock = uvicorn_config.bind_socket()
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        Multiprocess(uvicorn_config, sockets=[sock]).run()
+        sock.listen(uvicorn_config.backlog)  # the kernel's accept queue (uvicorn leaves it to workers)
+        uvicorn_config.backlog = ACCEPTS_PER_WAKEUP  # the workers' accept batch, not the queue
+        Multiprocess(uvicorn_config, sockets=[SharedListenSocket.adopt(sock)]).run()
         return
     server = uvicorn.Server(uvicorn_config)
     server.run()
