@@ -90,9 +90,20 @@ def test_a_burst_of_connections_is_shared_between_workers(built_index: Path, tmp
         while len(_owners(port)) < 2:  # both workers up and warm
             assert time.monotonic() < deadline, svc.log()[-2000:]
             time.sleep(0.5)
-        splits = []
-        for _ in range(3):
-            time.sleep(0.3)  # idle keep-alive connections of the last round are closed
-            splits.append(sorted(_owners(port).values(), reverse=True))
-        # Measured: 8/8 or 9/7 in 30 of 30 rounds; before the change mostly 16/0 or 15/1.
-        assert all(len(split) == 2 and split[0] <= 11 for split in splits), splits
+        # Measured on an idle machine: 8/8 or 9/7 in 30 of 30 rounds; before the change mostly 16/0,
+        # 15/1 or 14/2 (the smaller share averaged 1.6 of 16). Judged over 5 rounds, twice at most:
+        # a worker starved of CPU for a few ms (other jobs on the machine) lets the other take
+        # several connections in a row, and with 3 CPU-bound jobs beside the test 1 of 6 series
+        # looked like the old behaviour.
+        attempts = []
+        for _ in range(2):
+            splits = []
+            for _ in range(5):
+                time.sleep(0.3)
+                splits.append(sorted(_owners(port).values(), reverse=True))
+            attempts.append(splits)
+            smaller = sum(split[1] if len(split) == 2 else 0 for split in splits)
+            if smaller >= 20:  # of 80: a quarter; even would be 40, the old behaviour gave ~8
+                break
+        else:
+            raise AssertionError(f"connections not shared between the workers: {attempts}")
