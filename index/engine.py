@@ -293,8 +293,7 @@ def _vocabulary(gen: _Generation, searcher: Searcher) -> frozenset[str]:
             try:
                 reader = searcher._ix.reader()  # its own reader: searchers are not shared across threads
                 try:
-                    vocabulary = untracked(frozenset(reader.field_terms("body_folded")) | frozenset(
-                        reader.field_terms("title_folded")))
+                    vocabulary = _read_vocabulary(reader)
                 finally:
                     reader.close()
                 gen.vocabulary, gen.vocabulary_built = vocabulary, time.monotonic()
@@ -311,9 +310,12 @@ VOCABULARY_REFRESH = 300.0  # seconds
 
 
 def _build_vocabulary(gen: _Generation, searcher: Searcher) -> None:
-    reader = searcher.reader()
-    gen.vocabulary = untracked(frozenset(reader.field_terms("body_folded")) | frozenset(reader.field_terms("title_folded")))
+    gen.vocabulary = _read_vocabulary(searcher.reader())
     gen.vocabulary_built = time.monotonic()
+
+
+def _read_vocabulary(reader) -> frozenset[str]:  # noqa: ANN001 - a Whoosh IndexReader
+    return untracked(frozenset(reader.field_terms("body_folded")) | frozenset(reader.field_terms("title_folded")))
 
 
 def _titles(searcher: Searcher) -> list[str]:

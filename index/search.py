@@ -554,7 +554,6 @@ def _rank(ctx: Context, planner: Planner, tier: str, q: Q.Query, filt: Q.Query |
         # Most syllables first: coordination factor on the share of query texts matched.
         wanted = max(1, len({t for f, t, b in scoring_terms(q)}))
         scores = {d: sc * (matched.get(d, 0) / wanted) ** 2 for d, sc in scores.items()}
-    published = searcher.reader().column_reader("published")
     rounded = {d: round(scores.get(d, 0.0), 6) for d in candidates}
     pool = candidates
     if len(candidates) > limit:
@@ -565,6 +564,7 @@ def _rank(ctx: Context, planner: Planner, tier: str, q: Q.Query, filt: Q.Query |
     keys = ctx.docsets.published_keys()
     top = heapq.nsmallest(limit, pool, key=lambda d: (-rounded[d], -keys[d], d))
     if recency:
+        published = searcher.reader().column_reader("published")
         now = datetime.now(timezone.utc)
         boosted = [(scores.get(d, 0.0) * recency_factor(published[d].replace(tzinfo=timezone.utc), now), d)
                    for d in top]

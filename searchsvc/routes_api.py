@@ -13,7 +13,6 @@ from starlette.routing import Route
 
 from index.api import FacetValue, SearchResult
 
-from .caching import NOTE_KEY
 from .errors import ApiError
 from .openapi import openapi_document
 from .params import MAX_SUGGEST_LIMIT, parse_int, parse_q, parse_search
@@ -24,10 +23,7 @@ from .services import call_engine, call_search, services
 async def api_search(request: Request) -> Response:
     params = parse_search(request.query_params)
     result: SearchResult = await call_search(request, params.to_request())
-    svc = services(request)
-    svc.metrics.tiers.labels(result.tier).inc()
-    setattr(request.state, NOTE_KEY, result.tier)  # counted again when the response cache replays it
-    return JSONResponse(result_json(result, svc.config.base_url))
+    return JSONResponse(result_json(result, services(request).config.base_url))
 
 
 async def api_suggest(request: Request) -> Response:

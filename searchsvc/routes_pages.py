@@ -19,7 +19,6 @@ from starlette.routing import Route
 from index.api import MAX_RESULT_DEPTH, SORTS, FacetValue, Hit, SearchResult
 from index.article import Article
 
-from .caching import NOTE_KEY
 from .errors import ApiError
 from .params import SearchParams, parse_int, parse_q, parse_search
 from .presenters import (
@@ -205,8 +204,6 @@ async def search(request: Request) -> Response:
 
 async def render_search(request: Request, params: SearchParams) -> Response:
     result: SearchResult = await call_search(request, params.to_request())
-    services(request).metrics.tiers.labels(result.tier).inc()
-    setattr(request.state, NOTE_KEY, result.tier)  # counted again when the response cache replays it
     faceted = {v for f in result.facets.get("category", []) for v in (f.slug, f.value)}
     labels = None
     if any(c not in faceted for c in params.categories):

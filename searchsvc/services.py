@@ -17,6 +17,7 @@ from starlette.templating import Jinja2Templates
 
 from index.api import SearchEngine, SearchError, SearchRequest, SearchResult
 
+from .caching import NOTE_KEY
 from .config import Config
 from .engine_pool import EngineHolder, EngineNotReady
 from .errors import ApiError
@@ -94,6 +95,15 @@ async def call_engine(request: Request, method: str, *args: Any) -> Any:
 
 
 async def call_search(request: Request, search: SearchRequest) -> SearchResult:
+    """A reader's search (page or API): ``engine.search``, with its tier counted in the metrics and
+    noted for the response cache, which counts it again each time it replays the answer."""
+    result = await _search(request, search)
+    services(request).metrics.tiers.labels(result.tier).inc()
+    setattr(request.state, NOTE_KEY, result.tier)
+    return result
+
+
+async def _search(request: Request, search: SearchRequest) -> SearchResult:
     """``engine.search`` with a fast path: a result the engine has cached for the current
     generation is answered on the event loop, without queueing behind searches being computed."""
     engine = await get_engine(request)
