@@ -82,12 +82,14 @@ def rss_tree(fg: FeedGenerator) -> etree._ElementTree:
     tenth of a 50-item search feed's render (measured). ``_create_rss`` is what ``rss_str``
     serializes; feedgen is pinned (1.0.0) and a test compares the output with the public path's.
     """
-    return fg._create_rss()[1]
+    tree: etree._ElementTree = fg._create_rss()[1]
+    return tree
 
 
 def atom_tree(fg: FeedGenerator) -> etree._ElementTree:
     """The Atom counterpart of :func:`rss_tree`."""
-    return fg._create_atom()[1]
+    tree: etree._ElementTree = fg._create_atom()[1]
+    return tree
 
 
 def add_atom_links(parent: etree._Element, after: etree._Element | None,

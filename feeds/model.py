@@ -7,14 +7,12 @@ the paging URLs differ between RSS, Atom and JSON) and passes the articles in di
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import quote, urlsplit
 
 from index.article import VN_TZ, Article, as_vietnam_time
-
-from .text import xml_safe
+from index.urls import web_url
 
 # Date part of the tag: URIs (RFC 4151) used as item ids.  It is part of every guid, so it must
 # never change once feeds are public: changing it makes every reader re-show every article.
@@ -80,38 +78,15 @@ def _require_base(base_url: str) -> tuple[str, str]:
     return base_url.rstrip("/"), parts.hostname
 
 
-def _web_url(url: str | None) -> str | None:
-    """``url`` as an absolute http(s) URI, or None if it is anything else.
-
-    Anything that is not plainly http(s) with a host (``javascript:``, ``data:``, relative or
-    scheme-relative URLs, URLs with control characters or inner whitespace) is refused, not
-    repaired: the caller falls back to our own article page.  Non-ASCII characters are
-    percent-encoded (UTF-8) so RSS readers that want a strict URI get one.
-    """
-    url = (url or "").strip()
-    # Refuse rather than strip control characters: removing them can turn garbage into a
-    # different, valid-looking URL ("http:\x14//x" -> "http://x").
-    if not url or xml_safe(url) != url or any(ch.isspace() for ch in url):
-        return None
-    url = unicodedata.normalize("NFC", url)
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-    except ValueError:  # e.g. a malformed IPv6 literal or port
-        return None
-    if parts.scheme.lower() not in _WEB_SCHEMES or not host:
-        return None
-    return "".join(ch if ord(ch) < 0x80 else quote(ch, safe="") for ch in url)
-
-
 def item_link(article: Article, base_url: str) -> str:
-    """The article's own http(s) ``url``, else our page for it: ``{base}/articles/{id}``."""
+    """The article's own http(s) ``url`` (``index.urls.web_url``, as on every other surface),
+    else our page for it: ``{base}/articles/{id}``."""
     base, _ = _require_base(base_url)
     path = quote(article.id)
     if any(segment in (".", "..") for segment in article.id.split("/")):
         # Readers resolve dot segments: "a/../../x" would link outside /articles/ (or the base path).
         path = quote(article.id, safe="")
-    return _web_url(article.url) or f"{base}/articles/{path}"
+    return web_url(article.url) or f"{base}/articles/{path}"
 
 
 def item_guid(article: Article, base_url: str) -> str:

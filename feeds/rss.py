@@ -57,6 +57,8 @@ def render_rss(info: FeedInfo, articles: list[Article], base_url: str) -> bytes:
 
     tree = rss_tree(fg)
     channel = tree.getroot().find("channel")
+    if channel is None:  # feedgen always writes one
+        raise RuntimeError("feedgen wrote an RSS document without <channel>")
     self_link = channel.find(f"{{{ATOM_NS}}}link[@rel='self']")
     extra: list[tuple[str, str, str | None]] = []
     if info.hub_url:

@@ -26,6 +26,12 @@ _TRAILING_PUNCT = " \t\n,;:-–—"
 
 ELLIPSIS = "…"
 
+# Characters of article text (paragraphs and captions, before escaping) in one item's full
+# content. A feed lists up to a few hundred items and readers fetch it again and again: one
+# outsized article must not make every feed that lists it outsized. Several times a long real
+# article; what is left out is on the article's page, which the item links to.
+MAX_CONTENT_CHARS = 20_000
+
 
 def xml_safe(s: str) -> str:
     """Remove the characters XML 1.0 cannot carry (feedgen/lxml raise ValueError on them)."""
@@ -103,9 +109,32 @@ def body_html(article: Article) -> str:
     """The full article as an HTML fragment: one ``<p>`` per paragraph, captions last in ``<em>``.
 
     Everything from the corpus is HTML-escaped: the archive is plain text, and any markup in it
-    (``<script>`` included) must reach readers as visible text, never as live HTML.
+    (``<script>`` included) must reach readers as visible text, never as live HTML. At most
+    ``MAX_CONTENT_CHARS`` of text, cut on a paragraph boundary (see :func:`capped`).
     """
-    return _body_html(tuple(article.body), tuple(article.captions))
+    return _body_html(*capped(article.body, article.captions))
+
+
+def capped(
+    body: list[str], captions: list[str], limit: int = MAX_CONTENT_CHARS
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The paragraphs, then the captions, that fit in ``limit`` characters: whole ones only.
+
+    When a paragraph is left out, a last paragraph "…" says so (captions that do not fit are
+    simply left out: they are on the article's page). A first paragraph longer than the limit on
+    its own is cut at a word (with :func:`truncate`, which ends it with "…"), so an item is never
+    empty.
+    """
+    room = limit
+    for i, text in enumerate(body):
+        if len(text) > room:
+            return ((*body[:i], ELLIPSIS) if i else (truncate(text, limit),)), ()
+        room -= len(text)
+    for i, text in enumerate(captions):
+        if len(text) > room:
+            return tuple(body), tuple(captions[:i])
+        room -= len(text)
+    return tuple(body), tuple(captions)
 
 
 # Keyed by the text itself, so an edited article can never get its old rendering. Why a cache:

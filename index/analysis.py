@@ -83,6 +83,24 @@ def fold(text: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
+def split_tone(word: str) -> tuple[list[str], str | None, int] | None:
+    """``word``'s letters (NFC, each with its shape marks: ơ, ă, ê...), its tone mark (the combining
+    character; None without one) and the index of the letter that carries it (-1 without one).
+    None when a mark comes before any letter: not a syllable. Case is kept."""
+    letters: list[str] = []
+    tone, tone_at = None, -1
+    for ch in unicodedata.normalize("NFD", word):
+        if ch in _TONES:
+            tone, tone_at = ch, len(letters) - 1
+        elif unicodedata.combining(ch):
+            if not letters:
+                return None
+            letters[-1] = unicodedata.normalize("NFC", letters[-1] + ch)
+        else:
+            letters.append(ch)
+    return letters, tone, tone_at
+
+
 @lru_cache(maxsize=1 << 18)
 def normalize_syllable(word: str) -> str:
     """Lowercase and put the tone mark where the canonical spelling has it (see module docstring).
@@ -92,17 +110,11 @@ def normalize_syllable(word: str) -> str:
     word = unicodedata.normalize("NFC", word.lower())
     if not word.isalpha():
         return word
-    letters: list[str] = []
-    tone = 0
-    for ch in unicodedata.normalize("NFD", word):
-        if ch in _TONES:
-            tone = _TONES[ch]
-        elif unicodedata.combining(ch):
-            if not letters:
-                return word
-            letters[-1] = unicodedata.normalize("NFC", letters[-1] + ch)
-        else:
-            letters.append(ch)
+    parts = split_tone(word)
+    if parts is None:
+        return word
+    letters, mark, _ = parts
+    tone = _TONES[mark] if mark else 0
     base = "".join(letters)
     # Onset: consonants before the first vowel; "qu" and "gi" (before another vowel) are onsets too.
     start = 0
@@ -169,7 +181,13 @@ def analyze(text: str) -> list[Token]:
         between = text[last_end:start]
         if pos >= 0 and _GAP_RE.search(between):
             # A dot right after an abbreviation ("TP. HCM") does not end a sentence.
-            if not (between.strip() == "." and tokens and tokens[-1].start < start and _is_abbreviation(text[tokens[-1].start:tokens[-1].end])):
+            after_abbreviation = (
+                between.strip() == "."
+                and tokens
+                and tokens[-1].start < start
+                and _is_abbreviation(text[tokens[-1].start:tokens[-1].end])
+            )
+            if not after_abbreviation:
                 pos += 1
         last_end = m.end()
         if "." not in raw and "-" not in raw:

@@ -7,15 +7,23 @@ could serve behind ``SearchEngine`` without the service changing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Protocol
 
 from index.article import Article
+from index.readers import MAX_YEAR, MIN_YEAR
 
 SORTS = ("relevance", "newest", "oldest", "views")
 MAX_PER_PAGE = 100
 MAX_RESULT_DEPTH = 10_000
 MAX_QUERY_CHARS = 256
+
+# The calendar days a search may filter on, the one range every caller checks against (the HTTP
+# parameters, the CLI, ``SearchRequest`` itself). They are the years the readers let into the
+# index, so a filter outside them could select nothing anyway; and far outside them the engine's
+# conversion of a Vietnamese day to its UTC start overflows (years 1 and 9999).
+MIN_DATE = date(MIN_YEAR, 1, 1)
+MAX_DATE = date(MAX_YEAR, 12, 31)
 
 # Which matching tier answered a query (see index.search for the plan).
 TIER_ALL = "all"  # empty query: filters only, newest first
@@ -37,6 +45,24 @@ class SearchError(ValueError):
         self.code = code
 
 
+class SettingError(ValueError):
+    """A setting (a ``SEARCHSVC_*`` variable, a configuration value) that cannot be used.
+
+    The message names the setting so an operator can fix it; the CLI prints it on one line.
+    ``searchsvc.config.ConfigError`` is one, so both the library's and the service's settings
+    reach the same handler.
+    """
+
+
+def check_date(name: str, value: date | None) -> None:
+    """Raise ``SearchError("bad_date")`` unless ``value`` is None or a day MIN_DATE..MAX_DATE."""
+    if value is None:
+        return
+    day = value.date() if isinstance(value, datetime) else value
+    if not MIN_DATE <= day <= MAX_DATE:
+        raise SearchError("bad_date", f"'{name}' must be a day from {MIN_DATE} to {MAX_DATE}, not {day}")
+
+
 @dataclass(slots=True)
 class SearchRequest:
     q: str = ""
@@ -50,10 +76,19 @@ class SearchRequest:
     recency_boost: bool = False  # decay the score by age (see index.search)
     snippets: bool = True
     facets: bool = True
-    # Feeds and embeds show plain titles and no "did you mean": skipping both saves ~15 % of a
-    # 50-item search feed's engine time (title analysis per hit; the suggestion's extra lookups).
+    # Feeds and embeds show plain titles and no "did you mean": skipping both saves a search feed
+    # the title analysis of every hit and the suggestion's extra lookups.
     highlight_titles: bool = True  # False: Hit.title_spans is []
     spelling_suggestion: bool = True  # False: SearchResult.suggestion is None
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # Checked on every assignment, construction included, so no request the engine receives
+        # carries a day its date filter cannot convert (see MIN_DATE).
+        if (name == "date_from" or name == "date_to") and value is not None:
+            if not isinstance(value, date):
+                raise TypeError(f"SearchRequest.{name} must be a date, not {type(value).__name__}")
+            check_date("from" if name == "date_from" else "to", value)
+        object.__setattr__(self, name, value)
 
 
 @dataclass(slots=True, frozen=True)
@@ -108,3 +143,6 @@ class SearchEngine(Protocol):
 
     @property
     def doc_count(self) -> int: ...
+
+    def close(self) -> None:
+        """Release what the engine holds open (index files): the service calls it on shutdown."""

@@ -11,6 +11,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from typing import Any
 from zoneinfo import ZoneInfo
 
 VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -73,7 +74,7 @@ class Article:
         return "\n\n".join(self.body)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Article":
+    def from_dict(cls, d: dict[str, Any]) -> Article:
         """Inverse of ``to_dict`` (for articles stored in the index: already clean)."""
         body = d.get("body") or ""
         return cls(
@@ -90,7 +91,7 @@ class Article:
             captions=list(d.get("captions") or []),
         )
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the JSON Lines input format, plus the derived fields)."""
         return {
             "id": self.id,

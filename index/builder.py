@@ -11,21 +11,36 @@ import json
 import os
 import re
 from collections import Counter
-from dataclasses import dataclass, field
-from datetime import timezone
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any
 
 from whoosh.index import FileIndex
 
 from index import store
-from index.analysis import fold
+from index.api import SettingError
 from index.article import VN_TZ, Article
 from index.parallel import SegmentingMpWriter
 from index.readers import ReadError
+from index.schema import source_key
 
 ProgressFn = Callable[[int], None]
 PhaseFn = Callable[[str], None]
+WarningFn = Callable[[str], None]
+
+
+def _env_int(name: str, default: int) -> int:
+    """A whole-number tuning setting from the environment; a bad value names its variable
+    (the CLI prints it as a configuration error) instead of failing the import with ValueError."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit():
+        raise SettingError(f"{name} must be a whole number, not {raw!r}")
+    return int(raw)
+
 
 # Phases reported to ``on_phase`` (the CLI prints them with SEARCHSVC_TRACE_PHASES=1; the fault
 # injection script kills the indexer in each of them).
@@ -36,26 +51,31 @@ DEFAULT_PROCS = min(2, os.cpu_count() or 1)
 # Per writer process.
 DEFAULT_LIMITMB = 256
 # SEARCHSVC_SEGMENT_DOCS=3000 (with SEARCHSVC_LIMITMB=600) writes a segment every 3,000 articles so
-# that no posting pool spills to disk: about 40 % less CPU to build (measured on 12,000 articles),
-# but ~22 segments on the full corpus, which made queries ~30 % slower already at 4 segments. The
-# default is one segment per writer process (2 on 2 cores), the faster index to search.
-SEGMENT_DOCS = int(os.environ.get("SEARCHSVC_SEGMENT_DOCS", "0")) or 10**12
-DEFAULT_LIMITMB = int(os.environ.get("SEARCHSVC_LIMITMB", str(DEFAULT_LIMITMB)))
+# that no posting pool spills to disk: less CPU to build, but many segments, and queries slow down
+# with every segment (docs/benchmarks.md). The default is one segment per writer process, the
+# faster index to search.
+SEGMENT_DOCS = _env_int("SEARCHSVC_SEGMENT_DOCS", 0) or 10**12
+DEFAULT_LIMITMB = _env_int("SEARCHSVC_LIMITMB", DEFAULT_LIMITMB) or DEFAULT_LIMITMB
 # The merge step after an update merges only segments below this size (the ones updates write),
 # never the large segments of a build: Whoosh's default policy merged 20 build segments into one
 # in one update (measured: longer than the build itself).
 TINY_SEGMENT_DOCS = 2000
 # Updates add one small segment each; past this many, the run merges the small ones.
-MERGE_AT_SEGMENTS = int(os.environ.get("SEARCHSVC_MERGE_AT_SEGMENTS", "8"))
+MERGE_AT_SEGMENTS = _env_int("SEARCHSVC_MERGE_AT_SEGMENTS", 8)
 
 
 @dataclass
 class IndexReport:
-    read: int = 0
-    indexed: int = 0  # new ids
-    updated: int = 0  # ids that were already in the index
-    skipped: Counter = field(default_factory=Counter)  # reason -> count
+    """What one run did. Every item the readers produce is counted once, in exactly one of
+    indexed, updated, duplicates or skipped, so ``read`` is their sum."""
+
+    read: int = 0  # items read: articles and the records or files reported as skipped
+    indexed: int = 0  # articles with an id new to the index
+    updated: int = 0  # articles replacing one already in the index before this run
+    duplicates: int = 0  # articles whose id came earlier in this run: the last one is kept
+    skipped: Counter[str] = field(default_factory=Counter)  # reason -> count
     errors: list[str] = field(default_factory=list)  # "path:line: reason", first 1,000
+    warnings: list[str] = field(default_factory=list)  # indexed, but changed (a category label), first 1,000
     generation: str = ""
 
     @property
@@ -63,20 +83,27 @@ class IndexReport:
         return sum(self.skipped.values())
 
     def summary(self) -> str:
-        parts = [f"read {self.read}", f"indexed {self.indexed}", f"updated {self.updated}",
-                 f"skipped {self.skipped_total}"]
+        parts = [f"read {self.read}", f"indexed {self.indexed}", f"updated {self.updated}"]
+        if self.duplicates:
+            parts.append(f"duplicates {self.duplicates}")
+        parts.append(f"skipped {self.skipped_total}")
         text = ", ".join(parts)
         if self.skipped:
             text += " (" + "; ".join(f"{reason}: {n}" for reason, n in self.skipped.most_common()) + ")"
         return text + (f"; generation {self.generation}" if self.generation else "")
 
 
+# Where the details of a reason start: a colon, a parenthesis, or a value after a space (quoted,
+# a number, a list, a dict, a bool). A digit inside a word ("UTF-8") is part of the label.
+_REASON_DETAIL = re.compile(r"[:(]|\s(?=['\"\[{\d+-]|(?:True|False|None)\b)")
+
+
 def reason_key(reason: str) -> str:
     """Group detailed reasons ("bad date '31/02/2014'") into summary buckets ("bad date")."""
-    return re.split(r"[:'\"(\d]", reason, maxsplit=1)[0].strip() or reason
+    return _REASON_DETAIL.split(reason, maxsplit=1)[0].strip() or reason
 
 
-def article_fields(article: Article) -> dict:
+def article_fields(article: Article) -> dict[str, Any]:
     """The Whoosh document for an article. Captions are searchable as part of the body."""
     body = "\n\n".join([*article.body, *article.captions])
     local = article.published.astimezone(VN_TZ)
@@ -89,7 +116,7 @@ def article_fields(article: Article) -> dict:
         "body_folded": body,
         "body_pair": body,
         "category_slug": article.category_slug,
-        "published": article.published.astimezone(timezone.utc).replace(tzinfo=None),
+        "published": article.published.astimezone(UTC).replace(tzinfo=None),
         "year": f"{local.year:04d}",
         "month": f"{local.year:04d}-{local.month:02d}",
         "views": max(0, article.views or 0),
@@ -99,11 +126,6 @@ def article_fields(article: Article) -> dict:
     if article.source:
         fields["source_key"] = source_key(article.source)
     return fields
-
-
-def source_key(source: str) -> str:
-    """Sources are filtered case- and diacritic-insensitively."""
-    return " ".join(fold(source.lower()).split())
 
 
 def index_articles(
@@ -117,14 +139,22 @@ def index_articles(
     on_error: Callable[[ReadError], None] | None = None,
     lock_wait: float = 30.0,
     on_phase: PhaseFn | None = None,
+    on_warning: WarningFn | None = None,
 ) -> IndexReport:
     """Upsert articles into the index (or into a new generation with ``rebuild``).
 
     On any failure (a bad disk, ENOSPC, an interrupt) the live generation is untouched: a new
     generation being built is removed, an update's uncommitted segments are cancelled.
+    ``on_warning`` hears of articles indexed with a change (their category's canonical label).
     """
     phase = on_phase or (lambda name: None)
     report = IndexReport()
+
+    def warn(message: str) -> None:
+        if len(report.warnings) < 1000:
+            report.warnings.append(message)
+        if on_warning:
+            on_warning(message)
     phase("locking")
     with store.writer_lock(index_dir, wait=lock_wait):
         _clean_abandoned(index_dir)
@@ -136,8 +166,18 @@ def index_articles(
             name, ix = store.open_live(index_dir)
         report.generation = name
         try:
+            if not fresh:
+                store.remove_uncommitted_seq_files(index_dir / name)
+            labels = CanonicalLabels.load(index_dir, name, ix, warn)
             _write(ix, items, report, fresh=fresh, procs=procs, limitmb=limitmb, progress=progress,
-                   on_error=on_error, phase=phase)
+                   on_error=on_error, phase=phase, labels=labels)
+            if fresh and live is not None:
+                # The journal entries the live generation has applied are not applied again to
+                # the new one: the publishing applier goes on after them (index.store, "Why
+                # journal-<n>.seq"; docs/publishing.md says what a rebuild means for them).
+                applied = store.read_applied_seq(index_dir / live)
+                if applied:
+                    store.write_applied_seq(index_dir / name, ix.latest_generation(), applied)
         except BaseException:
             if fresh:
                 import shutil
@@ -150,6 +190,60 @@ def index_articles(
         report.generation = f"{name}.{ix.latest_generation()}"
     phase("done")
     return report
+
+
+class CanonicalLabels:
+    """The label of each category slug in the generation a run writes (index.store, "Why
+    canonical labels"): the first label ever seen for a slug stays; an article carrying another
+    label for the same slug is indexed under the canonical one (its own stays in
+    ``category_path``) and reported through ``warn``."""
+
+    def __init__(self, directory: Path, labels: dict[str, str], warn: WarningFn, *, dirty: bool = False) -> None:
+        self.directory = directory
+        self.labels = labels
+        self._warn = warn
+        self._dirty = dirty  # the map differs from the generation's labels.json
+
+    @classmethod
+    def load(cls, index_dir: Path, name: str, ix: FileIndex, warn: WarningFn) -> CanonicalLabels:
+        """The map ``name`` starts from: its own (an update), else the live generation's (a
+        rebuild), else none (a first build). An index from before labels.json gets one from its
+        stored articles, the labels it was showing."""
+        live = store.current_generation(index_dir)
+        source = name if store.read_labels(index_dir / name) is not None or live is None else live
+        labels = store.read_labels(index_dir / source)
+        if labels is not None:
+            return cls(index_dir / name, labels, warn, dirty=source != name)
+        if live is None:
+            return cls(index_dir / name, {}, warn)
+        try:
+            live_ix: Any = ix if live == name else store.open_live(index_dir)[1]  # Whoosh is untyped
+            with live_ix.reader() as reader:
+                seed = store.labels_from_articles(reader)
+        except Exception:
+            seed = {}
+        return cls(index_dir / name, seed, warn, dirty=True)
+
+    def apply(self, article: Article) -> Article:
+        """``article`` under its slug's canonical label (recording a new slug's label)."""
+        slug = article.category_slug
+        label = self.labels.get(slug)
+        if label is None:
+            self.labels[slug] = article.category
+            self._dirty = True
+            return article
+        if label == article.category:
+            return article
+        self._warn(f"{article.id}: category label {article.category!r} differs from {label!r}"
+                   f" for slug {slug!r}; kept {label!r}")
+        return replace(article, category=label)
+
+    def save(self) -> None:
+        """Write the map before the commit that may add its new slugs: any commit a reader can
+        open then has a label for every slug in it."""
+        if self._dirty:
+            store.write_labels(self.directory, self.labels)
+            self._dirty = False
 
 
 def _clean_abandoned(index_dir: Path) -> None:
@@ -165,7 +259,7 @@ def _clean_abandoned(index_dir: Path) -> None:
 
 def _write(ix: FileIndex, items: Iterable[Article | ReadError], report: IndexReport, *, fresh: bool,
            procs: int, limitmb: int, progress: ProgressFn | None,
-           on_error: Callable[[ReadError], None] | None, phase: PhaseFn) -> None:
+           on_error: Callable[[ReadError], None] | None, phase: PhaseFn, labels: CanonicalLabels) -> None:
     seen: set[str] = set()
     later: dict[str, Article] = {}  # ids repeated within this run: applied after the first commit
     searcher = None if fresh else ix.searcher()
@@ -176,6 +270,7 @@ def _write(ix: FileIndex, items: Iterable[Article | ReadError], report: IndexRep
     phase("reading")
     try:
         for item in items:
+            report.read += 1
             if isinstance(item, ReadError):
                 report.skipped[reason_key(item.reason)] += 1
                 if len(report.errors) < 1000:
@@ -183,23 +278,26 @@ def _write(ix: FileIndex, items: Iterable[Article | ReadError], report: IndexRep
                 if on_error:
                     on_error(item)
                 continue
-            report.read += 1
             if item.id in seen:
                 later[item.id] = item
+                report.duplicates += 1
                 continue
             try:
                 fields = article_fields(item)
             except (OverflowError, ValueError) as e:  # e.g. a date no index field can hold
-                report.read -= 1
                 report.skipped[f"cannot index ({type(e).__name__})"] += 1
                 if on_error:
                     on_error(ReadError(item.id, None, f"cannot index: {e}"))
                 continue
+            canonical = labels.apply(item)
+            if canonical is not item:
+                fields = article_fields(canonical)
             seen.add(item.id)
             if fresh:
                 writer.add_document(**fields)
                 report.indexed += 1
             else:
+                assert searcher is not None  # opened whenever the run is not fresh
                 exists = searcher.document_number(id=item.id) is not None
                 writer.update_document(**fields)
                 if exists:
@@ -209,6 +307,7 @@ def _write(ix: FileIndex, items: Iterable[Article | ReadError], report: IndexRep
             if progress:
                 progress(1)
         phase("committing")
+        labels.save()
         # Commit without merging so new articles become visible fast; merging is its own step below.
         writer.commit(merge=False)
     except BaseException:
@@ -220,11 +319,11 @@ def _write(ix: FileIndex, items: Iterable[Article | ReadError], report: IndexRep
     if later:
         writer = ix.writer(limitmb=limitmb)
         try:
-            for article in later.values():
-                writer.update_document(**article_fields(article))
-                report.updated += 1
+            for article in later.values():  # counted as duplicates when read
+                writer.update_document(**article_fields(labels.apply(article)))
                 if progress:
                     progress(1)
+            labels.save()
             writer.commit(merge=False)
         except BaseException:
             _abandon(writer)
@@ -237,7 +336,7 @@ def _write(ix: FileIndex, items: Iterable[Article | ReadError], report: IndexRep
         ix.writer(limitmb=limitmb).commit(mergetype=merge_tiny_segments)
 
 
-def merge_tiny_segments(writer, segments):
+def merge_tiny_segments(writer: Any, segments: list[Any]) -> list[Any]:
     """A Whoosh merge policy: the segments smaller than TINY_SEGMENT_DOCS into one, others untouched."""
     from whoosh.reading import SegmentReader
 
@@ -251,7 +350,7 @@ def merge_tiny_segments(writer, segments):
     return [seg for seg in segments if seg.doc_count_all() >= TINY_SEGMENT_DOCS]
 
 
-def _abandon(writer) -> None:
+def _abandon(writer: Any) -> None:
     """Cancel a writer after a failure; stop multiprocessing sub-writers too (Whoosh's cancel only
     flags them, and they would go on writing into a generation we are about to remove)."""
     try:
@@ -267,7 +366,8 @@ def _abandon(writer) -> None:
 def delete_articles(index_dir: Path, ids: Iterable[str], lock_wait: float = 30.0) -> int:
     """Delete articles by id; returns how many were in the index."""
     with store.writer_lock(index_dir, wait=lock_wait):
-        _name, ix = store.open_live(index_dir)
+        name, ix = store.open_live(index_dir)
+        store.remove_uncommitted_seq_files(index_dir / name)
         writer = ix.writer()
         deleted = 0
         try:

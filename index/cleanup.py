@@ -16,7 +16,14 @@ import unicodedata
 # Zero-width marks that real exports leave inside words (LRM/RLM from bidi-aware editors,
 # ZWSP/ZWNJ/ZWJ/word joiner from web copy-paste, a BOM in the middle of concatenated files).
 # They are invisible but split words for the tokenizer, so they go.
-_INVISIBLE = "\u200b\u200c\u200d\u200e\u200f\ufeff\u2060"
+# The bidi embeddings, overrides and isolates (LRE/RLE/PDF/LRO/RLO, LRI/RLI/FSI/PDI) and the
+# Arabic letter mark go too: Vietnamese text never needs them, and an override left in a title
+# makes pages, feeds and widgets show text in an order other than the one stored and searched
+# ("RTL \u202eexe.gpj" displays as "RTL jpg.exe").
+_INVISIBLE = (
+    "\u200b\u200c\u200d\u200e\u200f\ufeff\u2060"
+    "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u061c"
+)
 
 # No-break and figure spaces are layout hints from HTML; for search they are ordinary spaces.
 _SPACE_LIKE = "\u00a0\u202f\u2007\t"

@@ -7,7 +7,7 @@ Reading each term's posting list once into a Python set (29 ms for the 58,000 po
 combining sets with C-level set operations gives the same answer in milliseconds, and facet counts
 are then intersections with cached per-category, per-year and per-month sets.
 
-Only the query shapes ``index.search`` builds are handled natively (Term, Or, And, AndNot,
+Only the query shapes ``index.plan`` builds are handled natively (Term, Or, And, AndNot,
 AndMaybe, Every); anything else (date ranges) falls back to Whoosh and is cached.
 """
 
@@ -17,9 +17,10 @@ import threading
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
-from collections import OrderedDict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import Any
 
+from cachetools import LRUCache
 from whoosh import query as Q
 from whoosh.searching import Searcher
 
@@ -27,7 +28,12 @@ from index.article import VN_TZ
 from index.postings import all_ids, length_bytes, numeric_column, raw_postings, weights_of
 from index.untracked import untracked
 
-TERM_CACHE_IDS = 2_000_000  # cached posting sets per generation, counted in document numbers (~70 MB)
+TERM_CACHE_IDS = 2_000_000  # cached posting sets per generation, counted in document numbers
+# What a cached set costs besides its members (its key and the set object), in document numbers:
+# without it, the empty sets of syllables the index lacks would count nothing and never leave.
+TERM_ENTRY_IDS = 8
+OTHER_CACHE_SIZE = 64  # match sets of other query shapes (date ranges) per generation
+DF_CACHE_SIZE = 200_000  # document frequencies per generation; the table is emptied when full
 PROBE_RATIO = 8  # a clause this many times larger than the candidates is probed, not read whole
 
 
@@ -37,40 +43,37 @@ class SharedSets:
     Why shared: document numbers are fixed for a generation, and the frozensets are immutable, so
     one thread's work serves all. Per thread (as before), a worker with several search threads read
     the posting list of a common syllable once per thread and held that many copies; the sets of
-    "và" or "của" (~60,000 postings, ~30 ms to read) are needed by a large share of queries.
+    "và" or "của" (tens of thousands of postings each) are needed by a large share of queries.
     Only the dictionaries are guarded by the lock; reading postings happens outside it, so two
     threads may occasionally build the same set, and the second simply replaces the first.
+
+    The two LRUs are ``cachetools`` caches, which are not thread-safe: every access holds the lock.
+    The other tables are plain dicts written once per key (or, for ``df``, emptied when full),
+    which the GIL keeps consistent without a lock on the hot path.
     """
 
     def __init__(self, max_ids: int = TERM_CACHE_IDS) -> None:
         self.lock = threading.Lock()
         self.max_ids = max_ids
-        self.terms: OrderedDict[tuple[str, str], frozenset[int]] = OrderedDict()
-        self.cached_ids = 0
+        # Term -> its documents, sized in document numbers. A set counts at most the whole budget,
+        # so the newest is always kept, alone if it has to be.
+        budget = max(1, max_ids)
+        self.terms: LRUCache[tuple[str, str], frozenset[int]] = LRUCache(
+            budget, getsizeof=lambda ids: min(len(ids) + TERM_ENTRY_IDS, budget))
         self.fields: dict[str, dict[str, frozenset[int]]] = {}  # facet field -> value -> docnums
-        self.other: OrderedDict[str, frozenset[int]] = OrderedDict()
+        self.other: LRUCache[str, frozenset[int]] = LRUCache(OTHER_CACHE_SIZE)
         self.all: frozenset[int] | None = None
         self.lengths: dict[tuple[int, str], bytes | None] = {}  # (segment offset, field) -> length bytes
         self.df: dict[tuple[str, str], int] = {}  # (field, text) -> document frequency
-        self.published: list[int] | None = None  # sortable publication key by document number
+        self.published: array[int] | None = None  # sortable publication key by document number
 
     def get_term(self, key: tuple[str, str]) -> frozenset[int] | None:
         with self.lock:
-            found = self.terms.get(key)
-            if found is not None:
-                self.terms.move_to_end(key)
-            return found
+            return self.terms.get(key)
 
     def put_term(self, key: tuple[str, str], ids: frozenset[int]) -> None:
         with self.lock:
-            previous = self.terms.pop(key, None)
-            if previous is not None:
-                self.cached_ids -= len(previous)
             self.terms[key] = ids
-            self.cached_ids += len(ids)
-            while self.cached_ids > self.max_ids and len(self.terms) > 1:
-                _, dropped = self.terms.popitem(last=False)
-                self.cached_ids -= len(dropped)
 
     def get_other(self, key: str) -> frozenset[int] | None:
         with self.lock:
@@ -79,8 +82,6 @@ class SharedSets:
     def put_other(self, key: str, ids: frozenset[int]) -> None:
         with self.lock:
             self.other[key] = ids
-            if len(self.other) > 64:
-                self.other.popitem(last=False)
 
 
 class DocSets:
@@ -115,11 +116,11 @@ class DocSets:
             postings: Iterable[int] = all_ids(raw_postings(leaf, field, text))
             if deleted:
                 postings = set(postings).difference(deleted)
-            # map(offset.__add__) runs in C: a Python generator here was a tenth of a search.
+            # map(offset.__add__) runs in C: a Python generator here was a visible share of a search.
             ids.update(map(offset.__add__, postings) if offset else postings)
         return untracked(frozenset(ids))
 
-    def field_lengths(self, leaf, offset: int, field: str) -> bytes | None:
+    def field_lengths(self, leaf: Any, offset: int, field: str) -> bytes | None:
         """The length bytes of ``field`` in the segment at ``offset`` (``index.postings.length_bytes``),
         read once per generation: scoring needs the length of every candidate."""
         key = (offset, field)
@@ -132,8 +133,8 @@ class DocSets:
         ``published`` column (Whoosh's datetime ticks, ordered as the datetimes are), read whole
         once per generation. Sorting thousands of matches by date then costs no column reads.
         A document without a date sorts as if published on 1970-01-01."""
-        keys = self._shared.published
-        if keys is None:
+        cached = self._shared.published
+        if cached is None:
             from whoosh.util.times import datetime_to_long
 
             keys = array("Q")
@@ -147,15 +148,15 @@ class DocSets:
             if missing is not None and missing in keys:
                 epoch = datetime_to_long(datetime(1970, 1, 1))
                 keys = array("Q", (epoch if k == missing else k for k in keys))
-            self._shared.published = keys
-        return keys
+            self._shared.published = cached = keys
+        return cached
 
     def df(self, field: str, text: str) -> int:
         key = (field, text)
         found = self._shared.df.get(key)
         if found is None:
             found = self._shared.df[key] = self.searcher.reader().doc_frequency(field, text)
-            if len(self._shared.df) > 200_000:
+            if len(self._shared.df) > DF_CACHE_SIZE:
                 self._shared.df.clear()
         return found
 
@@ -178,7 +179,7 @@ class DocSets:
         if isinstance(q, Q.Term):
             found: set[int] = set()
             ordered = sorted(candidates)
-            for leaf, offset, deleted in self._leaves:
+            for leaf, offset, _deleted in self._leaves:
                 if (q.fieldname, q.text) not in leaf:
                     continue
                 end = offset + leaf.doc_count_all()
@@ -258,20 +259,20 @@ class DocSets:
             subs = sorted(q.subqueries, key=self.estimate)
             if not subs:
                 return frozenset()
-            result = set(self.evaluate(subs[0]))
+            common = set(self.evaluate(subs[0]))
             for sub in subs[1:]:
-                if not result:
+                if not common:
                     break
-                if self.estimate(sub) > PROBE_RATIO * len(result):
-                    result = self.probe(sub, result)
+                if self.estimate(sub) > PROBE_RATIO * len(common):
+                    common = self.probe(sub, common)
                 else:
-                    result &= self.evaluate(sub)
-            return result
+                    common &= self.evaluate(sub)
+            return common
         if isinstance(q, Q.Or):
-            result: set[int] = set()
+            union: set[int] = set()
             for sub in q.subqueries:
-                result |= self.evaluate(sub)
-            return result
+                union |= self.evaluate(sub)
+            return union
         key = repr(q)
         found = self._shared.get_other(key)
         if found is None:
@@ -283,7 +284,7 @@ class DocSets:
         return found
 
 
-def skip_through(postings, ordered: list[int], start: int, end: int) -> list[tuple[int, float]]:
+def skip_through(postings: Any, ordered: list[int], start: int, end: int) -> list[tuple[int, float]]:
     """(local docnum, weight) of the ``ordered`` global docnums in [start, end) that ``postings``
     (a leaf matcher) holds, skipping the blocks that hold none (``index.postings.weights_of``)."""
     lo = bisect_left(ordered, start)
@@ -296,7 +297,7 @@ def _month_bounds(month: str) -> tuple[datetime, datetime]:
     year, mon = int(month[:4]), int(month[5:7])
     start = datetime(year, mon, 1, tzinfo=VN_TZ)
     end = datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=VN_TZ)
-    return (start.astimezone(timezone.utc).replace(tzinfo=None), end.astimezone(timezone.utc).replace(tzinfo=None))
+    return (start.astimezone(UTC).replace(tzinfo=None), end.astimezone(UTC).replace(tzinfo=None))
 
 
 def title_only(q: Q.Query) -> Q.Query | None:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from cachetools import LRUCache
 from whoosh import query as Q
 from whoosh import scoring
 from whoosh.index import TOC
@@ -27,6 +28,9 @@ from index.article import Article
 from index.docsets import DocSets, SharedSets
 from index.search import Context, search
 from index.untracked import untracked
+
+if TYPE_CHECKING:  # imported when first needed: building suggestions is rare
+    from index.suggest import Suggester
 
 CHECK_INTERVAL = 0.25  # seconds between on-disk generation checks (commit-to-visible well under 5 s)
 
@@ -58,20 +62,31 @@ class WhooshEngine:
         self._token = ""
         self._checked = 0.0
         self._shared: dict[str, _Generation] = {}
-        self._suggester = None
+        self._suggester: Suggester | None = None
         self._suggester_token = ""
         self._suggester_built = 0.0
         self._suggester_lock = threading.Lock()
         self._suggester_building = False
-        self._cache: OrderedDict[tuple, SearchResult] = OrderedDict()
-        self._cached_hits = 0
+        # Results of the generation ``_results_generation`` (see ``search``); cachetools caches are
+        # not thread-safe, and every engine thread and the event loop use this one: hence the lock.
+        self._results: LRUCache[tuple[object, ...], SearchResult] = LRUCache(0)
+        self._results_generation: str | None = None
         self._cache_lock = threading.Lock()
+        # Every searcher still open and the thread it belongs to: close() must reach the searchers
+        # of all threads (a thread-local cannot be enumerated), or their segment files stay open.
+        # Holding them here would keep the searcher of a thread that has ended (the service's
+        # worker threads end when idle) open for good, so each opening closes those first.
+        self._open: dict[Searcher, threading.Thread] = {}
 
     @classmethod
-    def open(cls, index_dir: Path | str) -> "WhooshEngine":
+    def open(cls, index_dir: Path | str) -> WhooshEngine:
         """Open the index in ``index_dir``; raises FileNotFoundError (IndexMissing) when there is none."""
         engine = cls(Path(index_dir))
-        engine._state()  # fail early
+        try:
+            engine._state()  # fail early
+        except BaseException:
+            engine.close()  # a searcher may be open already (the generation's labels failed)
+            raise
         return engine
 
     # -- generations and per-thread searchers ------------------------------------------------------
@@ -99,20 +114,44 @@ class WhooshEngine:
             token, searcher, ix = self._open_searcher(token)
             name = token.split(".")[0]
             actual = f"{name}.{ix.latest_generation()}"
+            with self._lock:
+                ended = [s for s, thread in self._open.items() if not thread.is_alive()]
+                for s in ended:
+                    del self._open[s]
+                self._open[searcher] = threading.current_thread()
+            for s in ended:
+                _close_quietly(s)
             local.searcher, local.token = searcher, actual
             local.docsets = DocSets(searcher, self._generation_data(actual, searcher).sets)
             if actual != token:
                 local.token = token = actual
             if old is not None:
-                try:
-                    old.close()
-                except Exception:  # an old generation may already be gone from disk
-                    pass
+                self._close_searcher(old)
         return local.searcher, self._generation_data(token, local.searcher)
+
+    def _close_searcher(self, searcher: Searcher) -> None:
+        with self._lock:
+            self._open.pop(searcher, None)
+        _close_quietly(searcher)
+
+    def close(self) -> None:
+        """Close every searcher this engine opened, in every thread. A thread that searches
+        afterwards opens a new one (closing is for shutdown and tests)."""
+        with self._lock:
+            searchers, self._open = list(self._open), {}
+        for searcher in searchers:
+            _close_quietly(searcher)
+        self._local = threading.local()
+
+    def __enter__(self) -> WhooshEngine:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     OPEN_ATTEMPTS = 5
 
-    def _open_searcher(self, token: str) -> tuple[str, Searcher, object]:
+    def _open_searcher(self, token: str) -> tuple[str, Searcher, Any]:
         """Open a searcher on the generation ``token`` names, or on a newer one.
 
         A commit by another process deletes the previous table of contents and the segments it
@@ -139,7 +178,8 @@ class WhooshEngine:
             with self._lock:
                 gen = self._shared.get(token)
                 if gen is None:
-                    gen = _Generation(token=token, labels=_labels(searcher), doc_count=searcher.doc_count())
+                    gen = _Generation(token=token, labels=_labels(self.index_dir / token.split(".")[0], searcher),
+                                      doc_count=searcher.doc_count())
                     previous = next(iter(self._shared.values()), None)
                     if previous is not None and previous.token.split(".")[0] == token.split(".")[0]:
                         # An update commit only adds syllables: the previous vocabulary stays
@@ -156,14 +196,14 @@ class WhooshEngine:
 
     # -- the SearchEngine interface -------------------------------------------------------------------
 
+    # Bounds of the result cache, per worker: this many results (0: no cache)...
     RESULT_CACHE_SIZE = 1024
-    # ...and at most this many hits over all of them. A hit holds its article (body text, about
-    # eight objects): 1,024 feed searches of 50 hits would hold 51,200 articles a worker, and the
-    # cycle collector walks those objects on every full collection (measured after 600 feed
-    # searches: a full collection took 112 ms, 56 ms with this bound).
+    # ...and at most this many hits over all of them. A hit holds its article (body text, several
+    # objects), and the cycle collector walks every object a worker keeps on each full collection:
+    # the number of cached hits, not of results, is what makes those pauses long (docs/search.md).
     RESULT_CACHE_HITS = 10_000
 
-    def _cache_key(self, request: SearchRequest) -> tuple:
+    def _cache_key(self, request: SearchRequest) -> tuple[object, ...]:
         return (self.generation, request.q, tuple(request.categories), tuple(request.sources), request.date_from,
                 request.date_to, request.sort, request.page, request.per_page, request.recency_boost,
                 request.snippets, request.facets, request.highlight_titles, request.spelling_suggestion)
@@ -175,12 +215,27 @@ class WhooshEngine:
         instead of queueing them behind the searches its engine threads are computing."""
         return self._cached(self._cache_key(request))
 
-    def _cached(self, key: tuple) -> SearchResult | None:
+    def _cached(self, key: tuple[object, ...]) -> SearchResult | None:
         with self._cache_lock:
-            cached = self._cache.get(key)
-            if cached is not None:
-                self._cache.move_to_end(key)
-            return cached
+            return self._results.get(key)
+
+    def _store(self, key: tuple[object, ...], result: SearchResult) -> None:
+        max_results, max_hits = self.RESULT_CACHE_SIZE, self.RESULT_CACHE_HITS
+        if max_results <= 0 or max_hits <= 0:
+            return
+        with self._cache_lock:
+            if key[0] != self._results_generation:
+                # The first result of another generation: no key of the old one can be asked for
+                # again, so its results go at once rather than by age. (A thread still finishing a
+                # search of the old generation may start one more cache for it; that costs a few
+                # repeats, never a stale answer, since the generation is in every key.)
+                # A result counts its hits, at most the whole budget: the newest result is always
+                # kept, alone if it has to be.
+                self._results = LRUCache(max_hits, getsizeof=lambda r: min(len(r.hits), max_hits))
+                self._results_generation = str(key[0])
+            self._results[key] = result
+            while len(self._results) > max_results:
+                self._results.popitem()  # the least recently used
 
     def search(self, request: SearchRequest) -> SearchResult:
         """Search, with an LRU of results per index generation: news search traffic repeats its
@@ -190,16 +245,7 @@ class WhooshEngine:
         if cached is not None:
             return cached
         result = search(self._context(), request)
-        with self._cache_lock:
-            previous = self._cache.pop(key, None)
-            if previous is not None:
-                self._cached_hits -= len(previous.hits)
-            self._cache[key] = result
-            self._cached_hits += len(result.hits)
-            while len(self._cache) > 1 and (len(self._cache) > self.RESULT_CACHE_SIZE
-                                            or self._cached_hits > self.RESULT_CACHE_HITS):
-                _, dropped = self._cache.popitem(last=False)
-                self._cached_hits -= len(dropped.hits)
+        self._store(key, result)
         return result
 
     def get_article(self, article_id: str) -> Article | None:
@@ -236,13 +282,12 @@ class WhooshEngine:
 
     # -- suggestions --------------------------------------------------------------------------------
 
-    # Seconds: suggestions may lag the index by this much, and never block on it. A rebuild costs
-    # ~4.5 s of pure-Python CPU on the full corpus (holding the GIL against searches): at 60 s,
-    # with a commit every few seconds, that was ~7 % of a core per worker for completions that
-    # change little between commits (frequent n-grams and titles).
+    # Seconds: suggestions may lag the index by this much, and never block on it. A rebuild is
+    # seconds of pure-Python CPU on a large archive, holding the GIL against searches, while
+    # completions (frequent n-grams and titles) change little between commits.
     SUGGEST_REFRESH = 300.0
 
-    def _current_suggester(self):
+    def _current_suggester(self) -> Suggester | None:
         token = self.generation
         if self._suggester is None:
             with self._suggester_lock:  # the first build: callers wait for it
@@ -279,9 +324,16 @@ class WhooshEngine:
         _vocabulary(gen, searcher)
 
 
+def _close_quietly(searcher: Searcher) -> None:
+    try:
+        searcher.close()
+    except Exception:  # already closed, or its generation already gone from disk
+        pass
+
+
 def _vocabulary(gen: _Generation, searcher: Searcher) -> frozenset[str]:
     """The folded syllables of the index, built once per generation (a term lookup in Whoosh's
-    on-disk table costs ~80 us; typo tolerance tries hundreds of candidates per query)."""
+    on-disk table is slow, and typo tolerance tries hundreds of candidates per query)."""
     if gen.vocabulary is None:
         with gen.lock:
             if gen.vocabulary is None:
@@ -303,7 +355,9 @@ def _vocabulary(gen: _Generation, searcher: Searcher) -> frozenset[str]:
                 gen.vocabulary_refreshing = False
 
         threading.Thread(target=refresh, daemon=True, name="searchsvc-vocabulary").start()
-    return gen.vocabulary
+    vocabulary = gen.vocabulary
+    assert vocabulary is not None  # built above, and a refresh only ever replaces it
+    return vocabulary
 
 
 VOCABULARY_REFRESH = 300.0  # seconds
@@ -314,7 +368,7 @@ def _build_vocabulary(gen: _Generation, searcher: Searcher) -> None:
     gen.vocabulary_built = time.monotonic()
 
 
-def _read_vocabulary(reader) -> frozenset[str]:  # noqa: ANN001 - a Whoosh IndexReader
+def _read_vocabulary(reader: Any) -> frozenset[str]:  # reader: a Whoosh IndexReader
     return untracked(frozenset(reader.field_terms("body_folded")) | frozenset(reader.field_terms("title_folded")))
 
 
@@ -327,15 +381,12 @@ def _titles(searcher: Searcher) -> list[str]:
     return [f.get("title", "") for f in reader.all_stored_fields()]  # indexes built before the column
 
 
-def _labels(searcher: Searcher) -> dict[str, str]:
-    """Category slug -> display label, read from one stored article per slug."""
-    labels: dict[str, str] = {}
+def _labels(generation_dir: Path, searcher: Searcher) -> dict[str, str]:
+    """Category slug -> display label: the generation's canonical labels (index.store), so that
+    no article can rename a category. A slug the map lacks (an index built before it was kept)
+    takes the label of its first stored article, as it always did."""
+    labels = store.read_labels(generation_dir) or {}
     reader = searcher.reader()
-    for slug in reader.field_terms("category_slug"):
-        for docnum in reader.postings("category_slug", slug).all_ids():
-            if reader.is_deleted(docnum):
-                continue
-            doc = reader.stored_fields(docnum)
-            labels[slug] = json.loads(doc["doc"])["category"]
-            break
+    if any(slug not in labels for slug in reader.field_terms("category_slug")):
+        labels = {**store.labels_from_articles(reader), **labels}
     return labels

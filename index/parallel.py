@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import pickle
 import queue
+from typing import Any
 
 from whoosh.multiproc import MpWriter, SubWriterTask
 from whoosh.writing import SegmentWriter
 
 
-class _SegmentingTask(SubWriterTask):
+class _SegmentingTask(SubWriterTask):  # type: ignore[misc]  # Whoosh's classes are untyped (mypy skips whoosh.*)
     segment_docs = 3000
 
     def run(self) -> None:
@@ -54,27 +55,27 @@ class _SegmentingTask(SubWriterTask):
         self.resultqueue.put((None, None, segments), timeout=30)
 
 
-class SegmentingMpWriter(MpWriter):
+class SegmentingMpWriter(MpWriter):  # type: ignore[misc]  # Whoosh's classes are untyped (mypy skips whoosh.*)
     """``MpWriter(multisegment=True)`` with a new segment every ``segment_docs`` documents."""
 
-    def __init__(self, ix, procs: int, segment_docs: int, **kwargs) -> None:
+    def __init__(self, ix: Any, procs: int, segment_docs: int, **kwargs: Any) -> None:
         super().__init__(ix, procs=procs, multisegment=True, **kwargs)
         self.segment_docs = segment_docs
 
-    def _new_task(self):
+    def _new_task(self) -> _SegmentingTask:
         task = _SegmentingTask(self.storage, self.indexname, self.jobqueue, self.resultqueue, self.subargs, True)
         task.segment_docs = self.segment_docs
         self.tasks.append(task)
         task.start()
         return task
 
-    def _commit(self, mergetype, optimize, merge) -> None:
+    def _commit(self, mergetype: Any, optimize: bool, merge: bool) -> None:
         if self.docbuffer:
             self._enqueue()
         for _ in self.tasks:
             self.jobqueue.put(None)
         finalsegments = self._merge_segments(mergetype, optimize, merge)
-        results = []
+        results: list[tuple[Any, Any, list[Any]]] = []
         # Read before joining (a child exits only once its result has left the queue), and stop
         # waiting as soon as a child has died without reporting.
         while len(results) < len(self.tasks):
@@ -93,7 +94,8 @@ class SegmentingMpWriter(MpWriter):
         failed = [t for t in self.tasks if t.exitcode != 0]
         if failed or len(results) != len(self.tasks):
             raise RuntimeError(
-                f"{len(failed) or len(self.tasks) - len(results)} index writer process(es) failed; nothing was committed"
+                f"{len(failed) or len(self.tasks) - len(results)} index writer process(es) failed; "
+                "nothing was committed"
             )
         for _, _, segments in results:
             finalsegments += segments

@@ -1,19 +1,23 @@
 """Block-at-a-time reading of Whoosh posting lists.
 
 Why this exists: Whoosh's matcher API moves one posting at a time (``next()``, ``id()``,
-``skip_to()`` are Python calls per posting), which is what made a common syllable cost 30 ms just
-to list its ~60,000 documents and most of a query's time to score its candidates. Whoosh's own
-format (``whoosh.codec.whoosh3.W3LeafMatcher``, pinned with whoosh3 in ``pyproject.toml``) stores
-postings in blocks of up to 128 with the block's largest id in its header, so we can read a block
-of ids in one C-level step and skip blocks that cannot hold a candidate without decoding them.
+``skip_to()`` are Python calls per posting), which made listing the documents of a common syllable
+slow and was most of a query's time to score its candidates (figures in docs/benchmarks.md).
+Whoosh's own format (``whoosh.codec.whoosh3.W3LeafMatcher``) stores postings in blocks of up to
+128 with the block's largest id in its header, so we can read a block of ids in one C-level step
+and skip blocks that cannot hold a candidate without decoding them.
 
 These helpers use the matcher's block attributes (``_maxid``, ``_nextoffset``, ``_data``…);
 any other matcher (another codec, a wrapped one) falls back to the public per-posting API, so
-results never depend on the fast path being available.
+results never depend on the fast path being available. Private attributes can change in any
+release without notice, and a changed meaning would give wrong ids or scores rather than an error:
+so importing this module fails unless the installed Whoosh is the version it was checked against
+(``WHOOSH_VERSION``, the pin in ``pyproject.toml``).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import pickle
 import struct
@@ -23,10 +27,38 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Sequence
 from itertools import accumulate
+from typing import Any
 
 from whoosh.matching import Matcher
 from whoosh.reading import SegmentReader
 from whoosh.util.numeric import byte_to_length
+
+WHOOSH_DISTRIBUTION = "whoosh3"
+WHOOSH_VERSION = "3.54.0"  # the release this module was checked against; pyproject.toml pins the same
+
+
+def installed_whoosh() -> str | None:
+    """The installed version of the Whoosh distribution, None when it is not installed."""
+    try:
+        return importlib.metadata.version(WHOOSH_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def check_whoosh(installed: str | None) -> None:
+    """Raise ImportError unless ``installed`` is the Whoosh release this module was checked against."""
+    if installed == WHOOSH_VERSION:
+        return
+    found = f"{WHOOSH_DISTRIBUTION} {installed} is installed" if installed else "it is not installed"
+    raise ImportError(
+        f"index.postings reads Whoosh's private posting-block format and was checked against "
+        f"{WHOOSH_DISTRIBUTION}=={WHOOSH_VERSION}, but {found}. Install {WHOOSH_DISTRIBUTION}=={WHOOSH_VERSION} "
+        f"(the pin in pyproject.toml), or check index/postings.py against the new release and then change "
+        f"WHOOSH_VERSION and the pin together."
+    )
+
+
+check_whoosh(installed_whoosh())
 
 
 def raw_postings(leaf: SegmentReader, field: str, text: str) -> Matcher:
@@ -46,14 +78,14 @@ def _is_block_matcher(m: Matcher) -> bool:
 _BLOCK_LENGTH = struct.Struct("!i")
 
 
-def _next_block(m) -> None:
+def _next_block(m: Any) -> None:  # a W3LeafMatcher, whose private fields are untyped
     """``W3LeafMatcher._next_block`` with the header read in one piece.
 
     Whoosh's ``_goto`` unpickles the block header straight from its file object, which costs a
-    Python-level ``read`` call per pickle opcode (2.1 million calls for 300 queries, the largest
-    single cost of scoring). Here the whole block is read with one ``get`` and unpickled from
-    memory; the attributes set are exactly those ``_goto`` sets, and the block's bytes are kept so
-    that reading its ids or weights needs no second read."""
+    Python-level ``read`` call per pickle opcode (the largest single cost of scoring). Here the
+    whole block is read with one ``get`` and unpickled from memory; the attributes set are
+    exactly those ``_goto`` sets, and the block's bytes are kept so that reading its ids or
+    weights needs no second read."""
     if m._atend:
         raise RuntimeError("no next block")
     if m._lastblock:
@@ -77,21 +109,23 @@ def _next_block(m) -> None:
     m._searchsvc_block = (m._dataoffset, memoryview(block)[stream.tell():])  # decoded only if needed
 
 
-def _load_data(m) -> None:
+def _load_data(m: Any) -> None:
     if m._data is None:
-        offset, data = getattr(m, "_searchsvc_block", (None, None))
-        if offset != m._dataoffset:
+        block: tuple[int, memoryview] | None = getattr(m, "_searchsvc_block", None)
+        if block is None or block[0] != m._dataoffset:
             m._read_data()
             return
+        data = block[1]
         m._data = pickle.loads(zlib.decompress(data) if m._compression else data)
 
 
-def _block_ids(m) -> Sequence[int]:
+def _block_ids(m: Any) -> Sequence[int]:
     if m._ids is None:
         _load_data(m)
         raw = m._data[0]
         m._ids = raw if m._byteids else tuple(accumulate(raw))  # delta-coded ids, decoded in C
-    return m._ids
+    ids: Sequence[int] = m._ids
+    return ids
 
 
 def id_blocks(m: Matcher) -> Iterator[Sequence[int]]:
@@ -150,9 +184,9 @@ def weights_of(m: Matcher, ordered: list[int]) -> list[tuple[int, float]]:
         else:
             position = {doc: k for k, doc in enumerate(ids)}
             for local in ordered[j:hi]:
-                k = position.get(local)
-                if k is not None:
-                    found.append((local, weights[k]))
+                at = position.get(local)
+                if at is not None:
+                    found.append((local, weights[at]))
         j = hi
         _next_block(m)
     return found
@@ -199,7 +233,7 @@ def _lengths_table() -> tuple[int, ...]:
 LENGTHS = _lengths_table()
 
 
-def numeric_column(column, doccount: int) -> array | None:
+def numeric_column(column: Any, doccount: int) -> array[Any] | None:  # a NumericColumn.Reader
     """Every value of a fixed-width numeric column of one segment (``NumericColumn.Reader``), read
     in one piece, or None for any other column reader. Documents past the stored values get the
     column's default, as ``column[docnum]`` would give them."""

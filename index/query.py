@@ -1,4 +1,4 @@
-"""The reader's query language, parsed by hand into units the planner (``index.search``) matches.
+"""The reader's query language, parsed by hand into units the planner (``index.plan``) matches.
 
 Why not Whoosh's QueryParser: it analyses each space-separated chunk on its own, which breaks
 Vietnamese compounds and our pair terms, and it raises on unbalanced syntax. This parser accepts
@@ -7,7 +7,7 @@ any input and degrades malformed syntax to a plain search; it never raises.
 Syntax:
 
 * plain words: every syllable required; a run of plain words is one *unit* whose adjacent
-  syllables are matched as pairs first (see the tiers in ``index.search``);
+  syllables are matched as pairs first (see the tiers in ``index.plan``);
 * ``"quoted phrase"``: adjacent, in order, never relaxed (curly quotes too; an unclosed quote runs
   to the end of the query);
 * ``-word`` / ``-"phrase"``: exclude;

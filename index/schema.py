@@ -1,6 +1,6 @@
 """The Whoosh schema: which fields exist, and the analyzer that feeds them from ``index.analysis``.
 
-Design (measured on the 65,553-article corpus, see README): body fields dominate indexing cost, so
+Design (measured on the corpus, see docs/benchmarks.md): body fields dominate indexing cost, so
 every text field stores term frequencies only, no positions. Adjacency, which is what phrases and
 multi-syllable words need, comes from the ``*_pair`` fields (one term per adjacent syllable pair),
 whose postings are short and make the first matching tier fast. Three views of each text:
@@ -15,35 +15,45 @@ Titles have their own fields so they can weigh more than bodies (BM25F field boo
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+import threading
+from collections.abc import Iterator
+from typing import Any
 
 from whoosh.analysis import Token as WhooshToken
 from whoosh.analysis import Tokenizer
 from whoosh.columns import VarBytesColumn
 from whoosh.fields import COLUMN, DATETIME, ID, NUMERIC, STORED, TEXT, Schema
 
-from index.analysis import Token, analyze, nfc, pairs
+from index.analysis import Token, analyze, fold, nfc, pairs
 
 KINDS = ("exact", "folded", "pair")
 
 
-class _LastAnalysis:
-    """One-slot cache: the three fields of a text analyse the same string; do the work once."""
+class _LastAnalysis(threading.local):
+    """A one-slot cache: the three fields of a text analyse the same string; do the work once.
 
-    text: str | None = None
-    tokens: list[Token] = []
-    pairs: list[str] = []
+    One slot per thread: a shared slot could be overwritten by another thread between the check
+    and the read, handing one document's terms to another's fields."""
+
+    def __init__(self) -> None:
+        self.text: str | None = None
+        self.tokens: list[Token] = []
+        self.pairs: list[str] = []
+
+
+_last = _LastAnalysis()
 
 
 def analysis_of(text: str) -> tuple[list[Token], list[str]]:
-    last = _LastAnalysis
+    """(tokens, pair terms) of ``text``, analysed once for the fields that index it in turn."""
+    last = _last
     if last.text is not text and last.text != text:
         tokens = analyze(nfc(text))
         last.text, last.tokens, last.pairs = text, tokens, pairs(tokens)
     return last.tokens, last.pairs
 
 
-class SyllableAnalyzer(Tokenizer):
+class SyllableAnalyzer(Tokenizer):  # type: ignore[misc]  # Whoosh's classes are untyped (mypy skips whoosh.*)
     """A Whoosh analyzer yielding one of the three views (exact, folded, pair) of a text."""
 
     def __init__(self, kind: str) -> None:
@@ -103,6 +113,12 @@ def build_schema() -> Schema:
         title_column=COLUMN(VarBytesColumn()),  # titles read in one pass to build suggestions
         doc=STORED(),  # the whole article as JSON: the service reads articles from the index
     )
+
+
+def source_key(source: str) -> str:
+    """The ``source_key`` term of a source name: the index stores it and a source filter looks it
+    up, so both sides must make it the same way; case- and diacritic-insensitive."""
+    return " ".join(fold(source.lower()).split())
 
 
 TEXT_FIELDS = {

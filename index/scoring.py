@@ -2,8 +2,8 @@
 
 Why not Whoosh's collector: it scores by walking a tree of Python matcher objects, calling
 ``skip_to``/``is_active`` on every clause for every match. With synonym alternatives and pair
-boosters a query easily has 20-30 clauses, and a query like "công an tp hcm" (1,859 matches) took
-370-590 ms that way on the full corpus. We already know the match set (``index.docsets``), so each
+boosters a query easily has 20-30 clauses, so a query matching a few thousand articles spent most
+of its time there (figures in docs/benchmarks.md). We already know the match set (``index.docsets``), so each
 scoring term's postings are read once — in full when they are short, by ``skip_to`` over the
 candidates when they are long — and the scores summed in a dict.
 
@@ -20,7 +20,6 @@ from whoosh.searching import Searcher
 
 from index.docsets import DocSets, skip_through
 from index.postings import LENGTHS, items, raw_postings
-
 
 B = 0.75
 K1 = 1.2
@@ -53,7 +52,7 @@ def bm25_scores(searcher: Searcher, terms: list[tuple[str, str, float]], candida
 
     ``docsets``: where document frequencies and whole field-length columns are cached for the
     generation (``DocSets.df``, ``DocSets.field_lengths``); without it each candidate's length is a
-    column read (~5 us each) and each frequency a term-table lookup."""
+    column read and each frequency a term-table lookup."""
     lengths = docsets.field_lengths if docsets is not None else None
     doc_frequency = docsets.df if docsets is not None else searcher.reader().doc_frequency
     reader = searcher.reader()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import unicodedata
+from collections.abc import Set as AbstractSet
 
 from index.analysis import Token, analyze, nfc
 from index.api import Span
@@ -50,7 +51,7 @@ def _merge(spans: list[Span]) -> list[Span]:
     return out
 
 
-def _hits(tokens: list[Token], terms: set[str], pairs: set[str]) -> list[bool]:
+def _hits(tokens: list[Token], terms: AbstractSet[str], pairs: AbstractSet[str]) -> list[bool]:
     """A syllable is marked when it matched alone (``terms``) or as part of a matched pair."""
     hit = [t.folded in terms or t.exact in terms for t in tokens]
     if pairs:
@@ -61,7 +62,7 @@ def _hits(tokens: list[Token], terms: set[str], pairs: set[str]) -> list[bool]:
     return hit
 
 
-def highlight(text: str, terms: set[str], pairs: set[str] = frozenset()) -> list[Span]:
+def highlight(text: str, terms: AbstractSet[str], pairs: AbstractSet[str] = frozenset()) -> list[Span]:
     """The whole text with every matched syllable marked (titles)."""
     text = nfc(text)
     tokens = [t for t in analyze(text) if t.end_pos == t.pos]

@@ -38,9 +38,11 @@ into flat integer arrays (folded-syllable id, spelling id, separator id, positio
 then counted level by level with C-level iterators (``map``/``compress``/``Counter`` over integer
 codes, no per-occurrence strings), Apriori style: a bigram or trigram is only counted where both
 n-grams one syllable shorter that it contains are frequent, and spellings are only counted for the
-frequent n-grams. On the full corpus (65k titles, 109k frequent n-grams) this takes about 4-5 s of
-CPU with a peak of about 55 MiB of Python allocations; a completion takes well under 1 ms
-(``scripts/bench_suggest.py``).
+frequent n-grams: building strings per occurrence would cost far more time and memory. The steps
+are functions of their own (``_read_titles``, ``_unigrams``, ``_longer_ngrams``, ``_ngram_forms``
+with ``_FormCodec``, ``_choose_display``, ``_ngram_index``, ``_title_index``); the build time and
+memory, and the completion latency, are measured by ``scripts/bench_suggest.py`` (figures in
+docs/benchmarks.md).
 
 Matching a prefix
 -----------------
@@ -61,6 +63,7 @@ from array import array
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from itertools import compress, groupby, islice, repeat
 from operator import add, and_, mul, sub
 
@@ -98,7 +101,7 @@ class _PrefixIndex:
         """Unique ``keys`` with their ``displays``; ``order`` lists their indices best first."""
         by_key = sorted(range(len(keys)), key=keys.__getitem__)
         # Tuples, not lists: CPython stops tracking a tuple of strings in the cycle collector, which
-        # otherwise walks these ~100,000 entries on every full collection (index.untracked).
+        # otherwise walks every entry on every full collection (index.untracked).
         self.keys: tuple[str, ...] = tuple([keys[i] for i in by_key])
         self.displays: tuple[str, ...] = tuple([displays[i] for i in by_key])
         position = array("l", [0]) * len(keys)  # input index -> position in key order
@@ -216,138 +219,27 @@ class Suggester:
     # ------------------------------------------------------------------ build
 
     @classmethod
-    def build(cls, titles: Iterable[str], min_count: int = 2) -> Suggester:
+    def build(cls, titles: Iterable[object], min_count: int = 2) -> Suggester:
         """Index ``titles`` (any order; repeats are fine). N-grams need ``min_count`` occurrences."""
         min_count = max(1, min_count)
-        # Every syllable of every title, in order, as small integers: its folded syllable, its
-        # spelling as written, the separator a display puts before it (see _separator), and its
-        # position; positions jump by 2 between titles, so syllables i and i + 1 are consecutive
-        # exactly when their positions differ by 1.
-        syllable_ids: dict[str, int] = {}
-        spelling_ids: dict[str, int] = {}
-        separator_ids: dict[str, int] = {" ": 0}
-        syllable_id, spelling_id, separator_id = (
-            syllable_ids.setdefault,
-            spelling_ids.setdefault,
-            separator_ids.setdefault,
-        )
-        syllables, spellings, separators, positions = array("i"), array("i"), array("i"), array("i")
-        starts = bytearray()  # 1 for a title's first syllable
-        base = 0
-        title_rows: dict[str, str] = {}  # folded title -> title (the shortest if several)
-        for raw in titles:
-            if not isinstance(raw, str):
-                continue
-            text = " ".join(nfc(raw).split())
-            if text == raw:
-                text = raw  # share the caller's string
-            toks = _word_tokens(text)
-            if not toks:
-                continue
-            folded = [t.folded for t in toks]
-            key = " ".join(folded)
-            old = title_rows.get(key)
-            if old is None or (len(text), text) < (len(old), old):
-                title_rows[key] = text
-            syllables.extend([syllable_id(f, len(syllable_ids)) for f in folded])
-            written = [text[t.start : t.end] for t in toks]
-            spellings.extend([spelling_id(w, len(spelling_ids)) for w in written])
-            separators.append(0)
-            separators.extend(
-                [
-                    0 if b == " " else separator_id(_separator(b), len(separator_ids))
-                    for b in [text[t.end : u.start] for t, u in zip(toks, toks[1:])]
-                ]
-            )
-            positions.extend([t.pos + base for t in toks])
-            base += toks[-1].pos + 2
-            starts.append(1)
-            starts += bytes(len(toks) - 1)
-        syllable_words = list(syllable_ids)
-        spelling_words = list(spelling_ids)
-        separator_words = list(separator_ids)
-        del syllable_ids, spelling_ids, separator_ids, syllable_id, spelling_id, separator_id
-        n_syllables = len(syllable_words)
-        n_spellings = len(spelling_words)
-        n_separators = len(separator_words)
-        adjacent = bytes(map((1).__eq__, map(sub, islice(positions, 1, None), positions)))
-        del positions
-
-        ngram_keys: list[str] = []
-        ngram_displays: list[str] = []
-        ngram_counts: list[int] = []
-        # Level by level, Apriori style: an n-gram is only counted where both (n-1)-grams it
-        # contains are frequent (and, for bigrams, adjacent). At level n, ``ids[i]`` identifies the
-        # n-gram starting at syllable i (a dense id into ``keys``), ``kept_at[i]`` says it is frequent.
-        ids: array[int] = syllables
-        keys: list[str] = syllable_words
-        counts: dict[int, int] = {k: c for k, c in Counter(syllables).items() if c >= min_count}
-        kept_at = bytes(map(counts.__contains__, syllables))
+        corpus, title_rows = _read_titles(titles)
+        keys: list[str] = []
+        displays: list[str] = []
+        counts: list[int] = []
+        level = _unigrams(corpus, min_count)
         for n in range(1, NGRAM_MAX + 1):
             if n > 1:
-                # The n-gram at i is the (n-1)-gram at i followed by syllable i + n - 1.
-                mask = bytes(map(and_, kept_at, islice(kept_at, 1, None)))
-                if n == 2:
-                    mask = bytes(map(and_, mask, adjacent))
-
-                def codes(ids: array[int] = ids, n: int = n) -> Iterator[int]:
-                    return map(add, map(mul, ids, repeat(n_syllables)), islice(syllables, n - 1, None))
-
-                level = Counter(compress(codes(), mask))
-                frequent = [code for code, c in level.items() if c >= min_count]
-                dense = {code: i for i, code in enumerate(frequent)}
-                counts = {i: level[code] for i, code in enumerate(frequent)}
-                del level
-                keys = [f"{keys[c // n_syllables]} {syllable_words[c % n_syllables]}" for c in frequent]
-                ids = array("q", map(dense.get, codes(), repeat(-1)))
-                kept_at = bytes(map(and_, mask, map((-1).__ne__, ids)))
-                del dense, frequent, mask
-            # How each frequent n-gram is written, counted over its occurrences: one integer
-            # per occurrence packs (id, at title start, spelling, separator, spelling, ...),
-            # id most significant, so sorting the codes groups them by n-gram.
-            def at_kept(seq: Iterable[int], shift: int = 0, kept_at: bytes = kept_at) -> Iterator[int]:
-                return compress(islice(seq, shift, None), kept_at)
-
-            packed: Iterator[int] = map(add, map(mul, at_kept(ids), repeat(2)), at_kept(starts))
-            packed = map(add, map(mul, packed, repeat(n_spellings)), at_kept(spellings))
-            for j in range(1, n):
-                packed = map(add, map(mul, packed, repeat(n_separators)), at_kept(separators, j))
-                packed = map(add, map(mul, packed, repeat(n_spellings)), at_kept(spellings, j))
-            observed = sorted(Counter(packed).items())
-            spelt_span = n_spellings * (n_separators * n_spellings) ** (n - 1)
-            id_span = 2 * spelt_span
-            for ngram_id, group in groupby(observed, key=lambda item, span=id_span: item[0] // span):
-                forms = []
-                for code, count in group:
-                    first, spelt = divmod(code % id_span, spelt_span)
-                    pieces = []
-                    for _ in range(n - 1):
-                        spelt, spelling = divmod(spelt, n_spellings)
-                        spelt, separator = divmod(spelt, n_separators)
-                        pieces += [spelling_words[spelling], separator_words[separator]]
-                    pieces.append(spelling_words[spelt])
-                    forms.append(("".join(reversed(pieces)), first, count))
-                ngram_keys.append(keys[ngram_id])
-                ngram_displays.append(_choose_display(forms))
-                ngram_counts.append(counts[ngram_id])
-            del observed
-        del syllables, spellings, separators, starts, adjacent, ids, kept_at, keys, counts
-
-        # Rank: count descending, then shorter display, then alphabetical (stable sorts, last first).
-        order = sorted(range(len(ngram_keys)), key=ngram_displays.__getitem__)
-        order.sort(key=ngram_keys.__getitem__)
-        order.sort(key=lambda i: len(ngram_displays[i]))
-        order.sort(key=ngram_counts.__getitem__, reverse=True)
-        ngrams = _PrefixIndex(ngram_keys, ngram_displays, order)
-        del ngram_keys, ngram_displays, ngram_counts, order
-
-        title_keys = list(title_rows)
-        title_texts = list(title_rows.values())
+                level = _longer_ngrams(corpus, level, min_count)
+            for ngram_id, forms in _ngram_forms(corpus, level):
+                keys.append(level.keys[ngram_id])
+                displays.append(_choose_display(forms))
+                counts.append(level.counts[ngram_id])
+        del corpus, level  # the per-syllable arrays are the build's largest structures
+        ngrams = _ngram_index(keys, displays, counts)
+        del keys, displays, counts
+        title_keys, title_texts = list(title_rows), list(title_rows.values())
         del title_rows
-        order = sorted(range(len(title_keys)), key=title_texts.__getitem__)
-        order.sort(key=title_keys.__getitem__)
-        order.sort(key=lambda i: len(title_texts[i]))
-        return cls(ngrams, _PrefixIndex(title_keys, title_texts, order))
+        return cls(ngrams, _title_index(title_keys, title_texts))
 
     # --------------------------------------------------------------- queries
 
@@ -430,6 +322,210 @@ class Suggester:
                         break
         return results[:limit]
 
+
+# ------------------------------------------------------------------------------ build steps
+#
+# Suggester.build in named steps: _read_titles turns the titles into integer arrays, _unigrams and
+# _longer_ngrams find the frequent n-grams level by level, _ngram_forms counts how each one is
+# written (packed by _FormCodec), _choose_display picks the form to show, and _ngram_index and
+# _title_index rank the entries into _PrefixIndex structures.
+
+
+@dataclass(slots=True)
+class _TitleSyllables:
+    """Every syllable of every title, in order, as small integers (one entry per syllable)."""
+
+    syllables: array[int]  # folded-syllable id
+    spellings: array[int]  # id of the syllable as written
+    separators: array[int]  # id of what a display puts before it (see _separator); 0 is a space
+    starts: bytes  # 1 for a title's first syllable
+    adjacent: bytes  # adjacent[i] is 1 when syllables i and i + 1 follow each other in one clause
+    syllable_words: list[str]  # id -> folded syllable
+    spelling_words: list[str]  # id -> spelling
+    separator_words: list[str]  # id -> separator
+
+
+def _read_titles(titles: Iterable[object]) -> tuple[_TitleSyllables, dict[str, str]]:
+    """The syllables of the titles as integer arrays, and each distinct title by its folded form
+    (the shortest title if several fold alike). Non-strings and titles without a syllable are
+    skipped. Each title is analysed once: analysis is most of the build's time."""
+    syllable_ids: dict[str, int] = {}
+    spelling_ids: dict[str, int] = {}
+    separator_ids: dict[str, int] = {" ": 0}
+    syllable_id, spelling_id, separator_id = (
+        syllable_ids.setdefault,
+        spelling_ids.setdefault,
+        separator_ids.setdefault,
+    )
+    syllables, spellings, separators, positions = array("i"), array("i"), array("i"), array("i")
+    starts = bytearray()
+    # Positions jump by 2 between titles, so syllables i and i + 1 are consecutive exactly when
+    # their positions differ by 1 (analysis also leaves a gap at punctuation).
+    base = 0
+    title_rows: dict[str, str] = {}
+    for raw in titles:
+        if not isinstance(raw, str):
+            continue
+        text = " ".join(nfc(raw).split())
+        if text == raw:
+            text = raw  # share the caller's string
+        toks = _word_tokens(text)
+        if not toks:
+            continue
+        folded = [t.folded for t in toks]
+        key = " ".join(folded)
+        old = title_rows.get(key)
+        if old is None or (len(text), text) < (len(old), old):
+            title_rows[key] = text
+        syllables.extend([syllable_id(f, len(syllable_ids)) for f in folded])
+        written = [text[t.start : t.end] for t in toks]
+        spellings.extend([spelling_id(w, len(spelling_ids)) for w in written])
+        separators.append(0)
+        separators.extend(
+            [
+                0 if b == " " else separator_id(_separator(b), len(separator_ids))
+                for b in [text[t.end : u.start] for t, u in zip(toks, toks[1:])]
+            ]
+        )
+        positions.extend([t.pos + base for t in toks])
+        base += toks[-1].pos + 2
+        starts.append(1)
+        starts += bytes(len(toks) - 1)
+    adjacent = bytes(map((1).__eq__, map(sub, islice(positions, 1, None), positions)))
+    corpus = _TitleSyllables(syllables, spellings, separators, bytes(starts), adjacent,
+                             list(syllable_ids), list(spelling_ids), list(separator_ids))
+    return corpus, title_rows
+
+
+@dataclass(slots=True)
+class _Level:
+    """The frequent n-grams of one length ``n``, each with a dense id."""
+
+    n: int
+    keys: list[str]  # id -> folded n-gram ("dak nong")
+    counts: dict[int, int]  # id -> occurrences
+    ids: array[int]  # ids[i]: the id of the n-gram starting at syllable i, where kept_at[i]
+    kept_at: bytes  # kept_at[i] is 1 when the n-gram starting at syllable i is frequent
+
+
+def _unigrams(corpus: _TitleSyllables, min_count: int) -> _Level:
+    """The syllables seen at least ``min_count`` times (their id is their syllable id)."""
+    counts = {k: c for k, c in Counter(corpus.syllables).items() if c >= min_count}
+    kept_at = bytes(map(counts.__contains__, corpus.syllables))
+    return _Level(1, corpus.syllable_words, counts, corpus.syllables, kept_at)
+
+
+def _longer_ngrams(corpus: _TitleSyllables, shorter: _Level, min_count: int) -> _Level:
+    """The frequent n-grams one syllable longer than ``shorter``'s, Apriori style: an n-gram is
+    only counted where both (n-1)-grams it contains are frequent (and, for bigrams, adjacent).
+
+    Counted with C-level iterators over integer codes, no per-occurrence strings: the n-gram at i
+    is the (n-1)-gram at i followed by syllable i + n - 1, coded ``id * n_syllables + syllable``."""
+    n = shorter.n + 1
+    n_syllables = len(corpus.syllable_words)
+    syllables = corpus.syllables
+    mask = bytes(map(and_, shorter.kept_at, islice(shorter.kept_at, 1, None)))
+    if n == 2:
+        mask = bytes(map(and_, mask, corpus.adjacent))
+
+    def codes() -> Iterator[int]:
+        return map(add, map(mul, shorter.ids, repeat(n_syllables)), islice(syllables, n - 1, None))
+
+    seen = Counter(compress(codes(), mask))
+    frequent = [code for code, c in seen.items() if c >= min_count]
+    dense = {code: i for i, code in enumerate(frequent)}
+    counts = {i: seen[code] for i, code in enumerate(frequent)}
+    del seen
+    words = corpus.syllable_words
+    keys = [f"{shorter.keys[c // n_syllables]} {words[c % n_syllables]}" for c in frequent]
+    ids = array("q", map(dense.get, codes(), repeat(-1)))
+    kept_at = bytes(map(and_, mask, map((-1).__ne__, ids)))
+    return _Level(n, keys, counts, ids, kept_at)
+
+
+class _FormCodec:
+    """How one occurrence of an n-gram is written, as one integer: (n-gram id, at title start,
+    spelling 1, separator 2, spelling 2, ..., separator n, spelling n) in mixed radix, the id most
+    significant, so that sorting the codes groups them by n-gram. Integers rather than tuples:
+    counting them is C-level work over millions of occurrences."""
+
+    __slots__ = ("n", "spelling_words", "separator_words", "spelt_span", "id_span")
+    n: int
+    spelling_words: list[str]
+    separator_words: list[str]
+    spelt_span: int  # codes per (n-gram id, at title start): every combination of spellings and separators
+    id_span: int  # codes per n-gram id
+
+    def __init__(self, n: int, spelling_words: list[str], separator_words: list[str]) -> None:
+        self.n = n
+        self.spelling_words = spelling_words
+        self.separator_words = separator_words
+        self.spelt_span = len(spelling_words) * (len(separator_words) * len(spelling_words)) ** (n - 1)
+        self.id_span = 2 * self.spelt_span
+
+    def pack(self, ids: Iterable[int], starts: Iterable[int], spellings: list[Iterable[int]],
+             separators: list[Iterable[int]]) -> Iterator[int]:
+        """The codes of parallel streams: ``spellings`` holds n streams (the n-gram's syllables in
+        order), ``separators`` n - 1 (what precedes its 2nd..nth syllable)."""
+        n_spellings, n_separators = len(self.spelling_words), len(self.separator_words)
+        packed: Iterator[int] = map(add, map(mul, ids, repeat(2)), starts)
+        packed = map(add, map(mul, packed, repeat(n_spellings)), spellings[0])
+        for j in range(1, self.n):
+            packed = map(add, map(mul, packed, repeat(n_separators)), separators[j - 1])
+            packed = map(add, map(mul, packed, repeat(n_spellings)), spellings[j])
+        return packed
+
+    def ngram_id(self, code: int) -> int:
+        return code // self.id_span
+
+    def form(self, code: int) -> tuple[str, int]:
+        """(the written form, 1 if at a title start else 0) of a code."""
+        first, spelt = divmod(code % self.id_span, self.spelt_span)
+        n_spellings, n_separators = len(self.spelling_words), len(self.separator_words)
+        pieces = []
+        for _ in range(self.n - 1):
+            spelt, spelling = divmod(spelt, n_spellings)
+            spelt, separator = divmod(spelt, n_separators)
+            pieces += [self.spelling_words[spelling], self.separator_words[separator]]
+        pieces.append(self.spelling_words[spelt])
+        return "".join(reversed(pieces)), first
+
+
+def _ngram_forms(corpus: _TitleSyllables, level: _Level) -> Iterator[tuple[int, list[tuple[str, int, int]]]]:
+    """(n-gram id, its written forms as (form, at title start 0/1, count)) for every frequent
+    n-gram of ``level``, by id; spellings are counted only for the frequent n-grams."""
+    codec = _FormCodec(level.n, corpus.spelling_words, corpus.separator_words)
+    kept_at = level.kept_at
+
+    def at_kept(seq: Iterable[int], shift: int = 0) -> Iterator[int]:
+        return compress(islice(seq, shift, None), kept_at)
+
+    packed = codec.pack(
+        at_kept(level.ids), at_kept(corpus.starts),
+        [at_kept(corpus.spellings, j) for j in range(level.n)],
+        [at_kept(corpus.separators, j) for j in range(1, level.n)],
+    )
+    observed = sorted(Counter(packed).items())
+    for ngram_id, group in groupby(observed, key=lambda item: codec.ngram_id(item[0])):
+        yield ngram_id, [(*codec.form(code), count) for code, count in group]
+
+
+def _ngram_index(keys: list[str], displays: list[str], counts: list[int]) -> _PrefixIndex:
+    """The n-grams ranked: count descending, then shorter display, then alphabetical by key and
+    display (stable sorts, last criterion first)."""
+    order = sorted(range(len(keys)), key=displays.__getitem__)
+    order.sort(key=keys.__getitem__)
+    order.sort(key=lambda i: len(displays[i]))
+    order.sort(key=counts.__getitem__, reverse=True)
+    return _PrefixIndex(keys, displays, order)
+
+
+def _title_index(keys: list[str], texts: list[str]) -> _PrefixIndex:
+    """The titles ranked: shorter first, then alphabetical by folded key and text."""
+    order = sorted(range(len(keys)), key=texts.__getitem__)
+    order.sort(key=keys.__getitem__)
+    order.sort(key=lambda i: len(texts[i]))
+    return _PrefixIndex(keys, texts, order)
 
 def _merge(rank_lists: list[list[int]], k: int) -> list[int]:
     if len(rank_lists) == 1:

@@ -41,7 +41,7 @@ class Synonyms:
         self.max_len = max((len(k) for k in self._by_key), default=0)
 
     @classmethod
-    def load(cls, path: Path = DATA_FILE) -> "Synonyms":
+    def load(cls, path: Path = DATA_FILE) -> Synonyms:
         groups: list[list[Form]] = []
         for line in path.read_text(encoding="utf-8").splitlines():
             if not line.strip() or line.lstrip().startswith("#"):

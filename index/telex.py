@@ -44,6 +44,8 @@ def _apply(word: str, shapes: list[tuple[str, str]], tones: dict[str, str]) -> s
     if tone:
         # Put the tone on any vowel; normalize_syllable moves it to the canonical place.
         m = re.search(r"[aăâeêioôơuưy]", word)
+        if m is None:  # _SYLLABLE_RE only admits words with a vowel; kept for the type checker
+            return None
         word = word[: m.end()] + tone + word[m.end():]
     return normalize_syllable(unicodedata.normalize("NFC", word))
 

@@ -14,7 +14,7 @@ Scenarios (each ``--duration`` seconds, loopback only, same wrk settings):
 
 Ceilings, measured in the same run under the same uvicorn settings (``searchsvc.server.run_uvicorn``):
 
-    hello           scripts/bench_http.py's bare Starlette "hello" app: the most this machine serves
+    hello           a bare Starlette "hello" app (as in bench_http.py): the most this machine serves
     same bytes      a bare Starlette app returning the very bytes of the cached feed (plain, gzip)
                     or an empty 304: what sending this much data costs with no work at all
 
@@ -29,7 +29,8 @@ feed p95 <= 250 ms.
     .venv/bin/python scripts/bench_feeds.py --index-dir /tmp/idx --duration 8 --rounds 2
 
 The category is the largest one unless ``--category`` is given; the feed format is RSS unless
-``--format``. Reuses scripts/bench_http.py (wrk install, server start/stop, wrk runner, hello app).
+``--format``. wrk install, server start/stop, the wrk runner and the ceiling apps are ``benchkit``'s,
+shared with scripts/bench_http.py.
 """
 
 from __future__ import annotations
@@ -38,11 +39,9 @@ import argparse
 import contextlib
 import copy
 import json
-import os
 import random
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 from argparse import Namespace
@@ -51,72 +50,42 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
 
-SCRIPTS_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(SCRIPTS_DIR))
-import bench_http as bh  # noqa: E402
+import httpx
+
+from benchkit import apps
+from benchkit.corpus import CORPUS, corpus_titles
+from benchkit.report import banner, load_note
+from benchkit.wrk import (
+    SEED_WORDS,
+    Result,
+    Server,
+    add_arguments,
+    ensure_wrk,
+    parse_subset,
+    require_index,
+    run_wrk,
+    start_ceiling,
+    start_hello,
+    start_service,
+)
 
 SCENARIOS = ("feed_gzip", "feed_identity", "feed_304", "search_feed", "search_busy")
 TARGET_CACHED = 0.25
 TARGET_304 = 0.40
 TARGET_SEARCH_P95_MS = 250.0
 
-# bench_http's request mix, with gzip switchable (BENCH_GZIP=0 sends no Accept-Encoding).
-LUA = bh.LUA.replace(
-    'local headers = { ["Accept-Encoding"] = "gzip" }',
-    'local headers = {}\n  if os.getenv("BENCH_GZIP") ~= "0" then headers["Accept-Encoding"] = "gzip" end',
-)
-assert LUA != bh.LUA, "bench_http.LUA changed: update the gzip switch"
-
-
-def blob_app():  # noqa: ANN201  (imported by uvicorn in the same-bytes ceiling: "bench_feeds:blob_app")
-    """Bare Starlette returning fixed bytes: /plain, /gzip (Content-Encoding: gzip) and /304."""
-    from starlette.applications import Starlette
-    from starlette.responses import Response
-    from starlette.routing import Route
-
-    plain = Path(os.environ["BENCH_BLOB_PLAIN"]).read_bytes()
-    packed = Path(os.environ["BENCH_BLOB_GZIP"]).read_bytes()
-    media = os.environ.get("BENCH_BLOB_TYPE", "application/rss+xml; charset=utf-8")
-
-    async def send_plain(request):  # noqa: ANN001, ANN202
-        return Response(plain, headers={"Content-Type": media})
-
-    async def send_gzip(request):  # noqa: ANN001, ANN202
-        return Response(packed, headers={"Content-Type": media, "Content-Encoding": "gzip"})
-
-    async def not_modified(request):  # noqa: ANN001, ANN202
-        return Response(status_code=304, headers={"ETag": '"x"'})
-
-    return Starlette(routes=[Route("/plain", send_plain), Route("/gzip", send_gzip), Route("/304", not_modified)])
-
 
 @contextlib.contextmanager
-def start_blob(args: argparse.Namespace, tmp: Path, plain: bytes, packed: bytes, media: str) -> Iterator[bh.Server]:
+def start_blob(args: argparse.Namespace, tmp: Path, plain: bytes, packed: bytes, media: str) -> Iterator[Server]:
+    """The same-bytes ceiling (``benchkit.apps.blob_app``) serving ``plain`` and ``packed``."""
     (tmp / "blob.plain").write_bytes(plain)
     (tmp / "blob.gz").write_bytes(packed)
-    port = bh.free_port()
-    url = f"http://127.0.0.1:{port}"
-    code = (
-        "from searchsvc.config import Config; from searchsvc.server import run_uvicorn; "
-        "run_uvicorn(Config(host='127.0.0.1', port=%d, workers=%d, log_level='warning'), "
-        "app='bench_feeds:blob_app', app_dir=%r)" % (port, args.workers, str(SCRIPTS_DIR))
-    )
-    env = {**os.environ, "BENCH_BLOB_PLAIN": str(tmp / "blob.plain"), "BENCH_BLOB_GZIP": str(tmp / "blob.gz"),
-           "BENCH_BLOB_TYPE": media}  # fmt: skip
-    log = open(tmp / "blob.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=bh.REPO_ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)  # fmt: skip
-    try:
-        bh.wait_http(url + "/plain", 60, proc)
-        yield bh.Server(proc, url)
-    finally:
-        bh.stop(proc)
-        log.close()
+    env = {apps.BLOB_PLAIN: str(tmp / "blob.plain"), apps.BLOB_GZIP: str(tmp / "blob.gz"), apps.BLOB_TYPE: media}
+    with start_ceiling("benchkit.apps:blob_app", args.workers, tmp, ready_path="/plain", env=env) as server:
+        yield server
 
 
 def pick_category(base: str, wanted: str | None) -> tuple[str, int]:
-    import httpx
-
     categories = httpx.get(base + "/api/categories", timeout=60).json()["categories"]
     if not categories:
         sys.exit("the index has no categories: is it empty?")
@@ -131,14 +100,12 @@ def pick_category(base: str, wanted: str | None) -> tuple[str, int]:
 
 def search_queries(base: str, n: int, rng: random.Random) -> list[str]:
     """``n`` distinct 1-3 word queries cut from real titles (the index's, then the corpus file's)."""
-    import httpx
-
     titles: list[str] = []
     with httpx.Client(base_url=base, timeout=60) as http:
-        for seed in ["", *bh.SEED_WORDS]:
+        for seed in ["", *SEED_WORDS]:
             body = http.get("/api/search", params={"q": seed, "per_page": 100}).json()
             titles += [hit["title"] for hit in body.get("hits", [])]
-    titles += bh.titles_from_corpus(max(n, 5000))
+    titles += corpus_titles(max(n, 5000)) if CORPUS.is_file() else []
     words_of = [w for w in (re.findall(r"\w+", t.lower()) for t in titles) if w]
     if not words_of:
         sys.exit("no titles to build queries from")
@@ -153,22 +120,21 @@ def search_queries(base: str, n: int, rng: random.Random) -> list[str]:
 
 
 def run(wrk: str, url: str, paths: list[str], expect: int, args: argparse.Namespace, tmp: Path, name: str,
-        gzip: bool = True, warmup: bool = True, connections: int | None = None) -> bh.Result:  # fmt: skip
-    os.environ["BENCH_GZIP"] = "1" if gzip else "0"
+        gzip: bool = True, warmup: bool = True, connections: int | None = None) -> Result:  # fmt: skip
     settings = copy.copy(args)
     if not warmup:
         settings.warmup = 0
     if connections is not None:
         settings.connections = connections
         settings.threads = min(args.threads, connections)
-    return bh.run_wrk(wrk, url, paths, expect, settings, tmp, name)
+    return run_wrk(wrk, url, paths, expect, settings, tmp, name, gzip=gzip)
 
 
 @dataclass
 class Series:
     """One scenario's runs, one per round."""
 
-    runs: list[bh.Result] = field(default_factory=list)
+    runs: list[Result] = field(default_factory=list)
 
     @property
     def rps(self) -> float:
@@ -189,40 +155,26 @@ class Series:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--index-dir", type=Path, default=bh.DEFAULT_INDEX, help=f"default {bh.DEFAULT_INDEX}")
-    parser.add_argument("--duration", type=int, default=20,
-                        help="seconds of load per scenario and per ceiling, over all rounds (default 20)")
+    add_arguments(parser, "seconds of load per scenario and per ceiling, over all rounds",
+                  "seconds of unmeasured load per scenario, once")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=4,
                         help="interleaved rounds (default 4): scenarios and ceilings alternate, so a busy "
                              "machine slows both alike")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured load per scenario, once")
-    parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--search-connections", type=int, default=2,
                         help="connections for search_feed (default 2: one per worker)")
-    parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
-    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers (default 2)")
     parser.add_argument("--category", help="category slug for the cached feed (default: the largest)")
     parser.add_argument("--format", choices=("rss", "atom", "json"), default="rss")
     parser.add_argument("--limit", type=int, default=50, help="items per feed (default 50, the feeds' default)")
     parser.add_argument("--queries", type=int, default=4000,
                         help="distinct search-feed queries per search scenario (default 4000: more than a run sends)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="subset of: " + ", ".join(SCENARIOS))
-    parser.add_argument("--no-access-log", action="store_true", help="run the service without its JSON access log")
-    parser.add_argument("--seed", type=int, default=20140627)
-    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
-
-    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    unknown = set(scenarios) - set(SCENARIOS)
-    if unknown:
-        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
-    if not args.index_dir.exists():
-        sys.exit(f"no index at {args.index_dir}: build it with scripts/bench_index.py, or pass --index-dir")
+    scenarios = parse_subset(parser, args.scenarios, SCENARIOS)
+    require_index(args.index_dir)
     rounds = max(1, args.rounds)
     per_run = max(2, round(args.duration / rounds))
-    import httpx
-
-    wrk = bh.ensure_wrk()
+    wrk = ensure_wrk()
+    print(banner("bench_feeds"), flush=True)
     rng = random.Random(args.seed)
     series: dict[str, Series] = {}
     hello_rounds: list[float] = []
@@ -233,8 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     timed.duration, timed.warmup = per_run, 0
     with tempfile.TemporaryDirectory(prefix="bench-feeds-") as tmp_name, contextlib.ExitStack() as stack:
         tmp = Path(tmp_name)
-        (tmp / "mix.lua").write_text(LUA, encoding="utf-8")
-        server = stack.enter_context(bh.start_service(args, tmp))
+        server = stack.enter_context(start_service(args, tmp))
         slug, count = pick_category(server.url, args.category)
         qs = "" if args.limit == 50 else f"?limit={args.limit}"
         feed = f"/feeds/{slug}.{args.format}{qs}"
@@ -248,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         etag = packed_headers["etag"]
         info = {"feed": feed, "category_articles": count, "plain_bytes": len(plain.content),
                 "gzip_bytes": len(packed_raw), "rounds": rounds, "seconds_per_run": per_run}  # fmt: skip
-        hello = stack.enter_context(bh.start_hello(args, tmp))
+        hello = stack.enter_context(start_hello(args, tmp))
         blob = stack.enter_context(start_blob(args, tmp, plain.content, packed_raw, media))
 
         # disjoint query sets (warm-up, then each search scenario and round): every measured
@@ -264,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             start = 200 + (SCENARIOS.index(name) - 3) * rounds * per_set + round_no * per_set
             return paths(queries[start : start + per_set])
 
-        def scenario(name: str, round_no: int, seconds: Namespace) -> bh.Result:
+        def scenario(name: str, round_no: int, seconds: Namespace) -> Result:
             if name == "feed_gzip":
                 return run(wrk, server.url, [feed], 200, seconds, tmp, name, warmup=False)
             if name == "feed_identity":
@@ -303,8 +254,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\nwrk -t{args.threads} -c{args.connections} (search_feed: -c{args.search_connections}), "
           f"{rounds} rounds x {per_run}s per scenario, uvicorn workers={args.workers}, index {args.index_dir}, "
-          f"{os.cpu_count()} CPUs shared by wrk and the servers; load average at the end: "
-          f"{os.getloadavg()[0]:.2f}")  # fmt: skip
+          f"wrk and the servers share the machine's cores; {load_note()} (end)")  # fmt: skip
     print(f"feed {info['feed']}: {info['plain_bytes']:,} bytes, {info['gzip_bytes']:,} gzipped; "
           f"search feeds: a new query on every request ({info['search_queries']} distinct)\n")
     header = (f"{'scenario':<15} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7} "

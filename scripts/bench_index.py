@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Index-build benchmark: the project's reader + builder on the shared corpus, then SQLite FTS5.
 
-    .venv/bin/python scripts/bench_index.py                 # full corpus (65,553 articles), several minutes
+    .venv/bin/python scripts/bench_index.py                 # the full corpus (how long: docs/benchmarks.md)
     .venv/bin/python scripts/bench_index.py --limit 5000    # a quick run
     .venv/bin/python scripts/bench_index.py --skip-fts5 --procs 1 --limitmb 256
 
@@ -18,8 +18,8 @@ tree every 0.5 s from /proc and keeps the peak of the sum. The RSS sum counts pa
 the parent and its forked children once per process, so it is an upper bound; the PSS sum is the
 better estimate of real memory use.
 
-FTS5: the same articles into ``var/bench-fts5.sqlite`` (see scripts/fts5_baseline.py), timed the
-same way (reading the corpus included in both).
+FTS5: the same articles into ``var/bench-fts5.sqlite`` (see ``benchkit.fts5``), timed the same way
+(reading the corpus included in both).
 """
 
 from __future__ import annotations
@@ -28,17 +28,20 @@ import argparse
 import os
 import resource
 import shutil
+import sqlite3
 import sys
 import threading
 import time
-from datetime import datetime
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import fts5_baseline as fb  # noqa: E402
-
-from index import store  # noqa: E402
-from index.builder import DEFAULT_LIMITMB, DEFAULT_PROCS, index_articles  # noqa: E402
+from benchkit import fts5
+from benchkit.corpus import BENCH_INDEX, CORPUS, CORPUS_ARTICLES, iter_articles, require_corpus
+from benchkit.report import banner, load_note
+from index import store
+from index.builder import DEFAULT_LIMITMB, DEFAULT_PROCS, index_articles
+from index.readers import ReadError
 
 TARGET_SECONDS = 600.0
 TARGET_RSS = 1.5 * 1024**3
@@ -142,17 +145,20 @@ def ok(flag: bool) -> str:
     return "OK" if flag else "MISSED"
 
 
-class Timed:
+T = TypeVar("T")
+
+
+class Timed(Iterator[T]):
     """Wraps an iterator and adds up the time spent inside it (the reader's share of the build)."""
 
-    def __init__(self, it) -> None:
+    def __init__(self, it: Iterable[T]) -> None:
         self.it = iter(it)
         self.seconds = 0.0
 
-    def __iter__(self):
+    def __iter__(self) -> Timed[T]:
         return self
 
-    def __next__(self):
+    def __next__(self) -> T:
         t0 = time.perf_counter()
         try:
             return next(self.it)
@@ -162,29 +168,28 @@ class Timed:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--limit", type=int, default=None, help="first N articles (default: all 65,553)")
-    ap.add_argument("--index-dir", type=Path, default=fb.ROOT / "var" / "bench-index")
+    ap.add_argument("--limit", type=int, default=None, help=f"first N articles (default: all {CORPUS_ARTICLES:,})")
+    ap.add_argument("--index-dir", type=Path, default=BENCH_INDEX)
     ap.add_argument("--procs", type=int, default=DEFAULT_PROCS, help=f"writer processes (default {DEFAULT_PROCS})")
-    ap.add_argument("--limitmb", type=int, default=DEFAULT_LIMITMB, help=f"writer memory per process (default {DEFAULT_LIMITMB})")
-    ap.add_argument("--fts5-db", type=Path, default=fb.DEFAULT_DB)
+    ap.add_argument("--limitmb", type=int, default=DEFAULT_LIMITMB,
+                    help=f"writer memory per process (default {DEFAULT_LIMITMB})")
+    ap.add_argument("--fts5-db", type=Path, default=fts5.DEFAULT_DB)
     ap.add_argument("--skip-fts5", action="store_true", help="only the Whoosh build")
     ap.add_argument("--clean", action="store_true", help="delete --index-dir first (default: build a new generation)")
     args = ap.parse_args()
-    fb.require_corpus()
+    require_corpus()
 
-    print(f"bench_index  {datetime.now().astimezone().isoformat(timespec='seconds')}")
-    print(f"machine: {os.cpu_count()} cores, {os.sysconf('SC_PHYS_PAGES') * PAGE / 1024**3:.0f} GB RAM; "
-          f"{fb.load_note()} (start)")
-    print(f"corpus: {fb.CORPUS}  limit: {args.limit or 'all'}  procs={args.procs} limitmb={args.limitmb}")
-    print(fb.code_version())
+    print(banner("bench_index"))
+    print(f"memory: {os.sysconf('SC_PHYS_PAGES') * PAGE / 1024**3:.0f} GB RAM")
+    print(f"corpus: {CORPUS}  limit: {args.limit or 'all'}  procs={args.procs} limitmb={args.limitmb}")
     print(f"index dir: {args.index_dir} (rebuilt from scratch: "
           f"{'directory deleted first' if args.clean else 'a new generation, made live when complete'})")
 
     # ---- Whoosh -----------------------------------------------------------------------------------
     if args.clean and args.index_dir.exists():
         shutil.rmtree(args.index_dir)
-    errors: list = []
-    items = Timed(fb.iter_articles(args.limit, errors))
+    errors: list[ReadError] = []
+    items = Timed(iter_articles(args.limit, errors))
     sampler = TreeSampler()
     sampler.start()
     cpu0 = _cpu()
@@ -197,8 +202,8 @@ def main() -> None:
         now = time.perf_counter()
         if now - last[0] >= 30:
             last[0] = now
-            print(f"  whoosh: {count[0]:,} articles read and queued to the writers, {now - t0:.0f} s, tree RSS peak {mb(sampler.peak_rss)}, "
-                  f"{fb.load_note()}", file=sys.stderr, flush=True)
+            print(f"  whoosh: {count[0]:,} articles read and queued to the writers, {now - t0:.0f} s, "
+                  f"tree RSS peak {mb(sampler.peak_rss)}, {load_note()}", file=sys.stderr, flush=True)
 
     report = index_articles(args.index_dir, items, rebuild=True, procs=args.procs, limitmb=args.limitmb,
                             progress=progress)
@@ -209,7 +214,7 @@ def main() -> None:
     gen = store.current_generation(args.index_dir)
     w_size = store.index_size_bytes(args.index_dir / gen)
     segments = len(store.storage(args.index_dir / gen).open_index()._segments())
-    w_load = fb.load_note()
+    w_load = load_note()
     n = report.indexed + report.updated
     print()
     print("Whoosh (index.builder)")
@@ -235,11 +240,11 @@ def main() -> None:
     sampler = TreeSampler()
     sampler.start()
     cpu0 = _cpu()
-    fts = fb.build(args.fts5_db, args.limit)
+    fts = fts5.build(args.fts5_db, args.limit)
     f_cpu = _cpu() - cpu0
     sampler.stop()
     print()
-    print(f"SQLite FTS5 {fb.sqlite3.sqlite_version} (tokenize = '{fb.TOKENIZE}', đ->d by hand)")
+    print(f"SQLite FTS5 {sqlite3.sqlite_version} (tokenize = '{fts5.TOKENIZE}', đ->d by hand)")
     print(f"  articles          {fts.articles:,}")
     print(f"  seconds           {fts.seconds:,.1f}  (of which reading the corpus: {fts.read_seconds:,.1f})")
     print(f"  articles/s        {fts.articles / fts.seconds:,.0f}")
@@ -248,7 +253,7 @@ def main() -> None:
           f"PSS {mb(sampler.peak_pss)}")
     print(f"  index size        {mb(fts.size_bytes)} ({fts.size_bytes:,} bytes, {args.fts5_db}; "
           "stores title and body text like the Whoosh 'doc' field)")
-    print(f"  {fb.load_note()} (end of FTS5 build)")
+    print(f"  {load_note()} (end of FTS5 build)")
     print()
     print("Ratios Whoosh / FTS5")
     print(f"  build time        {w_seconds / fts.seconds:.2f}x  (both include reading the corpus)")

@@ -26,26 +26,27 @@ every match.
 from __future__ import annotations
 
 import argparse
-import math
-import os
 import random
+import sqlite3
 import statistics
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import eval_queries as eq  # noqa: E402
-import fts5_baseline as fb  # noqa: E402
-
-from index.analysis import fold  # noqa: E402
-from index.api import SearchRequest  # noqa: E402
-from index.article import VN_TZ  # noqa: E402
-from index.engine import WhooshEngine  # noqa: E402
-from index.store import IndexMissing  # noqa: E402
+from benchkit import fts5
+from benchkit import queries as eq
+from benchkit.corpus import BENCH_INDEX, iter_articles, require_corpus
+from benchkit.engine import open_measured_engine
+from benchkit.report import banner, load_note, percentile
+from index.analysis import fold
+from index.api import SearchRequest
+from index.article import VN_TZ
+from index.engine import WhooshEngine
 
 TARGET_SEARCH_P95 = 150.0
 TARGET_SUGGEST_P95 = 20.0
@@ -65,18 +66,9 @@ class Query:
 class Timing:
     label: str
     ms: list[float] = field(default_factory=list)
-    tiers: Counter = field(default_factory=Counter)
+    tiers: Counter[str] = field(default_factory=Counter)
     empty: int = 0
     slowest: list[tuple[float, str, str]] = field(default_factory=list)  # (ms, query, tier)
-
-
-def pct(values: list[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    s = sorted(values)
-    if not s:
-        return float("nan")
-    k = max(0, min(len(s) - 1, math.ceil(p / 100 * len(s)) - 1))
-    return s[k]
 
 
 # -- query generation ---------------------------------------------------------------------------------
@@ -93,7 +85,7 @@ def make_queries(sources: list[Source], n: int, seed: int) -> dict[str, list[Que
     out: dict[str, list[Query]] = {}
     total = n + WARMUP
 
-    def runs_of(rng: random.Random, lo: int, hi: int):
+    def runs_of(rng: random.Random, lo: int, hi: int) -> Iterator[tuple[Source, list[str]]]:
         while True:
             src = sources[rng.randrange(len(sources))]
             runs = [r for r in eq.title_runs(src.title) if len(r) >= lo]
@@ -110,7 +102,9 @@ def make_queries(sources: list[Source], n: int, seed: int) -> dict[str, list[Que
 
     rng = random.Random(f"{seed}:phrase")
     gen = runs_of(rng, 2, 3)
-    out["phrase"] = [Query("phrase", '"' + " ".join(words).lower() + '"') for _, words in (next(gen) for _ in range(total))]
+    out["phrase"] = [
+        Query("phrase", '"' + " ".join(words).lower() + '"') for _, words in (next(gen) for _ in range(total))
+    ]
 
     rng = random.Random(f"{seed}:typo")
     gen = runs_of(rng, 2, 4)
@@ -182,18 +176,16 @@ def run_whoosh(engine: WhooshEngine, queries: list[Query], label: str, snippets:
 
 
 def _day_start(d: date) -> int:
-    from datetime import datetime, time as dtime
-
     return int(datetime.combine(d, dtime(0, 0), tzinfo=VN_TZ).timestamp())
 
 
-def fts5_search(conn, q: Query, snippets: bool = True, facets: bool = True) -> int:
+def fts5_search(conn: sqlite3.Connection, q: Query, snippets: bool = True, facets: bool = True) -> int:
     """One FTS5 request doing the work the service asks of the engine; returns the number of matches."""
-    expr = fb.fts_query(q.q)
+    expr = fts5.fts_query(q.q)
     if expr is None:
         return 0
     where = ["t MATCH ?"]
-    params: list = [expr]
+    params: list[str | int] = [expr]
     if q.category:
         where.append("d.category_slug = ?")
         params.append(q.category)
@@ -204,7 +196,7 @@ def fts5_search(conn, q: Query, snippets: bool = True, facets: bool = True) -> i
         where.append("d.published < ?")
         params.append(_day_start(q.date_to + timedelta(days=1)))
     cond = " AND ".join(where)
-    order = "d.published DESC" if q.kind == "faceted" else fb.BM25
+    order = "d.published DESC" if q.kind == "faceted" else fts5.BM25
     cols = "d.id, d.title" + (", snippet(t, 1, '<b>', '</b>', '…', 24)" if snippets else "")
     rows = conn.execute(f"SELECT {cols} FROM t JOIN docs d ON d.rowid = t.rowid WHERE {cond} ORDER BY {order} LIMIT 10",
                         params).fetchall()
@@ -212,7 +204,9 @@ def fts5_search(conn, q: Query, snippets: bool = True, facets: bool = True) -> i
         return len(rows)
     counts = conn.execute(f"SELECT d.category_slug, d.month, count(*) FROM t JOIN docs d ON d.rowid = t.rowid "
                           f"WHERE {cond} GROUP BY d.category_slug, d.month", params).fetchall()
-    cats, years, months = Counter(), Counter(), Counter()
+    cats: Counter[str] = Counter()
+    years: Counter[str] = Counter()
+    months: Counter[str] = Counter()
     for cat, month, c in counts:
         cats[cat] += c
         years[month[:4]] += c
@@ -220,7 +214,7 @@ def fts5_search(conn, q: Query, snippets: bool = True, facets: bool = True) -> i
     return sum(cats.values())
 
 
-def run_fts5(fts: fb.Fts5, queries: list[Query], label: str, snippets: bool = True, facets: bool = True) -> Timing:
+def run_fts5(fts: fts5.Fts5, queries: list[Query], label: str, snippets: bool = True, facets: bool = True) -> Timing:
     timing = Timing(label)
     for i, q in enumerate(queries):
         t = time.perf_counter()
@@ -236,7 +230,7 @@ def run_fts5(fts: fb.Fts5, queries: list[Query], label: str, snippets: bool = Tr
 
 
 def row(t: Timing, target: float | None) -> str:
-    p50, p95, p99 = pct(t.ms, 50), pct(t.ms, 95), pct(t.ms, 99)
+    p50, p95, p99 = percentile(t.ms, 50), percentile(t.ms, 95), percentile(t.ms, 99)
     verdict = "" if target is None else f"p95 <= {target:.0f} ms: {'OK' if p95 <= target else 'MISSED'}"
     return (f"{t.label:<34}{len(t.ms):>5}{p50:>9.1f}{p95:>9.1f}{p99:>9.1f}{statistics.fmean(t.ms):>9.1f}"
             f"{max(t.ms):>9.1f}{t.empty:>7}   {verdict}")
@@ -247,28 +241,21 @@ HEADER = f"{'kind':<34}{'n':>5}{'p50':>9}{'p95':>9}{'p99':>9}{'mean':>9}{'max':>
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--index-dir", type=Path, default=fb.ROOT / "var" / "bench-index")
-    ap.add_argument("--fts5-db", type=Path, default=fb.DEFAULT_DB)
+    ap.add_argument("--index-dir", type=Path, default=BENCH_INDEX)
+    ap.add_argument("--fts5-db", type=Path, default=fts5.DEFAULT_DB)
     ap.add_argument("--n", type=int, default=300, help="measured queries per kind (after a 50-query warm-up)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--skip-fts5", action="store_true")
     args = ap.parse_args()
-    fb.require_corpus()
-    try:
-        engine = WhooshEngine.open(args.index_dir)
-    except (IndexMissing, FileNotFoundError):
-        sys.exit(f"error: no index in {args.index_dir}; build it first with: .venv/bin/python scripts/bench_index.py")
+    require_corpus()
+    engine, cache_note = open_measured_engine(args.index_dir)
     n_docs = engine.doc_count
-    cache_note = fb.no_result_cache(engine)
-    from datetime import datetime
-
-    print(f"bench_search  {datetime.now().astimezone().isoformat(timespec='seconds')}")
-    print(f"machine: {os.cpu_count()} cores; {fb.load_note()} (start)")
-    print(f"{fb.code_version()}; {cache_note}")
+    print(banner("bench_search"))
+    print(cache_note)
     print(f"index: {args.index_dir} ({n_docs:,} articles); {args.n} measured queries per kind after {WARMUP} "
           f"warm-up queries of the same kind; one engine, one thread; seed {args.seed}")
 
-    sources = [Source(a.title, a.category_slug, a.published.astimezone(VN_TZ).date()) for a in fb.iter_articles(n_docs)]
+    sources = [Source(a.title, a.category_slug, a.published.astimezone(VN_TZ).date()) for a in iter_articles(n_docs)]
     queries = make_queries(sources, args.n, args.seed)
     for kind, qs in queries.items():
         print(f"  e.g. {kind:<8} " + " | ".join(
@@ -283,15 +270,15 @@ def main() -> None:
     results: list[tuple[Timing, float | None]] = []
     for kind in ("plain", "phrase", "typo", "faceted"):
         results.append((run_whoosh(engine, queries[kind], f"whoosh {kind}"), TARGET_SEARCH_P95))
-        print(f"  done whoosh {kind}; {fb.load_note()}", file=sys.stderr, flush=True)
+        print(f"  done whoosh {kind}; {load_note()}", file=sys.stderr, flush=True)
     results.append((run_whoosh(engine, queries["plain"], "whoosh plain (snippets+facets off)", False, False), None))
     results.append((run_whoosh(engine, queries["suggest"], "whoosh suggest"), TARGET_SUGGEST_P95))
-    w_load = fb.load_note()
+    w_load = load_note()
 
     f_results: list[Timing] = []
     if not args.skip_fts5:
-        fb.ensure(args.fts5_db, n_docs)
-        fts = fb.Fts5(args.fts5_db)
+        fts5.ensure(args.fts5_db, n_docs)
+        fts = fts5.Fts5(args.fts5_db)
         for kind in ("plain", "phrase", "typo", "faceted"):
             f_results.append(run_fts5(fts, queries[kind], f"fts5 {kind}"))
         f_results.append(run_fts5(fts, queries["plain"], "fts5 plain (snippets+facets off)", False, False))
@@ -303,7 +290,7 @@ def main() -> None:
         print(row(timing, target))
     for timing in f_results:
         print(row(timing, None))
-    print(f"\n{w_load} (end of the Whoosh runs); {fb.load_note()} (end)")
+    print(f"\n{w_load} (end of the Whoosh runs); {load_note()} (end)")
 
     print("\nWhoosh tiers per kind ('empty' = no result)")
     for timing, _ in results:

@@ -5,56 +5,28 @@ Prints the build time (wall and CPU), the memory the build needed, the entry cou
 ``complete()`` for prefixes cut from random titles (1-5 words, the last one cut to a random
 length, half of them with the marks stripped) and prints p50/p95/p99 in milliseconds.
 
-    .venv/bin/python scripts/bench_suggest.py [--queries 2000] [--seed 7] [--tracemalloc]
+    .venv/bin/python scripts/bench_suggest.py [--queries 2000] [--seed 7] [--titles N] [--tracemalloc]
 
 Memory: by default the growth of the process's peak RSS (``ru_maxrss``) during the build, which
 includes allocator slack; ``--tracemalloc`` also rebuilds under ``tracemalloc`` to report the peak
-of Python allocations (that build is several times slower, so it is not used for the timing).
+of Python allocations (tracing slows the build down, so that build is not used for the timing).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import gzip
-import json
 import random
 import resource
 import statistics
 import sys
 import time
 import tracemalloc
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from index.analysis import fold  # noqa: E402
-from index.suggest import Suggester  # noqa: E402
-
-try:  # the readers clean every title this way before the engine sees it
-    from index.cleanup import clean_line
-except ImportError:  # pragma: no cover - keep the benchmark usable on its own
-
-    def clean_line(s: str) -> str:
-        return " ".join(s.split())
-
-
-CORPUS = REPO.parent / "shared" / "corpus" / "vntc.jsonl.gz"
-
-
-def load_titles(path: Path) -> list[str]:
-    titles = []
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        for line in fh:
-            title = clean_line(json.loads(line).get("title") or "")
-            if title:
-                titles.append(title)
-    return titles
-
-
-def strip_marks(text: str) -> str:
-    return fold(text)
+from benchkit.corpus import CORPUS, corpus_titles, require_corpus
+from benchkit.report import banner, load_note, percentile
+from index.analysis import fold
+from index.suggest import Suggester
 
 
 def make_prefixes(titles: list[str], n: int, rng: random.Random) -> list[str]:
@@ -71,30 +43,23 @@ def make_prefixes(titles: list[str], n: int, rng: random.Random) -> list[str]:
         chosen[-1] = last[: rng.randint(1, len(last))]
         prefix = " ".join(chosen)
         if len(prefixes) % 2:
-            prefix = strip_marks(prefix)
+            prefix = fold(prefix)
         prefixes.append(prefix)
     return prefixes
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, max(0, round(q / 100 * len(sorted_values)) - 1))
-    return sorted_values[index]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--limit", type=int, default=10)
+    parser.add_argument("--limit", type=int, default=10, help="completions asked for per prefix (default 10)")
+    parser.add_argument("--titles", type=int, help="build from the first N corpus titles (default: all)")
     parser.add_argument("--tracemalloc", action="store_true", help="also report the tracemalloc peak")
     args = parser.parse_args()
 
-    if not CORPUS.is_file():
-        print(f"corpus not found: {CORPUS} (this benchmark needs the shared corpus)", file=sys.stderr)
-        return 1
-    titles = load_titles(CORPUS)
+    require_corpus()
+    print(banner("bench_suggest"))
+    titles = corpus_titles(args.titles)
     print(f"titles: {len(titles):,} from {CORPUS}")
 
     gc.collect()
@@ -123,22 +88,22 @@ def main() -> int:
     prefixes = make_prefixes(titles, args.queries, rng)
     for prefix in prefixes[:50]:  # warm-up (first calls fill analysis' caches)
         suggester.complete(prefix, args.limit)
-    timings = []
+    timings: list[float] = []
     empty = 0
     for prefix in prefixes:
         start = time.perf_counter()
         result = suggester.complete(prefix, args.limit)
         timings.append((time.perf_counter() - start) * 1000)
         empty += not result
-    timings.sort()
     print(
         f"complete() x {len(timings):,}: p50 {percentile(timings, 50):.3f} ms, "
         f"p95 {percentile(timings, 95):.3f} ms, p99 {percentile(timings, 99):.3f} ms, "
-        f"max {timings[-1]:.3f} ms, mean {statistics.fmean(timings):.3f} ms; "
+        f"max {max(timings):.3f} ms, mean {statistics.fmean(timings):.3f} ms; "
         f"{empty} prefixes without a completion"
     )
     for prefix in ["dak n", "hoi ngh", "thu tuong phan van kh", "gia vang t"]:
         print(f"  {prefix!r} -> {suggester.complete(prefix, 5)}")
+    print(f"{load_note()} (end)")
     return 0
 
 

@@ -5,7 +5,7 @@
     .venv/bin/python scripts/eval_relevance.py       # 4 kinds x 200 queries, seed 42
     .venv/bin/python scripts/eval_relevance.py --per-kind 50 --seed 7 --json-out var/eval.json
 
-Queries are generated from the corpus by ``scripts/eval_queries.py`` (see its docstring for the four
+Queries are generated from the corpus by ``benchkit.queries`` (see its docstring for the four
 kinds); each has one known article. Each query runs against the Whoosh index with per_page=10,
 facets and snippets off, and against FTS5 (``bm25(t, 3.0, 1.0)``, implicit AND of the quoted folded
 tokens, no fallback). The rank of the known article in the first 10 gives Success@1, Success@10 and
@@ -16,20 +16,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections import Counter, defaultdict
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import eval_queries as eq  # noqa: E402
-import fts5_baseline as fb  # noqa: E402
-
-from index.api import SearchRequest  # noqa: E402
-from index.engine import WhooshEngine  # noqa: E402
-from index.store import IndexMissing  # noqa: E402
+from benchkit import fts5
+from benchkit import queries as eq
+from benchkit.corpus import BENCH_INDEX, iter_articles, require_corpus
+from benchkit.engine import open_measured_engine
+from benchkit.report import banner, load_note
+from index.api import SearchRequest
 
 TARGET_MRR = 0.90
 TARGET_S10 = 0.95
@@ -53,8 +52,8 @@ def rank_of(ids: list[str], wanted: str) -> int | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--index-dir", type=Path, default=fb.ROOT / "var" / "bench-index")
-    ap.add_argument("--fts5-db", type=Path, default=fb.DEFAULT_DB)
+    ap.add_argument("--index-dir", type=Path, default=BENCH_INDEX)
+    ap.add_argument("--fts5-db", type=Path, default=fts5.DEFAULT_DB)
     ap.add_argument("--per-kind", type=int, default=200)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--kinds", default=",".join(eq.KINDS), help="comma-separated subset of: " + ", ".join(eq.KINDS))
@@ -65,22 +64,17 @@ def main() -> None:
     for k in kinds:
         if k not in eq.KINDS:
             sys.exit(f"error: unknown kind {k!r}; kinds: {', '.join(eq.KINDS)}")
-    fb.require_corpus()
-    try:
-        engine = WhooshEngine.open(args.index_dir)
-    except (IndexMissing, FileNotFoundError):
-        sys.exit(f"error: no index in {args.index_dir}; build it first with: .venv/bin/python scripts/bench_index.py")
+    require_corpus()
+    engine, cache_note = open_measured_engine(args.index_dir)
     n_docs = engine.doc_count
-    cache_note = fb.no_result_cache(engine)
 
-    print(f"eval_relevance  {datetime.now().astimezone().isoformat(timespec='seconds')}")
-    print(f"machine: {os.cpu_count()} cores; {fb.load_note()} (start)")
-    print(f"{fb.code_version()}; {cache_note}")
+    print(banner("eval_relevance"))
+    print(cache_note)
     print(f"index: {args.index_dir} ({n_docs:,} articles, generation {engine.generation}); seed {args.seed}, "
           f"{args.per_kind} queries per kind")
 
     t0 = time.perf_counter()
-    docs = [eq.Doc(a.id, a.title, a.body_text) for a in fb.iter_articles(n_docs)]
+    docs = [eq.Doc(a.id, a.title, a.body_text) for a in iter_articles(n_docs)]
     if len(docs) != n_docs:
         print(f"warning: the index holds {n_docs:,} articles but the first {n_docs:,} of the corpus gave {len(docs):,}")
     unique, dropped = eq.unique_title_docs(docs)
@@ -91,11 +85,11 @@ def main() -> None:
 
     fts = None
     if not args.skip_fts5:
-        rep = fb.ensure(args.fts5_db, n_docs)
+        rep = fts5.ensure(args.fts5_db, n_docs)
         print(f"FTS5 baseline: {args.fts5_db} ({'reused' if rep.reused else f'built in {rep.seconds:.0f} s'})")
-        fts = fb.Fts5(args.fts5_db)
+        fts = fts5.Fts5(args.fts5_db)
 
-    records = []
+    records: list[dict[str, Any]] = []
     w_time = f_time = 0.0
     for i, item in enumerate(items, 1):
         req = SearchRequest(q=item.query, per_page=10, facets=False, snippets=False)
@@ -104,7 +98,7 @@ def main() -> None:
         w_ms = (time.perf_counter() - t) * 1000
         w_time += w_ms
         w_ids = [h.article.id for h in res.hits]
-        rec = {
+        rec: dict[str, Any] = {
             **item.to_dict(),
             "whoosh": {"rank": rank_of(w_ids, item.article_id), "tier": res.tier, "total": res.total,
                        "first": res.hits[0].article.title if res.hits else None, "ms": round(w_ms, 1),
@@ -117,7 +111,7 @@ def main() -> None:
             f_time += f_ms
             f_ids = [h[0] for h in f_hits]
             rec["fts5"] = {"rank": rank_of(f_ids, item.article_id), "first": f_hits[0][1] if f_hits else None,
-                           "ms": round(f_ms, 1), "ids": f_ids, "match": fb.fts_query(item.query)}
+                           "ms": round(f_ms, 1), "ids": f_ids, "match": fts5.fts_query(item.query)}
             if item.kind == "body_span":
                 rec["span_articles"] = fts.count('"' + item.query + '"')
         records.append(rec)
@@ -151,9 +145,11 @@ def main() -> None:
     spans = by_kind.get("body_span", [])
     if spans and fts is not None:
         uniq = [r for r in spans if r.get("span_articles") == 1]
-        print(f"\nbody_span: {len(uniq)} of {len(spans)} spans occur (as a folded phrase, FTS5 count) in that one article only; "
+        print(f"\nbody_span: {len(uniq)} of {len(spans)} spans occur (as a folded phrase, FTS5 count) "
+              "in that one article only; "
               f"{sum(1 for r in spans if (r.get('span_articles') or 0) > 1)} occur in several, "
-              f"{sum(1 for r in spans if not r.get('span_articles'))} were not found as a phrase by FTS5 (tokenisation differs).")
+              f"{sum(1 for r in spans if not r.get('span_articles'))} were not found as a phrase by FTS5 "
+              "(tokenisation differs).")
         if uniq:
             line = f"{'body_span (unique)':<20}{len(uniq):>5}  " + "  ".join(
                 "{:>11.3f}{:>7.3f}{:>8.3f}".format(*metrics([r[e]["rank"] for r in uniq])) for e in engines)
@@ -199,8 +195,9 @@ def main() -> None:
         print(f"    whoosh:   rank {w['rank'] or '>10'}, tier {w['tier']}, total {w['total']}, first {w['first']!r}"
               + (f", did-you-mean {w['suggestion']!r}" if w["suggestion"] else ""))
         if "fts5" in r:
-            print(f"    fts5:     rank {r['fts5']['rank'] or '>10'}" + (f", span in {r['span_articles']} article(s)" if "span_articles" in r else ""))
-    print(f"\n{fb.load_note()} (end)")
+            print(f"    fts5:     rank {r['fts5']['rank'] or '>10'}"
+                  + (f", span in {r['span_articles']} article(s)" if "span_articles" in r else ""))
+    print(f"\n{load_note()} (end)")
 
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)

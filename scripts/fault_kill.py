@@ -16,8 +16,6 @@ Prints one line per kill and a summary; exits 1 if any check failed.
 from __future__ import annotations
 
 import argparse
-import gzip
-import itertools
 import json
 import os
 import random
@@ -29,41 +27,12 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-CORPUS = REPO.parent / "shared" / "corpus" / "vntc.jsonl.gz"
-
-from index import store  # noqa: E402
-from index.cleanup import clean_line  # noqa: E402
-from index.engine import WhooshEngine  # noqa: E402
+from benchkit.corpus import CORPUS, REPO_ROOT, corpus_articles, write_jsonl
+from index import store
+from index.engine import WhooshEngine
 
 UPDATE_PHASES = ("reading", "committing", "merging")
 REBUILD_PHASES = ("reading", "committing", "switching")
-
-
-def corpus_articles(synthetic: bool, count: int, seed: int) -> list[dict]:
-    if not synthetic and CORPUS.exists():
-        out = []
-        with gzip.open(CORPUS, "rt", encoding="utf-8") as f:
-            for line in itertools.islice(f, count):
-                d = json.loads(line)
-                out.append({k: d[k] for k in ("id", "title", "body", "category", "published", "source")})
-                out[-1]["title"] = clean_line(d["title"])  # as the reader stores it: checks compare titles
-        return out
-    rng = random.Random(seed)
-    words = ("hội nghị tổng kết công tác năm tỉnh Đắk Nông phát triển kinh tế xã hội văn hóa giáo dục y tế "
-             "giao thông nông nghiệp du lịch thể thao bóng đá học sinh giá vàng thị trường").split()
-    return [{"id": f"syn-{i}", "title": " ".join(rng.choice(words) for _ in range(8)),
-             "body": "\n\n".join(" ".join(rng.choice(words) for _ in range(80)) for _ in range(5)),
-             "category": rng.choice(["Thời sự", "Kinh tế", "Thể thao"]), "published": "2020-01-01"}
-            for i in range(count)]
-
-
-def write_jsonl(path: Path, articles: list[dict]) -> Path:
-    with path.open("w", encoding="utf-8") as f:
-        for a in articles:
-            f.write(json.dumps(a, ensure_ascii=False) + "\n")
-    return path
 
 
 def index_cmd(src: Path, index_dir: Path, rebuild: bool) -> list[str]:
@@ -72,13 +41,13 @@ def index_cmd(src: Path, index_dir: Path, rebuild: bool) -> list[str]:
 
 
 def env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO), "SEARCHSVC_TRACE_PHASES": "1",
+    return {**os.environ, "SEARCHSVC_TRACE_PHASES": "1",
             "SEARCHSVC_MERGE_AT_SEGMENTS": "2"}
 
 
 def run_and_kill(cmd: list[str], target: str, delay: float, timeout: float = 600) -> tuple[str, bool]:
     """Run until ``target`` is reported, then SIGKILL after ``delay`` s. Returns (last phase, killed)."""
-    proc = subprocess.Popen(cmd, env=env(), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(cmd, env=env(), cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     last = {"phase": "starting"}
     seen = threading.Event()
@@ -111,15 +80,15 @@ def run_and_kill(cmd: list[str], target: str, delay: float, timeout: float = 600
 
 def index_contents(index_dir: Path) -> tuple[int, dict[str, int], dict[str, str]]:
     """(doc count, id -> copies, id -> title) of the served index."""
-    engine = WhooshEngine.open(index_dir)
-    searcher, _ = engine._state()
-    counts: dict[str, int] = {}
-    titles: dict[str, str] = {}
-    for fields in searcher.reader().all_stored_fields():
-        doc = json.loads(fields["doc"])
-        counts[doc["id"]] = counts.get(doc["id"], 0) + 1
-        titles[doc["id"]] = doc["title"]
-    return searcher.doc_count(), counts, titles
+    with WhooshEngine.open(index_dir) as engine:  # called once per kill: close what each opens
+        searcher, _ = engine._state()
+        counts: dict[str, int] = {}
+        titles: dict[str, str] = {}
+        for fields in searcher.reader().all_stored_fields():
+            doc = json.loads(fields["doc"])
+            counts[doc["id"]] = counts.get(doc["id"], 0) + 1
+            titles[doc["id"]] = doc["title"]
+        return searcher.doc_count(), counts, titles
 
 
 def check(index_dir: Path, must_have: dict[str, str], may_have: dict[str, str]) -> list[str]:
@@ -159,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     committed: dict[str, str] = {}
     # Round 0: a first index, not killed.
     first = pool[: args.per_round]
-    subprocess.run(index_cmd(write_jsonl(work / "r0.jsonl", first), index_dir, False), env=env(), cwd=REPO,
+    subprocess.run(index_cmd(write_jsonl(work / "r0.jsonl", first), index_dir, False), env=env(), cwd=REPO_ROOT,
                    check=True, capture_output=True)
     committed.update({a["id"]: a["title"] for a in first})
     plan = []
@@ -191,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         may = {a["id"]: a["title"] for a in round_articles}
         problems = check(index_dir, before, may)
         # The next run completes the work.
-        done = subprocess.run(index_cmd(src, index_dir, rebuild), env=env(), cwd=REPO, capture_output=True, text=True)
+        done = subprocess.run(index_cmd(src, index_dir, rebuild), env=env(), cwd=REPO_ROOT,
+                              capture_output=True, text=True)
         if done.returncode != 0:
             problems.append(f"re-run failed: {done.stderr.strip()[-300:]}")
         if rebuild:

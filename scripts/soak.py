@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gzip
 import heapq
 import itertools
 import json
@@ -46,18 +45,16 @@ import tempfile
 import time
 from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-CORPUS = REPO.parent / "shared" / "corpus" / "vntc.jsonl.gz"
-
-from index.analysis import fold  # noqa: E402
-from procinfo import children, cmdline, free_port, stop  # noqa: E402  (scripts/ is on sys.path)
+from benchkit.corpus import BENCH_INDEX, CORPUS, REPO_ROOT, corpus_records, write_jsonl
+from benchkit.procinfo import children, cmdline, free_port, stop
+from benchkit.report import banner, load_note, percentile
+from index.analysis import fold
 
 VISIBLE_TARGET = 5.0  # seconds from commit to visible
 VISIBLE_GIVE_UP = 60.0
@@ -109,15 +106,6 @@ def worker_pids(master: int) -> list[int]:
     return sorted(c for c in children(master) if "spawn_main" in cmdline(c))
 
 
-def pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    k = (len(values) - 1) * p / 100
-    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
-    return values[lo] + (values[hi] - values[lo]) * (k - lo)
-
-
 # --- the index ---------------------------------------------------------------------------------------
 
 
@@ -131,23 +119,19 @@ def copy_index(source: Path, target: Path) -> str:
 
 
 def build_index(target: Path, articles: int, work: Path) -> str:
-    if CORPUS.exists():
-        src = work / "build.jsonl"
-        with gzip.open(CORPUS, "rt", encoding="utf-8") as f, src.open("w", encoding="utf-8") as out:
-            for line in itertools.islice(f, articles):
-                out.write(line)
+    if CORPUS.is_file():
+        src = write_jsonl(work / "build.jsonl", corpus_records(articles))
         what = f"the first {articles} corpus articles"
     else:
-        src = REPO / "index" / "demo"
+        src = REPO_ROOT / "index" / "demo"
         what = "the demo articles (no corpus)"
     subprocess.run([sys.executable, "-m", "searchsvc", "index", str(src), "--index-dir", str(target), "--quiet"],
-                   cwd=REPO, check=True, env=child_env())
+                   cwd=REPO_ROOT, check=True, env=child_env())
     return what
 
 
 def child_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEARCHSVC_") and k != "PROMETHEUS_MULTIPROC_DIR"}
-    env["PYTHONPATH"] = str(REPO)
     env.update(extra)
     return env
 
@@ -315,7 +299,7 @@ def new_article(rng: random.Random, corpus: Corpus, marker: str) -> dict:
         "title": f"Tin mới {marker}: {rng.choice(corpus.titles)}",
         "body": [f"Bài viết kiểm thử {marker} được thêm trong lúc chạy thử tải."] + paragraphs[:6],
         "category": corpus.labels[slug],
-        "published": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "published": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": "Kiểm thử tải",
     }
 
@@ -329,7 +313,7 @@ async def sample_peak_rss(pid: int, done: asyncio.Event) -> float:
     return peak
 
 
-async def first_success(check, committed: float) -> float | None:  # noqa: ANN001
+async def first_success(check, committed: float) -> float | None:
     """Seconds from ``committed`` until ``check()`` (one request) first returns True.
 
     A new check starts every POLL_EVERY s (at most POLL_INFLIGHT at once) without waiting for the
@@ -355,7 +339,7 @@ async def first_success(check, committed: float) -> float | None:  # noqa: ANN00
             task.add_done_callback(inflight.discard)
         try:
             await asyncio.wait_for(found.wait(), timeout=POLL_EVERY)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
     for task in list(inflight):
         task.cancel()
@@ -424,7 +408,7 @@ async def indexer_loop(args: argparse.Namespace, work: Path, index_dir: Path, cl
         started = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "searchsvc", "index", str(batch), "--index-dir", str(index_dir), "--quiet",
-            "--wait", "120", cwd=REPO, env=child_env(), stdout=asyncio.subprocess.PIPE,
+            "--wait", "120", cwd=REPO_ROOT, env=child_env(), stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE)
         done = asyncio.Event()
         peak_task = asyncio.create_task(sample_peak_rss(proc.pid, done))
@@ -452,7 +436,7 @@ async def indexer_loop(args: argparse.Namespace, work: Path, index_dir: Path, cl
                     a["title"] = by_id[a["id"]]["title"]
         try:
             await asyncio.wait_for(state.stop.wait(), timeout=max(0.0, args.index_every - (time.monotonic() - tick)))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
     if pending:
         await asyncio.wait(pending, timeout=VISIBLE_GIVE_UP + 5)
@@ -475,7 +459,7 @@ async def monitor(master: int, state: State) -> None:
         state.procs.append(row)
         try:
             await asyncio.wait_for(state.stop.wait(), timeout=1.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
 
@@ -487,8 +471,8 @@ def route_table(samples: list[Sample]) -> list[str]:
     for route in WEIGHTS:
         values = by_route.get(route)
         if values:
-            lines.append(f"    {route:14} {len(values):7d} {pct(values, 50):8.1f} {pct(values, 95):8.1f} "
-                         f"{max(values):8.1f}")
+            p50, p95 = percentile(values, 50), percentile(values, 95)
+            lines.append(f"    {route:14} {len(values):7d} {p50:8.1f} {p95:8.1f} {max(values):8.1f}")
     return lines
 
 
@@ -502,7 +486,8 @@ def vis_line(state: State) -> str:
         if not values:
             return "n=0"
         over = sum(v > VISIBLE_TARGET for v in values)
-        return f"p50 {pct(values, 50):.2f}s max {max(values):.2f}s (n={len(values)}, over {VISIBLE_TARGET:.0f}s: {over})"
+        p50 = percentile(values, 50)
+        return f"p50 {p50:.2f}s max {max(values):.2f}s (n={len(values)}, over {VISIBLE_TARGET:.0f}s: {over})"
 
     return (f"commit->visible: search {fmt(search)}; category feed {fmt(feed)}; by id {fmt(by_id)}; "
             f"update {fmt(upd)}")
@@ -556,6 +541,13 @@ def process_summary(state: State) -> list[str]:
     return lines
 
 
+def p50_max(seconds: list[float]) -> dict[str, float] | None:
+    """A commit-to-visible series for the JSON figures (None when there is none)."""
+    if not seconds:
+        return None
+    return {"p50": round(percentile(seconds, 50), 2), "max": round(max(seconds), 2), "n": len(seconds)}
+
+
 def final_report(state: State, elapsed: float, args: argparse.Namespace, setup: dict) -> dict:
     print("\n=== soak summary ===")
     print(f"index: {setup['index']}; {setup['articles']} articles; server: 2 workers; clients: "
@@ -579,12 +571,13 @@ def final_report(state: State, elapsed: float, args: argparse.Namespace, setup: 
         cells = []
         for r in routes:
             values = [s.latency * 1000 for s in win if s.route == r]
-            cells.append(f"{pct(values, 95):12.0f}" if values else f"{'-':>12}")
+            cells.append(f"{percentile(values, 95):12.0f}" if values else f"{'-':>12}")
         print("    " + f"{t1:7.0f}s " + " ".join(cells))
     loads = [row["load1"] for row in state.procs]
     if loads:
-        print(f"machine load average (1 min, 2 cores): mean {statistics.mean(loads):.1f}, max {max(loads):.1f} "
-              "(the server, the clients, the indexer and anything else running)")
+        print(f"machine load average (1 min, {os.cpu_count()} cores): mean {statistics.mean(loads):.1f}, "
+              f"max {max(loads):.1f} (the server, the clients, the indexer and anything else running); "
+              f"{load_note()} (end)")
     print("processes (sampled every second):")
     for line in process_summary(state):
         print(line)
@@ -593,8 +586,9 @@ def final_report(state: State, elapsed: float, args: argparse.Namespace, setup: 
     runs = state.index_runs
     if runs:
         print(f"indexer: {len(runs)} runs, {statistics.mean(r['seconds'] for r in runs):.2f}s mean, "
-              f"{max(r['seconds'] for r in runs):.2f}s max, peak RSS {statistics.mean(r['peak_rss_mb'] for r in runs):.0f} "
-              f"MB mean / {max(r['peak_rss_mb'] for r in runs):.0f} MB max, failed {sum(r['exit'] != 0 for r in runs)}")
+              f"{max(r['seconds'] for r in runs):.2f}s max, "
+              f"peak RSS {statistics.mean(r['peak_rss_mb'] for r in runs):.0f} MB mean / "
+              f"{max(r['peak_rss_mb'] for r in runs):.0f} MB max, failed {sum(r['exit'] != 0 for r in runs)}")
     print(vis_line(state))
     print("slowest requests: " + "; ".join(f"{t:.1f}s {u[:90]}" for t, u in sorted(state.slowest, reverse=True)[:10]))
     if state.errors:
@@ -614,14 +608,12 @@ def final_report(state: State, elapsed: float, args: argparse.Namespace, setup: 
         "setup": setup, "duration_s": round(elapsed, 1), "concurrency": args.concurrency,
         "index_every_s": args.index_every, "requests": len(state.samples), "errors": state.errors,
         "not_modified": state.not_modified,
-        "routes": {r: {"n": len(v), "p50_ms": round(pct(v, 50), 1), "p95_ms": round(pct(v, 95), 1),
-                       "p99_ms": round(pct(v, 99), 1), "max_ms": round(max(v), 1)} for r, v in by_route.items()},
-        "visible_search_s": {"p50": round(pct(search, 50), 2), "max": round(max(search), 2), "n": len(search)}
-        if search else None,
-        "visible_feed_s": {"p50": round(pct(feed, 50), 2), "max": round(max(feed), 2), "n": len(feed)} if feed else None,
-        "visible_by_id_s": {"p50": round(pct(ids, 50), 2), "max": round(max(ids), 2), "n": len(ids)} if ids else None,
-        "visible_update_s": {"p50": round(pct(state.update_visible, 50), 2), "max": round(max(state.update_visible), 2)}
-        if state.update_visible else None,
+        "routes": {r: {"n": len(v), "p50_ms": round(percentile(v, 50), 1), "p95_ms": round(percentile(v, 95), 1),
+                       "p99_ms": round(percentile(v, 99), 1), "max_ms": round(max(v), 1)} for r, v in by_route.items()},
+        "visible_search_s": p50_max(search),
+        "visible_feed_s": p50_max(feed),
+        "visible_by_id_s": p50_max(ids),
+        "visible_update_s": p50_max(state.update_visible),
         "index_runs": runs, "processes": state.procs[:: max(1, len(state.procs) // 120)],
         "worker_changes": state.worker_changes,
         "slowest": [(round(t, 2), u) for t, u in sorted(state.slowest, reverse=True)],
@@ -663,7 +655,7 @@ async def soak(args: argparse.Namespace, work: Path, index_dir: Path, url: str, 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--index-dir", type=Path, default=REPO / "var" / "bench-index",
+    ap.add_argument("--index-dir", type=Path, default=BENCH_INDEX,
                     help="index to copy (default var/bench-index); built when absent")
     ap.add_argument("--duration", type=float, default=600.0, help="seconds of load (default 600, at most 3600)")
     ap.add_argument("--concurrency", type=int, default=8, help="concurrent clients (default 8)")
@@ -677,6 +669,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the work directory (index copy, server log)")
     args = ap.parse_args(argv)
     args.duration = max(5.0, min(args.duration, 3600.0))
+    print(banner("soak"), flush=True)
 
     work = Path(tempfile.mkdtemp(prefix="soak-"))
     index_dir = work / "index"
@@ -696,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
     server = subprocess.Popen(
         [sys.executable, "-m", "searchsvc", "serve", "--index-dir", str(index_dir), "--host", "127.0.0.1",
          "--port", str(port), "--workers", str(args.workers), "--base-url", url, "--timeout-graceful-shutdown", "10"],
-        cwd=REPO, env=child_env(), stdout=log, stderr=subprocess.STDOUT)
+        cwd=REPO_ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT)
     failures: list[str] = []
     result: dict = {}
     try:
@@ -730,7 +723,7 @@ def main(argv: list[str] | None = None) -> int:
         print(text[text.find("unhandled error") - 200:][:3000] if "unhandled error" in text else text[-3000:])
     result["server_exit"] = server.returncode
     result["failures"] = failures
-    saved_log = REPO / "var" / "soak-server.log"
+    saved_log = REPO_ROOT / "var" / "soak-server.log"
     saved_log.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(log_path, saved_log)
     print(f"server stopped: exit {server.returncode}; its log ({len(text.splitlines())} lines) copied to {saved_log}")

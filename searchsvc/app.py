@@ -2,22 +2,36 @@
 
 Each uvicorn worker calls ``create_app()`` with no arguments and reads its ``Config`` from the
 ``SEARCHSVC_*`` environment, which is how ``searchsvc serve --workers N`` configures every worker.
+``create_app`` puts together the parts built below: the per-app state (``build_state``), the routes
+(``build_routes``), the middleware stack (``build_middleware``) and the lifespan.
 
-Middleware, outermost first, and why in that order:
+The middleware stack, outermost first, and why in that order (``searchsvc.http``):
 
 1. Observability: request id, access log, metrics, last-resort 500, so it sees every response.
 2. Security headers, per path prefix, also on errors, 304s and 429s.
 3. CORS, for ``/api/`` only: preflights are answered here, and 429/413 still carry CORS headers.
-4. Body limit (413) and 5. rate limit (429): cheap refusals before any real work.
-6. GZip, outside the conditional layer so the ETag it sets passes through unchanged.
-7. Conditional GET: ETag and 304 computed before the handler, so revalidation costs no search.
+   Not for the admin API (``/api/admin/``): it is for servers (a CMS), never for browser pages.
+4. Authentication, for ``/api/admin/`` only (``searchsvc.http.auth``): a bearer key, before the
+   body is read or any route runs.
+5. Body limit (413): a cheap refusal before any real work (the admin API has a larger one).
+6. Response cache: a repeated GET is answered from the bytes of its first answer (after gzip), with
+   the per-request headers of the layers above still added around it.
+7. GZip, for everything but feeds and embeds (they keep their documents compressed already),
+   outside the conditional layer so that the ETag it sets passes through unchanged.
+8. Conditional GET: ETag and 304 computed before the handler, so revalidation costs no search.
+
+Inside them Starlette's exception middleware turns ``ApiError`` and ``HTTPException`` into the
+service's error responses (``searchsvc.errors``), and the router's default answers trailing-slash
+redirects (``searchsvc.http.redirects``). The rate limit is not a layer: a request pays a token
+where costly work starts (``searchsvc.engine_calls.charge``, called by the engine calls and feed
+renders), so a route cannot be left out and answers from a cache are free.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import anyio
@@ -25,26 +39,28 @@ import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
-from starlette.middleware.gzip import GZipMiddleware
+from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from . import routes_api, routes_embeds, routes_feeds, routes_ops, routes_pages
-from .caching import (
+from .config import Config
+from .engine_calls import charge
+from .engine_holder import EngineHolder, EngineNotReady, Opener, open_whoosh
+from .errors import EXCEPTION_HANDLERS
+from .http import auth, redirects
+from .http.caching import (
     ConditionalGetMiddleware,
     ResponseCacheMiddleware,
     SharedResponseStore,
     StaticCacheControl,
     fingerprint,
 )
-from .config import Config
-from .engine_pool import EngineHolder, EngineNotReady, Opener, open_whoosh
-from .errors import EXCEPTION_HANDLERS
-from .metrics import Metrics
-from .middleware import (
+from .http.cors import ApiCORSMiddleware
+from .http.encoding import GZIP_LEVEL, GZIP_MINIMUM_SIZE, GZipMiddleware
+from .http.feed_cache import FeedCache
+from .http.middleware import (
     DEFAULT_HEADER_POLICIES,
-    ApiCORSMiddleware,
     BodyLimitMiddleware,
     HeaderPolicy,
     ObservabilityMiddleware,
@@ -52,8 +68,18 @@ from .middleware import (
     SecurityHeadersMiddleware,
     configure_access_log,
 )
-from .ratelimit import RateLimitMiddleware, TokenBucketLimiter
-from .services import Services
+from .http.ratelimit import TokenBucketLimiter
+from .keys import KeyRing
+from .metrics import Metrics
+from .publishing import JournalWriter
+from .routes import admin as admin_routes
+from .routes import api as api_routes
+from .routes import embeds as embed_routes
+from .routes import feeds as feed_routes
+from .routes import ops as ops_routes
+from .routes import pages as page_routes
+from .state import STATE_ATTRIBUTE, AppState
+from .tombstones import Tombstones
 
 logger = logging.getLogger("searchsvc")
 
@@ -62,19 +88,21 @@ TEMPLATES_DIR = PACKAGE_DIR / "templates"
 STATIC_DIR = PACKAGE_DIR / "static"
 
 MAX_BODY_BYTES = 64 * 1024
-GZIP_MINIMUM_SIZE = 500
 WARM_UP_WAIT = 60.0  # seconds a starting worker waits for its warm-up before it serves anyway
-GZIP_LEVEL = 6  # level 9 costs about twice the CPU for a few percent on HTML/JSON
 
 CACHEABLE_PATHS = ("/", "/search", "/api/search", "/api/suggest", "/api/categories", "/api/openapi.json")
 CACHEABLE_PREFIXES = ("/api/articles/", "/articles/", "/c/")
-RATE_LIMITED_PATHS = ("/api/search", "/api/suggest", "/search", *routes_feeds.SEARCH_PATHS)
-
-
-def _count_cache_hit(metrics: Metrics, tier: object | None) -> None:
-    metrics.response_cache_hits.inc()
-    if tier is not None:  # a search answered again: its tier counts like a computed one
-        metrics.tiers.labels(str(tier)).inc()
+# Feeds and embeds choose their encoding and write Vary themselves, by the same rule
+# (searchsvc.http.encoding): the gzip layer would only cost them time on every request.
+GZIP_EXCEPT_PREFIXES = ("/feeds", "/embed")
+# Security headers by path prefix: the pages' and the API's, and the policies the feeds (an XSL
+# view, never framed) and the embeds (framed by anyone) define for themselves.
+HEADER_POLICIES: dict[str, HeaderPolicy] = {
+    **DEFAULT_HEADER_POLICIES,
+    **feed_routes.HEADER_POLICIES,
+    **embed_routes.HEADER_POLICIES,
+    **admin_routes.HEADER_POLICIES,
+}
 
 
 def build_templates(config: Config, asset_version: str) -> Jinja2Templates:
@@ -88,72 +116,57 @@ def build_templates(config: Config, asset_version: str) -> Jinja2Templates:
     return Jinja2Templates(env=env)
 
 
-def create_app(
-    config: Config | None = None,
-    *,
-    opener: Opener = open_whoosh,
-    extra_routes: Sequence[BaseRoute] = (),
-    header_policies: Mapping[str, HeaderPolicy] | None = None,
-) -> Starlette:
-    """Build the app. ``extra_routes`` lets other parts (feeds, embeds) plug in their routes;
-    ``header_policies`` overrides the security headers per path prefix (``/embed/`` may be framed)."""
-    config = config or Config.from_env()
-    configure_access_log()
+def build_state(config: Config, opener: Opener = open_whoosh) -> AppState:
+    """The per-app state: the engine (opened lazily), metrics, templates, limiters, feed cache."""
     app_fingerprint = fingerprint([TEMPLATES_DIR, STATIC_DIR], config.base_url, config.site_title)
     metrics = Metrics()
-    services = Services(
+    engine_limiter = anyio.CapacityLimiter(config.engine_threads)
+    return AppState(
         config=config,
         engines=EngineHolder(config.index_dir, opener=opener),
         metrics=metrics,
         templates=build_templates(config, app_fingerprint[:10]),
         fingerprint=app_fingerprint,
-        engine_limiter=anyio.CapacityLimiter(config.engine_threads),
+        engine_limiter=engine_limiter,
+        # Renders run on the engine threads, like searches, and cost the client a token, like one.
+        feed_cache=FeedCache(limiter=engine_limiter, on_render=metrics.feed_renders.inc, charge=charge),
+        tombstones=Tombstones(config.journal_path),
+        journal_writer=JournalWriter(config.journal_path),
+        rate_limiter=TokenBucketLimiter(config.rate_limit) if config.rate_limit > 0 else None,
     )
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # Try once at startup so the first request is fast; a missing index is not an error.
-        try:
-            engine = await run_in_threadpool(services.engines.get)
-            metrics.set_index(str(engine.generation), int(engine.doc_count))
-            # Accept connections once the suggester and the per-generation sets are built (about
-            # 5 s of CPU on the full corpus): built while requests arrive, they held the GIL
-            # against the first searches, whose latency then depended on when traffic started.
-            if not await run_in_threadpool(services.engines.wait_warm, WARM_UP_WAIT):
-                logger.warning("still warming up after %.0f s; serving anyway", WARM_UP_WAIT)
-        except EngineNotReady as exc:
-            logger.warning("starting without a search index: %s (will retry on requests)", exc)
-            metrics.set_index(None, None)
-        yield
-        services.engines.close()
 
-    routes: list[BaseRoute] = [
+def build_routes() -> list[BaseRoute]:
+    return [
         # Routes are matched in order, one regular expression each: feeds come first because feed
         # readers poll them more than anything else is requested (no two groups' paths overlap).
-        *routes_feeds.routes,
-        *routes_api.routes,
-        *routes_pages.routes,
-        *routes_ops.routes,
-        *routes_embeds.routes,
-        *extra_routes,
+        *feed_routes.routes,
+        *api_routes.routes,
+        *page_routes.routes,
+        *ops_routes.routes,
+        *embed_routes.routes,
+        *admin_routes.routes,
         Mount("/static", app=StaticCacheControl(StaticFiles(directory=STATIC_DIR)), name="static"),
     ]
-    limiter = TokenBucketLimiter(config.rate_limit) if config.rate_limit > 0 else None
-    app: Starlette
 
-    def current_routes() -> Sequence[BaseRoute]:
-        return app.router.routes
 
-    middleware = [
-        Middleware(ObservabilityMiddleware, metrics=metrics, routes=current_routes, access_log=config.access_log),
-        Middleware(
-            SecurityHeadersMiddleware,
-            policies=header_policies
-            or {**DEFAULT_HEADER_POLICIES, **routes_feeds.HEADER_POLICIES, **routes_embeds.HEADER_POLICIES},
-        ),
+def _count_cache_hit(metrics: Metrics, tier: object | None) -> None:
+    metrics.response_cache_hits.inc()
+    if tier is not None:  # a search answered again: its tier counts like a computed one
+        metrics.tiers.labels(str(tier)).inc()
+
+
+def build_middleware(state: AppState, routes: Callable[[], Sequence[BaseRoute]]) -> list[Middleware]:
+    """The stack described in the module docstring, outermost first; ``routes`` gives the app's
+    routes for the metrics' route templates."""
+    config, metrics = state.config, state.metrics
+    return [
+        Middleware(ObservabilityMiddleware, metrics=metrics, routes=routes, access_log=config.access_log),
+        Middleware(SecurityHeadersMiddleware, policies=HEADER_POLICIES),
         Middleware(
             PathScopedMiddleware,
             prefixes=("/api/",),
+            except_prefixes=(auth.PREFIX,),
             middleware=lambda inner: ApiCORSMiddleware(
                 inner,
                 allow_origins=list(config.cors_origins),
@@ -163,49 +176,90 @@ def create_app(
                 max_age=600,
             ),
         ),
-        Middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES),
         Middleware(
-            RateLimitMiddleware,
-            limiter=limiter,
-            paths=RATE_LIMITED_PATHS,
-            on_limited=metrics.rate_limited.inc,
+            PathScopedMiddleware,
+            prefixes=(auth.PREFIX,),
+            middleware=lambda inner: AuthenticationMiddleware(
+                inner, backend=auth.ApiKeyBackend(KeyRing(config.keys_path), metrics), on_error=auth.on_auth_error
+            ),
         ),
+        Middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES, limits={auth.PREFIX: config.admin_max_body}),
         Middleware(
             ResponseCacheMiddleware,
-            generation=services.generation,
-            app_fingerprint=app_fingerprint,
+            generation=state.generation,
+            app_fingerprint=state.fingerprint,
             paths=CACHEABLE_PATHS,
             prefixes=CACHEABLE_PREFIXES,
             max_bytes=config.response_cache_mb << 20,
             on_hit=lambda tier: _count_cache_hit(metrics, tier),
             shared=SharedResponseStore.from_env(max_bytes=4 * (config.response_cache_mb << 20)),
         ),
-        # Feeds and embeds keep their documents gzipped already (searchsvc.feed_cache) and choose
-        # the encoding themselves: Starlette's gzip layer would only cost them time (measured:
-        # ~30 us a request, most of a cached feed's 304).
         Middleware(
             PathScopedMiddleware,
             prefixes=("/",),
-            except_prefixes=("/feeds", "/embed"),
-            middleware=lambda inner: GZipMiddleware(inner, minimum_size=GZIP_MINIMUM_SIZE, compresslevel=GZIP_LEVEL),
+            except_prefixes=GZIP_EXCEPT_PREFIXES,
+            middleware=lambda inner: GZipMiddleware(inner, minimum_size=GZIP_MINIMUM_SIZE,
+                                                    compresslevel=GZIP_LEVEL),
         ),
         Middleware(
             ConditionalGetMiddleware,
-            generation=services.generation,
-            app_fingerprint=app_fingerprint,
+            generation=state.generation,
+            app_fingerprint=state.fingerprint,
             paths=CACHEABLE_PATHS,
             prefixes=CACHEABLE_PREFIXES,
             max_age=config.cache_max_age,
             on_not_modified=metrics.not_modified.inc,
         ),
     ]
+
+
+async def open_index(state: AppState) -> None:
+    """Try once at startup so the first request is fast; a missing index is not an error."""
+    try:
+        engine = await run_in_threadpool(state.engines.get)
+        state.metrics.set_index(str(engine.generation), int(engine.doc_count))
+        # Accept connections once the suggester and the per-generation sets are built: built while
+        # requests arrive, they held the GIL against the first searches, whose latency then
+        # depended on when traffic started.
+        if not await run_in_threadpool(state.engines.wait_warm, WARM_UP_WAIT):
+            logger.warning("still warming up after %.0f s; serving anyway", WARM_UP_WAIT)
+    except EngineNotReady as exc:
+        logger.warning("starting without a search index: %s (will retry on requests)", exc)
+        state.metrics.set_index(None, None)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    state: AppState = getattr(app.state, STATE_ATTRIBUTE)
+    await open_index(state)
+    try:
+        yield
+    finally:
+        await run_in_threadpool(close_state, state)
+
+
+def close_state(state: AppState) -> None:
+    """Release what the app holds open (index files, journal connections) once requests are over:
+    the process may live on after its app (an embedding process, a test). Blocking."""
+    state.engines.close(WARM_UP_WAIT)
+    state.tombstones.close()
+    state.journal_writer.close()
+
+
+def create_app(config: Config | None = None, *, opener: Opener = open_whoosh) -> Starlette:
+    """Build the app for ``config`` (default: from the environment). ``opener`` opens the index
+    (the Whoosh engine unless a caller brings another)."""
+    config = config or Config.from_env()
+    configure_access_log()
+    auth.configure_auth_log()
+    state = build_state(config, opener)
     app = Starlette(
-        routes=routes,
-        middleware=middleware,
+        routes=build_routes(),
+        middleware=build_middleware(state, routes=lambda: app.router.routes),
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
-    app.state.services = services
-    app.state.templates = services.templates
-    app.state.config = config
+    redirects.install(app.router)  # "/search/" -> a relative redirect, never one built from Host
+    setattr(app.state, STATE_ATTRIBUTE, state)
+    app.state.templates = state.templates  # what the error pages render with (searchsvc.errors)
     return app

@@ -1,7 +1,12 @@
-"""The ``searchsvc`` command line: index, delete, search, stats, serve.
+"""The ``searchsvc`` command line: index, delete, search, stats, serve, apply, keys.
 
-argparse rather than a framework: five subcommands with plain flags need nothing more, and every
+argparse rather than a framework: a few subcommands with plain flags need nothing more, and every
 flag falls back to a ``SEARCHSVC_*`` environment variable documented in the README.
+
+Failures are answered in one place, ``main``: every expected exception (a bad argument or setting,
+a missing or unusable index directory, a busy writer lock, a refused search, an OS error) becomes
+one ``error: …`` line on stderr and an exit status from the table below, documented in the README.
+Commands raise instead of printing; only a bug still shows a traceback.
 """
 
 from __future__ import annotations
@@ -10,16 +15,62 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
-from typing import Sequence
+from typing import Any, NoReturn
 
 from index import store
-from index.api import SORTS, SearchError, SearchRequest, Span
+from index.api import (
+    MAX_DATE,
+    MIN_DATE,
+    SORTS,
+    SearchError,
+    SearchRequest,
+    SettingError,
+    Span,
+    check_date,
+)
+
+# Exit statuses (README, "Command line").
+EXIT_OK = 0
+EXIT_INCOMPLETE = 1  # done, but not everything: index --strict skipped input, delete missed an id
+EXIT_FAILED = 2  # bad arguments, no usable index directory, a refused search, an OS error
+EXIT_BUSY = 3  # the writer lock is held by another run; serve could not start (port in use...)
+EXIT_CONFIG = 4  # a SEARCHSVC_* setting (or the option standing for it) that cannot be used
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (searchsvc search … | head), as for SIGPIPE
+
+
+class CliError(Exception):
+    """A failure a command explains in one line; ``main`` prints it and exits with ``status``."""
+
+    def __init__(self, message: str, status: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one ``error:`` line like every other failure."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CliError(f"{self.prog}: {message} (see '{self.prog} --help')", EXIT_FAILED)
+
+
+def _check_index_dir(path: Path) -> Path:
+    """The index directory, or the nearest part of its path that exists, must be a directory: a
+    file there would otherwise surface as NotADirectoryError or FileExistsError deep in the store."""
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                where = "" if part == path else f" ({part} is a file)"
+                raise CliError(f"index directory {path} is not a directory{where}")
+            break
+    return path
 
 
 def _index_dir(value: str | None) -> Path:
-    return Path(value) if value else store.default_index_dir()
+    return _check_index_dir(Path(value) if value else store.default_index_dir())
 
 
 def _text(value: str) -> str:
@@ -29,10 +80,16 @@ def _text(value: str) -> str:
 
 
 def _date(value: str) -> date:
+    """A day the engine can filter on: the same range the HTTP parameters accept (index.api)."""
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from None
+    try:
+        check_date("date", day)
+    except SearchError:
+        raise argparse.ArgumentTypeError(f"not a day from {MIN_DATE} to {MAX_DATE}: {value!r}") from None
+    return day
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -41,7 +98,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     index_dir = _index_dir(args.index_dir)
     interactive = sys.stderr.isatty() and not args.quiet
-    bar = None
+    bar: Any = None  # a tqdm bar on a terminal
     count = 0
 
     def progress(n: int) -> None:
@@ -52,12 +109,17 @@ def cmd_index(args: argparse.Namespace) -> int:
         elif not args.quiet and count % 5000 == 0:
             print(f"indexed {count} articles...", file=sys.stderr, flush=True)
 
-    def on_error(error: object) -> None:
-        message = f"skipped {error}"
+    def say(message: str) -> None:
         if bar is not None:
             bar.write(message, file=sys.stderr)
         else:
             print(message, file=sys.stderr, flush=True)
+
+    def on_error(error: object) -> None:
+        say(f"skipped {error}")
+
+    def on_warning(message: str) -> None:
+        say(f"warning: {message}")  # indexed, with a change the operator should know of
 
     trace = os.environ.get("SEARCHSVC_TRACE_PHASES") == "1"
 
@@ -72,34 +134,26 @@ def cmd_index(args: argparse.Namespace) -> int:
     try:
         report = index_articles(
             index_dir, read_sources(args.sources), rebuild=args.rebuild, progress=progress,
-            on_error=on_error, lock_wait=args.wait, procs=args.procs, on_phase=on_phase,
+            on_error=on_error, lock_wait=args.wait, procs=args.procs, on_phase=on_phase, on_warning=on_warning,
         )
-    except store.IndexBusy as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3
     except OSError as e:
-        print(f"error: indexing failed: {e}. The served index keeps what was committed before the failure"
-              " (a --rebuild leaves the live generation untouched).", file=sys.stderr)
-        return 2
+        raise CliError(f"indexing failed: {e}. The served index keeps what was committed before the failure"
+                       " (a --rebuild leaves the live generation untouched).") from e
     finally:
         if bar is not None:
             bar.close()
     print(report.summary())
     if args.strict and report.skipped_total:
-        return 1
-    return 0
+        return EXIT_INCOMPLETE
+    return EXIT_OK
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
     from index.builder import delete_articles
 
-    try:
-        deleted = delete_articles(_index_dir(args.index_dir), args.ids)
-    except store.IndexMissing as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    deleted = delete_articles(_index_dir(args.index_dir), args.ids)
     print(f"deleted {deleted} of {len(args.ids)}")
-    return 0 if deleted == len(args.ids) else 1
+    return EXIT_OK if deleted == len(args.ids) else EXIT_INCOMPLETE
 
 
 def _spans_text(spans: list[Span], color: bool) -> str:
@@ -111,21 +165,13 @@ def _spans_text(spans: list[Span], color: bool) -> str:
 def cmd_search(args: argparse.Namespace) -> int:
     from index.engine import WhooshEngine
 
-    try:
-        engine = WhooshEngine.open(_index_dir(args.index_dir))
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    request = SearchRequest(
-        q=_text(" ".join(args.query)), categories=[_text(c) for c in args.category or []],
-        sources=[_text(s) for s in args.source or []],
-        date_from=args.date_from, date_to=args.date_to, sort=args.sort, page=args.page, per_page=args.limit,
-    )
-    try:
+    with WhooshEngine.open(_index_dir(args.index_dir)) as engine:
+        request = SearchRequest(
+            q=_text(" ".join(args.query)), categories=[_text(c) for c in args.category or []],
+            sources=[_text(s) for s in args.source or []],
+            date_from=args.date_from, date_to=args.date_to, sort=args.sort, page=args.page, per_page=args.limit,
+        )
         result = engine.search(request)
-    except SearchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     if args.json:
         print(json.dumps({
             "query": result.query, "total": result.total, "tier": result.tier, "suggestion": result.suggestion,
@@ -136,37 +182,35 @@ def cmd_search(args: argparse.Namespace) -> int:
             "facets": {k: [{"value": f.value, "slug": f.slug, "count": f.count} for f in v]
                        for k, v in result.facets.items()},
         }, ensure_ascii=False, indent=2))
-        return 0
+        return EXIT_OK
     color = sys.stdout.isatty()
-    print(f"{result.total} results (tier: {result.tier})" + (f" — did you mean: {result.suggestion}" if result.suggestion else ""))
+    print(f"{result.total} results (tier: {result.tier})"
+          + (f" — did you mean: {result.suggestion}" if result.suggestion else ""))
     for note in result.notes:
         print(f"note: {note}")
     first = (result.request.page - 1) * result.request.per_page
     for i, hit in enumerate(result.hits, start=first + 1):
         a = hit.article
         print(f"\n{i}. {_spans_text(hit.title_spans, color)}")
-        print(f"   {a.published.strftime('%d/%m/%Y')} · {a.category} · {a.source or ''} · id {a.id} · score {hit.score:.2f}")
+        print(f"   {a.published.strftime('%d/%m/%Y')} · {a.category} · {a.source or ''} · id {a.id} "
+              f"· score {hit.score:.2f}")
         print(f"   {_spans_text(hit.snippet, color)}")
-    return 0
+    return EXIT_OK
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
     from index.engine import WhooshEngine
 
     index_dir = _index_dir(args.index_dir)
-    try:
-        engine = WhooshEngine.open(index_dir)
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    live = store.current_generation(index_dir)
-    stats = {
-        "index_dir": str(index_dir),
-        "generation": engine.generation,
-        "articles": engine.doc_count,
-        "size_bytes": store.index_size_bytes(index_dir / live) if live else 0,
-        "categories": [{"label": c.value, "slug": c.slug, "count": c.count} for c in engine.categories()],
-    }
+    with WhooshEngine.open(index_dir) as engine:
+        live = store.current_generation(index_dir)
+        stats: dict[str, Any] = {
+            "index_dir": str(index_dir),
+            "generation": engine.generation,
+            "articles": engine.doc_count,
+            "size_bytes": store.index_size_bytes(index_dir / live) if live else 0,
+            "categories": [{"label": c.value, "slug": c.slug, "count": c.count} for c in engine.categories()],
+        }
     if args.json:
         print(json.dumps(stats, ensure_ascii=False, indent=2))
     else:
@@ -175,7 +219,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         print(f"size: {stats['size_bytes'] / 1e6:.1f} MB")
         for c in stats["categories"]:
             print(f"  {c['count']:>7}  {c['label']} ({c['slug']})")
-    return 0
+    return EXIT_OK
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -188,12 +232,107 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "base_url": args.base_url, "timeout_graceful_shutdown": args.timeout_graceful_shutdown,
     }
     config = Config.from_env({k: v for k, v in overrides.items() if v is not None})
+    _check_index_dir(config.index_dir)
     serve(config)
-    return 0
+    return EXIT_OK
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    from index.applier import DEFAULT_MAX_BATCH, commit_interval_from_env, run_applier
+    from index.journal import default_journal_path
+    from searchsvc.supervisor import PARENT_ENV
+
+    index_dir = _index_dir(args.index_dir)
+    journal = Path(args.journal).expanduser() if args.journal else default_journal_path(index_dir)
+    interval = commit_interval_from_env()
+    if args.max_batch is not None and args.max_batch < 1:
+        raise CliError("apply: --max-batch must be at least 1")
+    level = os.environ.get("SEARCHSVC_LOG_LEVEL", "").strip().upper() or "INFO"
+    logging.basicConfig(level=level if level in logging.getLevelNamesMapping() else "INFO",
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+
+    def stop_requested(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, stop_requested)
+    parent = os.environ.get(PARENT_ENV, "").strip()
+    if parent.isdigit():
+        # Supervised by ``searchsvc serve``: Ctrl-C in a terminal reaches the whole process
+        # group, and the server stops its applier itself (SIGTERM) once its requests are done; a
+        # server that died without doing so (SIGKILL) is noticed here, so no orphan keeps running.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+        def watch_parent() -> None:
+            while not stop.wait(0.5):
+                if os.getppid() != int(parent):
+                    stop.set()
+
+        threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
+    else:
+        signal.signal(signal.SIGINT, stop_requested)
+    # on_commit: what hears of each commit (the changed categories). With SEARCHSVC_WEBSUB_HUB set,
+    # the WebSub notifier: it pings the hub from a thread of its own, never holding the applier up.
+    from searchsvc.websub import notifier_from_env
+
+    notifier = notifier_from_env()
+    try:
+        run_applier(index_dir, journal, interval=interval, max_batch=args.max_batch or DEFAULT_MAX_BATCH,
+                    stop=stop, on_commit=notifier, hook_stats=notifier.stats if notifier is not None else None)
+    finally:
+        if notifier is not None:
+            notifier.close()
+    return EXIT_OK
+
+
+def _keys_path(args: argparse.Namespace) -> Path:
+    from searchsvc.keys import default_keys_path
+
+    if args.keys_file:
+        return Path(args.keys_file).expanduser()
+    return default_keys_path(_index_dir(args.index_dir))
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """Create, list and revoke the admin API's keys. ``create`` prints the key once, alone on the
+    last line of stdout (``KEY=$(searchsvc keys create cms --scope ingest | tail -n 1)``)."""
+    from searchsvc.keys import KeyNameError, KeysFileError, Scope, create_key, read_keys, revoke_key
+
+    path = _keys_path(args)
+    try:
+        if args.keys_command == "create":
+            key, record = create_key(path, args.name, Scope(args.scope))
+            print(f"created key {record.name!r} (scope {record.scope.value}) in {path}")
+            print("it is shown only this once; send it as 'Authorization: Bearer KEY'")
+            print(key)
+        elif args.keys_command == "revoke":
+            record = revoke_key(path, args.name)
+            print(f"revoked key {record.name!r} at {record.revoked.isoformat() if record.revoked else '?'}"
+                  " (a running server refuses it within a second)")
+        else:
+            records = read_keys(path)
+            if args.json:
+                print(json.dumps({"keys_file": str(path), "keys": [
+                    {k: v for k, v in r.to_json().items() if k != "hash"} for r in records or []
+                ]}, ensure_ascii=False, indent=2))
+            elif records is None:
+                print(f"no keys file at {path}: the admin API is off")
+            else:
+                print(f"{'NAME':<24} {'SCOPE':<7} {'CREATED':<26} REVOKED")
+                for r in records:
+                    revoked = r.revoked.isoformat() if r.revoked else "-"
+                    print(f"{r.name:<24} {r.scope.value:<7} {r.created.isoformat():<26} {revoked}")
+    except (KeyNameError, KeysFileError) as exc:
+        raise CliError(f"keys {args.keys_command}: {exc}") from None
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="searchsvc", description="Vietnamese news search and feeds.")
+    parser = _Parser(prog="searchsvc", description="Vietnamese news search and feeds.")
     sub = parser.add_subparsers(dest="command", required=True)
     index_help = "index directory (default: $SEARCHSVC_INDEX_DIR or ./var/index)"
 
@@ -230,6 +369,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_stats)
 
+    p = sub.add_parser("apply", help="apply the publishing journal to the index (foreground; serve runs one)")
+    p.add_argument("--index-dir", help=index_help)
+    p.add_argument("--journal", help="journal file (default: $SEARCHSVC_JOURNAL or INDEX_DIR/journal.sqlite3)")
+    p.add_argument("--max-batch", type=int, default=None, help="entries per commit at most (default 1000)")
+    p.set_defaults(func=cmd_apply)
+
+    p = sub.add_parser("keys", help="create, list or revoke the admin API's keys")
+    keys_sub = p.add_subparsers(dest="keys_command", required=True)
+    keys_file_help = "keys file (default: $SEARCHSVC_KEYS_FILE or INDEX_DIR/keys.json)"
+    for name, help_text in (("create", "create a key and print it once, alone on the last line"),
+                            ("list", "list the keys' names, scopes and dates (never the keys)"),
+                            ("revoke", "revoke a key by name")):
+        k = keys_sub.add_parser(name, help=help_text)
+        if name != "list":
+            k.add_argument("name", help="the key's name (letters, digits, '.', '_', '-')")
+        if name == "create":
+            k.add_argument("--scope", required=True, choices=["ingest", "admin"],
+                           help="ingest: publish, correct, unpublish; admin: that and every admin route")
+        if name == "list":
+            k.add_argument("--json", action="store_true")
+        k.add_argument("--index-dir", help=index_help)
+        k.add_argument("--keys-file", help=keys_file_help)
+        k.set_defaults(func=cmd_keys)
+
     p = sub.add_parser("serve", help="run the HTTP service (uvicorn)")
     p.add_argument("--index-dir", help=index_help)
     p.add_argument("--host", help="default 127.0.0.1 ($SEARCHSVC_HOST)")
@@ -243,13 +406,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if getattr(args, "procs", 0) is None:
-        from index.builder import DEFAULT_PROCS
+# The expected failures, first match wins: exception type, what the message starts with, exit status.
+# Anything else is a bug and keeps its traceback.
+_FAILURES: tuple[tuple[type[BaseException], str, int], ...] = (
+    (SettingError, "configuration: ", EXIT_CONFIG),  # searchsvc.config.ConfigError, the index's settings
+    (store.IndexBusy, "", EXIT_BUSY),
+    (SearchError, "", EXIT_FAILED),
+    (OSError, "", EXIT_FAILED),  # IndexMissing; a bad path, a permission, a full disk
+    (KeyboardInterrupt, "interrupted", EXIT_INTERRUPTED),
+)
 
-        args.procs = DEFAULT_PROCS
-    return args.func(args)
+
+def _failure(exc: BaseException) -> tuple[str, int] | None:
+    """The one-line message and exit status for an expected failure; None for a bug."""
+    if isinstance(exc, CliError):
+        return str(exc), exc.status
+    for kind, prefix, status in _FAILURES:
+        if isinstance(exc, kind):
+            if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+                detail = f"{exc.strerror}: {exc.filename}"  # not "[Errno 20] …"
+            else:
+                detail = str(exc)
+            return prefix + detail, status
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if getattr(args, "procs", 0) is None:
+            from index.builder import DEFAULT_PROCS
+
+            args.procs = DEFAULT_PROCS
+        status: int = args.func(args)
+        sys.stdout.flush()  # a closed pipe (searchsvc search | head) fails here, inside the handler
+        return status
+    except BrokenPipeError:
+        # The reader went away: nothing to report. Point stdout at /dev/null so the interpreter's
+        # final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except (Exception, KeyboardInterrupt) as exc:
+        failure = _failure(exc)
+        if failure is None:
+            raise
+        message, code = failure
+        print(f"error: {' '.join(message.split())}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

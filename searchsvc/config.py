@@ -10,12 +10,20 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from index.api import SettingError
+from index.applier import INTERVAL_ENV, commit_interval_from_env
+from index.journal import JOURNAL_FILE
+
+from .keys import KEYS_FILE
 
 DEFAULT_SITE_TITLE = "Tin tức – Lưu trữ"
-DEFAULT_RATE_LIMIT = 120  # requests per minute per client, when the host is not loopback
+DEFAULT_ADMIN_MAX_BODY = 16 << 20  # bytes of one admin API request (an NDJSON batch of articles)
+DEFAULT_RATE_LIMIT = 120  # costly requests per minute per client (searchsvc.http.ratelimit says which)
 
 # field name -> environment variable. Every field of ``Config`` is listed once.
 ENV_NAMES: dict[str, str] = {
@@ -34,11 +42,32 @@ ENV_NAMES: dict[str, str] = {
     "cache_max_age": "SEARCHSVC_CACHE_MAX_AGE",
     "access_log": "SEARCHSVC_ACCESS_LOG",
     "log_level": "SEARCHSVC_LOG_LEVEL",
+    "journal": "SEARCHSVC_JOURNAL",
+    "commit_interval": "SEARCHSVC_COMMIT_INTERVAL",
+    "applier": "SEARCHSVC_APPLIER",
+    "keys_file": "SEARCHSVC_KEYS_FILE",
+    "admin_max_body": "SEARCHSVC_ADMIN_MAX_BODY",
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(SettingError):
     """A setting that cannot be used; the message names the variable so an operator can fix it."""
+
+
+def default_base_url(host: str, port: int) -> str:
+    """The base URL of the address actually served, for when no public one is configured.
+
+    A wildcard bind (0.0.0.0, ::) names no host a link could use, so links then point at this
+    machine's loopback; a public deployment sets SEARCHSVC_BASE_URL (README, "Configuration").
+    """
+    name = host.strip().strip("[]") or "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return f"http://{name}:{port}"  # a host name
+    if address.is_unspecified:
+        address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
+    return f"http://[{address}]:{port}" if address.version == 6 else f"http://{address}:{port}"
 
 
 def is_loopback_host(host: str) -> bool:
@@ -54,14 +83,15 @@ def is_loopback_host(host: str) -> bool:
 @dataclass(frozen=True, slots=True)
 class Config:
     index_dir: Path = Path("var/index")
-    base_url: str = "http://127.0.0.1:8000"
+    # Public base URL for absolute links; empty means the address served (default_base_url).
+    base_url: str = ""
     cors_origins: tuple[str, ...] = ("*",)
     workers: int = 1
     # Threads per worker that run heavy index work (searches, feed renders). Few on purpose:
     # Whoosh's work is pure Python under the GIL, and its many small file reads each release and
     # re-take the GIL, so N busy threads in one process do not go faster than one; they only
-    # finish together, late, and each keeps its own searcher. Measured with 16 connections on
-    # 2 cores: 40 threads (Starlette's default pool) let search throughput collapse to 17-24 req/s.
+    # finish together, late, and each keeps its own searcher. With Starlette's default pool (40
+    # threads) search throughput under load collapsed (docs/service.md, SEARCHSVC_ENGINE_THREADS).
     engine_threads: int = 2
     # Megabytes per worker of finished responses (pages and API answers, gzipped or not) kept to
     # answer repeats of the same request on the same index generation; 0 turns it off.
@@ -69,9 +99,10 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8000
     site_title: str = DEFAULT_SITE_TITLE
-    # Requests per minute per client on the search and suggest routes; 0 turns the limiter off.
-    # Unset, it is off when the server binds a loopback address and DEFAULT_RATE_LIMIT otherwise.
-    rate_limit: int = 0
+    # Costly requests (a search, a suggestion, an uncached feed render) per minute per client;
+    # 0 turns the limiter off. On whatever address the server binds: bound to loopback, it is
+    # usually behind a local reverse proxy, whose clients must be limited (see ratelimit.client_key).
+    rate_limit: int = DEFAULT_RATE_LIMIT
     websub_hub: str | None = None
     timeout_graceful_shutdown: int = 10
     # max-age for cacheable GET responses; 0 means "store but revalidate every time" (ETag makes
@@ -79,6 +110,25 @@ class Config:
     cache_max_age: int = 0
     access_log: bool = True
     log_level: str = "info"
+    # The publishing journal (index.journal); None: <index_dir>/journal.sqlite3 (``journal_path``).
+    journal: Path | None = None
+    # Seconds between the applier's commits at most (index.applier).
+    commit_interval: float = 1.0
+    # Whether ``serve`` runs the applier beside the workers (searchsvc.supervisor).
+    applier: bool = True
+    # The admin API's keys (searchsvc.keys); None: <index_dir>/keys.json (``keys_path``). No file:
+    # the admin API is off (every /api/admin/ path answers 404).
+    keys_file: Path | None = None
+    # Bytes one admin API request body may hold (413 above); other requests keep the app's own cap.
+    admin_max_body: int = DEFAULT_ADMIN_MAX_BODY
+
+    @property
+    def journal_path(self) -> Path:
+        return self.journal if self.journal is not None else self.index_dir / JOURNAL_FILE
+
+    @property
+    def keys_path(self) -> Path:
+        return self.keys_file if self.keys_file is not None else self.index_dir / KEYS_FILE
 
     @classmethod
     def from_env(
@@ -117,21 +167,35 @@ class Config:
             if isinstance(origins, str):
                 origins = [o.strip() for o in origins.split(",")]
             values["cors_origins"] = tuple(o for o in origins if o)
-        for name in ("workers", "engine_threads", "response_cache_mb", "port", "timeout_graceful_shutdown", "cache_max_age", "rate_limit"):
+        for name in ("workers", "engine_threads", "response_cache_mb", "port", "timeout_graceful_shutdown",
+                     "cache_max_age", "rate_limit", "admin_max_body"):
             if name in raw:
                 values[name] = _as_int(name, raw[name])
         for name in ("host", "site_title", "log_level"):
             if name in raw:
                 values[name] = str(raw[name])
         if "websub_hub" in raw:
-            values["websub_hub"] = str(raw["websub_hub"]) or None
+            values["websub_hub"] = _websub_hub(str(raw["websub_hub"]).strip()) or None
         if "access_log" in raw:
             values["access_log"] = _as_bool("access_log", raw["access_log"])
+        if "applier" in raw:
+            values["applier"] = _as_bool("applier", raw["applier"])
+        if "journal" in raw:
+            values["journal"] = Path(str(raw["journal"])).expanduser()
+        if "keys_file" in raw:
+            values["keys_file"] = Path(str(raw["keys_file"])).expanduser()
+        if "commit_interval" in raw:
+            try:
+                values["commit_interval"] = commit_interval_from_env({INTERVAL_ENV: str(raw["commit_interval"])})
+            except SettingError as exc:
+                raise ConfigError(str(exc)) from None
         config = cls(**values)
-        if "rate_limit" not in values and not is_loopback_host(config.host):
-            config = replace(config, rate_limit=DEFAULT_RATE_LIMIT)
         config._check()
         return config
+
+    def __post_init__(self) -> None:
+        if not self.base_url:  # frozen: set once, here, so every way of building a Config agrees
+            object.__setattr__(self, "base_url", default_base_url(self.host, self.port))
 
     def _check(self) -> None:
         for name in ("workers", "engine_threads"):
@@ -142,6 +206,8 @@ class Config:
         for name in ("rate_limit", "timeout_graceful_shutdown", "cache_max_age", "response_cache_mb"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{ENV_NAMES[name]} must not be negative")
+        if self.admin_max_body < 1:
+            raise ConfigError(f"{ENV_NAMES['admin_max_body']} must be a number of bytes, at least 1")
 
     def to_env(self) -> dict[str, str]:
         """The environment that makes ``Config.from_env()`` in a worker return this same config."""
@@ -158,6 +224,24 @@ class Config:
                 value = "1" if value else "0"
             env[ENV_NAMES[f.name]] = str(value)
         return env
+
+
+def _websub_hub(value: str) -> str:
+    """The hub's URL: absolute http(s), and nothing that could break out of the feeds' ``<link>``
+    elements and ``Link`` headers (spaces, quotes, angle brackets, control characters) or that a
+    header cannot carry (anything but ASCII)."""
+    if not value:
+        return value
+    try:
+        parts = urlsplit(value)
+        absolute = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. an unclosed "[" of an IPv6 address
+        absolute = False
+    if (not absolute or not value.isascii()
+            or any(c.isspace() or c in '<>"' or ord(c) < 32 or ord(c) == 127 for c in value)):
+        raise ConfigError(f"{ENV_NAMES['websub_hub']} must be an absolute http:// or https:// URL in ASCII "
+                          f"(percent-encoded), without spaces, quotes or angle brackets, not {value!r}")
+    return value
 
 
 def _as_int(name: str, value: Any) -> int:

@@ -2,18 +2,41 @@
 
 With ``PROMETHEUS_MULTIPROC_DIR`` set (``searchsvc.server`` does it when workers > 1), every worker
 writes its samples to files in that directory and a scrape, answered by whichever worker gets it,
-merges all of them; without it the metrics live in this process's own registry. Labels use the
-route *template* ("/api/articles/{article_id}"), never the raw path, so cardinality stays bounded.
+merges all of them; without it the metrics live in this process's own registry.
+
+Every label value comes from a fixed set, whatever a client sends, because each distinct value is
+a new series kept (and scraped) for the life of the process: the route is its *template*
+("/api/articles/{article_id}", or ``<unmatched>``), never the raw path, and a method outside
+``HTTP_METHODS`` is ``other`` (any token is a valid method to uvicorn: ``M123``, or 4,000 letters).
 """
 
 from __future__ import annotations
 
 import os
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# RFC 9110 section 9 and PATCH (RFC 5789): the methods a client of ours may use on purpose.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+OTHER_METHOD = "other"
+# Why an admin API request was refused (searchsvc.http.auth): no key, a header that is not
+# "Bearer <key>", a key that matches nothing, a revoked key, a key in the query string, a valid key
+# without the route's scope, a client refused because of its earlier failures.
+AUTH_FAILURE_REASONS = ("missing", "malformed", "unknown", "revoked", "in_query", "scope", "throttled")
+
+
+def method_label(method: str) -> str:
+    """The method as a label value: itself if standard, else ``other`` (methods are case-sensitive)."""
+    return method if method in HTTP_METHODS else OTHER_METHOD
 
 
 def multiprocess_dir() -> str | None:
@@ -27,7 +50,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.multiprocess = multiprocess_dir() is not None
-        self._children: dict[tuple[str, str, int], tuple] = {}
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         # In multiprocess mode metrics must not be registered anywhere: the collector reads files.
         self._registry = None if self.multiprocess else CollectorRegistry()
         registry = self._registry
@@ -63,6 +86,20 @@ class Metrics:
         self.rate_limited = Counter(
             "searchsvc_rate_limited_total", "Requests refused with 429 by the per-client limiter.", registry=registry
         )
+        # ``reason`` is one of ``AUTH_FAILURE_REASONS``, never anything a client sent.
+        self.auth_failures = Counter(
+            "searchsvc_auth_failures_total",
+            "Admin API requests refused by authentication or authorisation, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in AUTH_FAILURE_REASONS:  # every series from the start, at 0: rates need no gap-filling
+            self.auth_failures.labels(reason)
+        self.feed_renders = Counter(
+            "searchsvc_feed_renders_total",
+            "Feed, OPML, embed and /feeds documents rendered because no feed-cache entry held them.",
+            registry=registry,
+        )
         # "mostrecent": a scrape reports the value the latest writing worker saw.
         self.generation = Gauge(
             "searchsvc_index_generation",
@@ -86,6 +123,7 @@ class Metrics:
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         # ``labels()`` takes a lock and builds its key on every call: keep the children instead
         # (routes are templates, so there are few of them; per request, this is the hot path).
+        method = method_label(method)
         key = (route, method, status)
         children = self._children.get(key)
         if children is None:
@@ -94,6 +132,11 @@ class Metrics:
                 self._children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def auth_failure(self, reason: str) -> None:
+        if reason not in AUTH_FAILURE_REASONS:
+            raise ValueError(f"unknown authentication failure reason {reason!r}")
+        self.auth_failures.labels(reason).inc()
 
     def set_index(self, generation: str | None, documents: int | None) -> None:
         if generation is None:
@@ -108,7 +151,7 @@ class Metrics:
         if self._registry is not None:
             return generate_latest(self._registry)
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
 
 

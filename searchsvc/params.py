@@ -1,8 +1,9 @@
 """Query-string parsing shared by the JSON API and the HTML pages.
 
 Everything a client can send is checked here, before the engine sees it, so that a bad value is a
-400 with a stable code instead of an exception deep inside Whoosh. The engine still has the last
-word on what it refuses (``SearchError``, e.g. a page beyond ``MAX_RESULT_DEPTH``).
+400 with a stable code instead of an exception deep inside Whoosh. The engine checks its own
+limits again (``SearchError``) for callers that do not come through here, such as the CLI; a
+refusal that still reaches a handler is a 400 with the engine's code (``engine_calls``).
 """
 
 from __future__ import annotations
@@ -13,14 +14,24 @@ from datetime import date
 
 from starlette.datastructures import QueryParams
 
-from index.api import MAX_PER_PAGE, MAX_RESULT_DEPTH, SORTS, SearchRequest
+from index.api import (
+    MAX_PER_PAGE,
+    MAX_RESULT_DEPTH,
+    SORTS,
+    SearchError,
+    SearchRequest,
+    check_date,
+)
 
-from .errors import ApiError
+from .errors import ApiError, ErrorCode, engine_error
 
 MAX_Q_CHARS = 1_000  # longer is refused; the engine itself cuts at MAX_QUERY_CHARS with a note
 MAX_FILTER_CHARS = 200
 MAX_FILTER_VALUES = 20
 MAX_SUGGEST_LIMIT = 20
+DEFAULT_SUGGEST_LIMIT = 10
+DEFAULT_PER_PAGE = 10  # the API's; the pages pass their own
+MAX_PAGE = 1_000_000_000  # what parses as a page number; page_too_deep comes first in practice
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _INT = re.compile(r"[0-9]{1,9}")
@@ -29,8 +40,8 @@ _INT = re.compile(r"[0-9]{1,9}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def bad(code: str, message: str) -> ApiError:
-    return ApiError(400, code, message)
+def bad(code: ErrorCode, message: str) -> ApiError:
+    return ApiError(code, message)
 
 
 def clean_text(value: str) -> str:
@@ -40,11 +51,11 @@ def clean_text(value: str) -> str:
 def parse_q(params: QueryParams, name: str = "q") -> str:
     q = params.get(name, "")
     if len(q) > MAX_Q_CHARS:
-        raise bad("query_too_long", f"'{name}' is longer than {MAX_Q_CHARS} characters")
+        raise bad(ErrorCode.QUERY_TOO_LONG, f"'{name}' is longer than {MAX_Q_CHARS} characters")
     return clean_text(q)
 
 
-def parse_int(params: QueryParams, name: str, default: int, code: str, low: int, high: int) -> int:
+def parse_int(params: QueryParams, name: str, default: int, code: ErrorCode, low: int, high: int) -> int:
     raw = params.get(name, "").strip()
     if raw == "":
         return default
@@ -61,11 +72,16 @@ def parse_date(params: QueryParams, name: str) -> date | None:
     if raw == "":
         return None
     if not _DATE.fullmatch(raw):
-        raise bad("bad_date", f"'{name}' must be a date as YYYY-MM-DD")
+        raise bad(ErrorCode.BAD_DATE, f"'{name}' must be a date as YYYY-MM-DD")
     try:
-        return date.fromisoformat(raw)
+        value = date.fromisoformat(raw)
     except ValueError:
-        raise bad("bad_date", f"'{name}' is not a real calendar date") from None
+        raise bad(ErrorCode.BAD_DATE, f"'{name}' is not a real calendar date") from None
+    try:
+        check_date(name, value)  # the engine's range: what parses here, the engine can use
+    except SearchError as exc:
+        raise engine_error(exc) from None
+    return value
 
 
 def parse_list(params: QueryParams, name: str) -> list[str]:
@@ -76,11 +92,11 @@ def parse_list(params: QueryParams, name: str) -> list[str]:
         if not value:
             continue
         if len(value) > MAX_FILTER_CHARS:
-            raise bad("bad_parameter", f"'{name}' values are at most {MAX_FILTER_CHARS} characters")
+            raise bad(ErrorCode.BAD_PARAMETER, f"'{name}' values are at most {MAX_FILTER_CHARS} characters")
         if value not in values:
             values.append(value)
     if len(values) > MAX_FILTER_VALUES:
-        raise bad("bad_parameter", f"at most {MAX_FILTER_VALUES} '{name}' values")
+        raise bad(ErrorCode.BAD_PARAMETER, f"at most {MAX_FILTER_VALUES} '{name}' values")
     return values
 
 
@@ -117,21 +133,22 @@ class SearchParams:
         )
 
 
-def parse_search(params: QueryParams, default_per_page: int = 10) -> SearchParams:
+def parse_search(params: QueryParams, default_per_page: int = DEFAULT_PER_PAGE) -> SearchParams:
     q = parse_q(params)
     sort = params.get("sort", "").strip() or "relevance"
     if sort not in SORTS:
-        raise bad("bad_sort", f"'sort' must be one of: {', '.join(SORTS)}")
+        raise bad(ErrorCode.BAD_SORT, f"'sort' must be one of: {', '.join(SORTS)}")
     date_from = parse_date(params, "from")
     date_to = parse_date(params, "to")
     if date_from and date_to and date_from > date_to:
-        raise bad("bad_date_range", "'from' must not be after 'to'")
-    # A page beyond MAX_RESULT_DEPTH can never be valid, whatever per_page is; the exact
-    # page * per_page limit is the engine's to enforce (it raises SearchError).
-    page = parse_int(params, "page", 1, "bad_page", 1, 1_000_000_000)
-    per_page = parse_int(params, "per_page", default_per_page, "bad_per_page", 1, MAX_PER_PAGE)
+        raise bad(ErrorCode.BAD_DATE_RANGE, "'from' must not be after 'to'")
+    # Any integer page parses; the depth limit is checked here, on page * per_page, so that a page
+    # too deep is a 400 page_too_deep before any search runs (the engine refuses one too, with
+    # the same code, for callers that do not come through here).
+    page = parse_int(params, "page", 1, ErrorCode.BAD_PAGE, 1, MAX_PAGE)
+    per_page = parse_int(params, "per_page", default_per_page, ErrorCode.BAD_PER_PAGE, 1, MAX_PER_PAGE)
     if page * per_page > MAX_RESULT_DEPTH:
-        raise bad("page_too_deep", f"only the first {MAX_RESULT_DEPTH} results can be paged through")
+        raise bad(ErrorCode.PAGE_TOO_DEEP, f"only the first {MAX_RESULT_DEPTH} results can be paged through")
     return SearchParams(
         q=q,
         categories=parse_list(params, "category"),

@@ -8,13 +8,15 @@ pages, and nothing an article or a query contains can become live HTML.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
-from urllib.parse import quote, urlencode, urlsplit
+from datetime import date, datetime
+from typing import Any
+from urllib.parse import quote, urlencode
 
 from markupsafe import Markup, escape
 
 from index.api import FacetValue, Hit, SearchResult, Span
 from index.article import VN_TZ, Article
+from index.urls import web_url
 
 
 def highlight(spans: Iterable[Span]) -> Markup:
@@ -50,23 +52,17 @@ def format_date(value: datetime) -> str:
     return value.astimezone(VN_TZ).strftime("%d/%m/%Y")
 
 
+def format_calendar_date(value: date | None) -> str | None:
+    """dd/mm/yyyy of a calendar date (a ``from``/``to`` filter: no time, no zone), or None."""
+    return value.strftime("%d/%m/%Y") if value else None
+
+
 def format_count(value: int) -> str:
     """Vietnamese digit grouping: 12.345."""
     return f"{value:,}".replace(",", ".")
 
 
-def safe_external_url(url: str | None) -> str | None:
-    """The article's original URL if it is plain http(s); anything else (``javascript:``) is dropped."""
-    if not url:
-        return None
-    try:
-        scheme = urlsplit(url).scheme.lower()
-    except ValueError:
-        return None
-    return url if scheme in ("http", "https") else None
-
-
-def hit_json(hit: Hit, base_url: str) -> dict:
+def hit_json(hit: Hit, base_url: str) -> dict[str, Any]:
     article = hit.article
     return {
         "id": article.id,
@@ -83,11 +79,11 @@ def hit_json(hit: Hit, base_url: str) -> dict:
     }
 
 
-def facet_json(values: Sequence[FacetValue]) -> list[dict]:
+def facet_json(values: Sequence[FacetValue]) -> list[dict[str, Any]]:
     return [{"value": v.value, "slug": v.slug, "count": v.count} for v in values]
 
 
-def result_json(result: SearchResult, base_url: str) -> dict:
+def result_json(result: SearchResult, base_url: str) -> dict[str, Any]:
     return {
         "query": result.query,
         "total": result.total,
@@ -102,10 +98,14 @@ def result_json(result: SearchResult, base_url: str) -> dict:
     }
 
 
-def article_json(article: Article, base_url: str) -> dict:
+def article_json(article: Article, base_url: str) -> dict[str, Any]:
+    """``Article.to_dict()`` with the body once, as ``paragraphs`` (a list keeps single line breaks
+    inside a paragraph unambiguous); the joined ``body`` string would double the answer."""
     data = article.to_dict()
-    # The original page, under a name that cannot clash; only plain http(s): clients make it a link.
-    data["source_url"] = safe_external_url(data.get("url"))
+    del data["body"]
+    # The original page, under a name that cannot clash; only a safe http(s) URI (index.urls):
+    # clients make it a link.
+    data["source_url"] = web_url(data.get("url"))
     data["url"] = absolute(base_url, article_path(article.id))
     data["paragraphs"] = list(article.body)
     return data

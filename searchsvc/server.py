@@ -7,6 +7,7 @@ The app is given to uvicorn as the import string "searchsvc.app:create_app" (fac
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -16,13 +17,15 @@ import sys
 import tempfile
 from multiprocessing import reduction
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.supervisors import Multiprocess
 
-from .caching import SHARED_CACHE_ENV
 from .config import Config
+from .http.caching import SHARED_CACHE_ENV
+from .supervisor import ApplierSupervisor
 
 logger = logging.getLogger("searchsvc")
 
@@ -44,9 +47,9 @@ class HeadTimeoutH11Protocol(H11Protocol):
     request head REQUEST_HEAD_TIMEOUT seconds after connecting (or after the previous response) is
     closed, unless a response is being produced (the handler's time is not the client's)."""
 
-    _head_timer: object = None
+    _head_timer: asyncio.TimerHandle | None = None
 
-    def connection_made(self, transport) -> None:  # noqa: ANN001
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # uvicorn annotates it loosely
         super().connection_made(transport)
         self._arm_head_timer()
 
@@ -83,23 +86,23 @@ class SharedListenSocket(socket.socket):
 
     Why: asyncio accepts up to ``backlog`` queued connections each time the socket is readable
     (``create_server(backlog=...)``), and the same number is passed to ``listen()``. Every worker
-    is woken by a new connection, and the first to run took the whole burst: 16 keep-alive
-    connections opened together went 13 to one worker and 3 to the other (measured), so one
-    core queued most requests while the other idled. Workers are therefore started with
+    is woken by a new connection, and the first to run took the whole burst of keep-alive
+    connections opened together (docs/service.md, "Workers"), so one core queued most requests
+    while the other idled. Workers are therefore started with
     ``backlog=ACCEPTS_PER_WAKEUP`` so each takes one connection per wake-up and the workers share
     a burst; this class keeps that small number from also shrinking the kernel's accept queue,
     which the supervisor sets once (uvicorn's 2048) before starting them.
     """
 
-    def listen(self, backlog: int = 0) -> None:  # noqa: ARG002 - the supervisor's listen() stands
+    def listen(self, backlog: int = 0) -> None:
         return None
 
     @classmethod
-    def adopt(cls, sock: socket.socket) -> "SharedListenSocket":
+    def adopt(cls, sock: socket.socket) -> SharedListenSocket:
         """``sock`` itself (same file descriptor, already listening), as this class."""
         return cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
 
-    def __reduce__(self):  # noqa: ANN204 - multiprocessing's pickler would rebuild a plain socket
+    def __reduce__(self) -> tuple[Any, ...]:  # multiprocessing's pickler would rebuild a plain socket
         return (_rebuild_shared_socket, (reduction.DupFd(self.fileno()), self.family, self.type, self.proto))
 
 
@@ -130,7 +133,7 @@ def serve(config: Config) -> None:
         # A fresh directory per run: files left by an earlier run would be summed into this one.
         metrics_dir = tempfile.mkdtemp(prefix="searchsvc-metrics-")
         os.environ[MULTIPROC_ENV] = metrics_dir
-        # Responses one worker computed, replayed by the others (searchsvc.caching.SharedResponseStore).
+        # Responses one worker computed, replayed by the others (searchsvc.http.caching.SharedResponseStore).
         shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
         shared_dir = tempfile.mkdtemp(prefix="searchsvc-responses-", dir=shm)
         os.environ[SHARED_CACHE_ENV] = shared_dir
@@ -139,9 +142,16 @@ def serve(config: Config) -> None:
         os.environ.pop(MULTIPROC_ENV, None)
         os.environ.pop(SHARED_CACHE_ENV, None)
     previous = {sig: signal.signal(sig, _stop_requested) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # The publishing applier beside the workers, one per index (searchsvc.supervisor says why a
+    # process); stopped after uvicorn, so a commit in progress finishes while requests drain.
+    applier = ApplierSupervisor(config.index_dir) if config.applier else None
+    if applier is not None:
+        applier.start()
     try:
         run_uvicorn(config)
     finally:
+        if applier is not None:
+            applier.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         for directory in (metrics_dir, shared_dir):
@@ -149,7 +159,7 @@ def serve(config: Config) -> None:
                 shutil.rmtree(directory, ignore_errors=True)
 
 
-def run_uvicorn(config: Config, app: str = APP_FACTORY, app_dir: str = "") -> None:
+def run_uvicorn(config: Config, app: str = APP_FACTORY) -> None:
     """What ``uvicorn.run`` does, except that the shared listening socket gets TCP_NODELAY.
 
     ``app`` is a factory import string; the benchmark runs its "hello" ceiling through here too,
@@ -158,19 +168,17 @@ def run_uvicorn(config: Config, app: str = APP_FACTORY, app_dir: str = "") -> No
     With several workers uvicorn binds one socket in the supervisor as ``socket.socket(AF_INET)``,
     whose ``proto`` is 0; asyncio only sets TCP_NODELAY on accepted sockets whose proto is
     IPPROTO_TCP, so every worker connection kept Nagle's algorithm, and a response written as
-    headers + body waited for the client's delayed ACK: 40 ms per request (measured: 350 req/s
-    for a "hello" app at 16 connections instead of 8,000). Linux copies TCP_NODELAY from the
-    listening socket to the sockets it accepts, so setting it once here fixes every worker.
+    headers + body waited for the client's delayed ACK on every request (docs/service.md,
+    "Workers", has the cost). Linux copies TCP_NODELAY from the listening socket to the sockets
+    it accepts, so setting it once here fixes every worker.
     """
-    if app_dir:
-        sys.path.insert(0, app_dir)  # spawned workers inherit sys.path
     uvicorn_config = uvicorn.Config(
         app,
         factory=True,
         host=config.host,
         port=config.port,
         workers=config.workers,
-        access_log=False,  # ours is the JSON access log in searchsvc.middleware
+        access_log=False,  # ours is the JSON access log in searchsvc.http.middleware
         log_level=config.log_level,
         timeout_graceful_shutdown=config.timeout_graceful_shutdown,
         server_header=False,

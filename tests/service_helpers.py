@@ -9,6 +9,7 @@ the graceful-shutdown timeout, so every test that uses one also checks shutdown.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -68,144 +69,22 @@ class SampleArticle:
         )
 
 
-XSS_TITLE = 'Cảnh giác trò lừa "<script>alert(1)</script>" qua mạng xã hội'
+DATA_DIR = Path(__file__).resolve().parent / "data"
 
-SAMPLE_ARTICLES: tuple[SampleArticle, ...] = (
-    SampleArticle(
-        "the-thao-dak-nong-2014",
-        "Thể thao",
-        "Đắk Nông vô địch giải bóng đá thiếu niên toàn tỉnh",
-        "27/06/2014",
-        1021,
-        (
-            "Đội bóng đá thiếu niên Đắk Nông đã giành chức vô địch sau trận chung kết kịch tính trên sân vận động tỉnh.",
-            "Ban tổ chức trao cúp và huy chương vàng cho các cầu thủ nhỏ tuổi, khán giả cổ vũ nhiệt tình suốt trận đấu.",
-        ),
-        source="Minh Anh",
-        captions=("Các cầu thủ nâng cúp vô địch",),
-    ),
-    SampleArticle(
-        "the-thao-marathon-2013",
-        "Thể thao",
-        "Giải chạy marathon quốc tế thu hút năm nghìn vận động viên",
-        "15/03/2013",
-        870,
-        (
-            "Giải chạy marathon quốc tế năm nay có năm nghìn vận động viên đến từ hai mươi quốc gia tham dự.",
-            "Đường chạy đi qua những cây cầu nổi tiếng và bờ biển dài của thành phố.",
-        ),
-    ),
-    SampleArticle(
-        "the-thao-bong-da-2012",
-        "Thể thao",
-        "Đội tuyển bóng đá tập trung chuẩn bị cho vòng loại",
-        "02/09/2012",
-        3000,
-        (
-            "Huấn luyện viên trưởng đã triệu tập ba mươi cầu thủ cho đợt tập trung chuẩn bị vòng loại khu vực.",
-            "Các cầu thủ trẻ được kỳ vọng sẽ tạo nên sức bật mới cho đội tuyển bóng đá quốc gia.",
-        ),
-    ),
-    SampleArticle(
-        "kinh-te-ca-phe-2014",
-        "Kinh tế",
-        "Giá cà phê Đắk Nông tăng mạnh đầu vụ thu hoạch",
-        "10/11/2014",
-        540,
-        (
-            "Giá cà phê nhân xô tại Đắk Nông tăng mạnh trong tuần đầu vụ thu hoạch, người trồng cà phê phấn khởi.",
-            "Các doanh nghiệp thu mua dự báo giá sẽ còn biến động theo thị trường thế giới.",
-        ),
-    ),
-    SampleArticle(
-        "kinh-te-sau-rieng-2011",
-        "Kinh tế",
-        "Nông dân Đắk Song trồng xen sầu riêng và hồ tiêu",
-        "05/05/2011",
-        1500,
-        (
-            "Nhiều hộ nông dân ở huyện Đắk Song chuyển sang trồng xen sầu riêng với hồ tiêu để tăng thu nhập.",
-            "Mô hình trồng xen giúp giảm rủi ro khi giá hồ tiêu xuống thấp.",
-        ),
-    ),
-    SampleArticle(
-        "kinh-te-xuat-khau-2009",
-        "Kinh tế",
-        "Xuất khẩu nông sản vượt kế hoạch năm",
-        "20/12/2009",
-        400,
-        (
-            "Kim ngạch xuất khẩu nông sản của tỉnh năm nay vượt kế hoạch nhờ giá cà phê và hồ tiêu thuận lợi.",
-            "Ngành công thương đề nghị doanh nghiệp chú trọng chất lượng và truy xuất nguồn gốc.",
-        ),
-    ),
-    SampleArticle(
-        "van-hoa-cong-chieng-2010",
-        "Văn hóa",
-        "Bảo tồn không gian văn hóa cồng chiêng Tây Nguyên",
-        "12/08/2010",
-        760,
-        (
-            "Các nghệ nhân cồng chiêng được mời truyền dạy cho lớp trẻ tại nhà văn hóa cộng đồng.",
-            "Lễ hội cồng chiêng được tổ chức mỗi năm thu hút đông đảo du khách trong và ngoài nước.",
-        ),
-    ),
-    SampleArticle(
-        "van-hoa-le-hoi-2008",
-        "Văn hóa",
-        "Lễ hội đường phố đón chào năm mới",
-        "01/01/2008",
-        320,
-        (
-            "Hàng nghìn người dân đã tham gia lễ hội đường phố với các đoàn diễu hành rực rỡ sắc màu.",
-            "Chương trình nghệ thuật kéo dài đến nửa đêm trong không khí vui tươi.",
-        ),
-    ),
-    SampleArticle(
-        "giao-duc-tuyen-sinh-2014",
-        "Giáo dục",
-        "Đắk Nông công bố chỉ tiêu tuyển sinh lớp 10",
-        "20/04/2014",
-        2200,
-        (
-            "Sở Giáo dục Đắk Nông công bố chỉ tiêu tuyển sinh lớp 10 cho các trường trung học phổ thông.",
-            "Học sinh cần nộp hồ sơ đăng ký dự thi trước ngày cuối tháng năm.",
-        ),
-    ),
-    SampleArticle(
-        "giao-duc-hoc-bong-2013",
-        "Giáo dục",
-        "Trao học bổng cho học sinh nghèo vượt khó",
-        "09/09/2013",
-        610,
-        (
-            "Quỹ khuyến học trao hai trăm suất học bổng cho học sinh nghèo vượt khó học giỏi.",
-            "Các em học sinh xúc động nhận học bổng trong ngày khai giảng năm học mới.",
-        ),
-    ),
-    SampleArticle(
-        "xa-hoi-canh-bao-2014",
-        "Xã hội",
-        XSS_TITLE,
-        "03/10/2014",
-        990,
-        (
-            "Công an cảnh báo thủ đoạn lừa đảo mới qua mạng xã hội, kẻ gian gửi đường dẫn <img src=x onerror=alert(2)> giả mạo.",
-            "Người dân không nên bấm vào đường dẫn lạ và không cung cấp mã xác thực cho bất kỳ ai.",
-        ),
-    ),
-    SampleArticle(
-        "xa-hoi-mua-lu-2012",
-        "Xã hội",
-        "Mưa lớn gây sạt lở đất ở huyện miền núi",
-        "18/07/2012",
-        1300,
-        (
-            "Mưa lớn kéo dài nhiều ngày gây sạt lở đất, chia cắt giao thông tại một số xã miền núi.",
-            "Chính quyền địa phương đã sơ tán các hộ dân khỏi vùng nguy hiểm.",
-        ),
-    ),
-)
+
+def load_sample_articles(path: Path = DATA_DIR / "sample_articles.json") -> tuple[SampleArticle, ...]:
+    """Articles from a JSON list of SampleArticle fields (``source`` and ``captions`` optional)."""
+    records = json.loads(path.read_text(encoding="utf-8"))
+    return tuple(
+        SampleArticle(**{**r, "paragraphs": tuple(r["paragraphs"]), "captions": tuple(r.get("captions", ()))})
+        for r in records
+    )
+
+
+# The corpus of the service tests, written out in the portal's format by write_corpus.
+SAMPLE_ARTICLES = load_sample_articles()
+# Its article with markup in the title and body: the tests check it stays inert everywhere.
+XSS_TITLE = next(a.title for a in SAMPLE_ARTICLES if a.stem == "xa-hoi-canh-bao-2014")
 
 
 def write_corpus(directory: Path, articles: Sequence[SampleArticle] = SAMPLE_ARTICLES) -> Path:
@@ -226,7 +105,9 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, timeout: float = INDEX_TIMEOUT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, timeout: float = INDEX_TIMEOUT, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """``python -m searchsvc ARGS``; a non-zero exit fails the test with the CLI's own output."""
     proc = subprocess.run(
         [sys.executable, "-m", "searchsvc", *args],

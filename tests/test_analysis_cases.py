@@ -1,6 +1,8 @@
 """Every case of ../shared/eval/analysis-cases.json through the real index and the real search.
 
-Cases marked "difficulty" are run and reported (xfail when they fail) rather than required.
+Every case must pass, the ones marked "difficulty" included, except the hard cases listed in
+KNOWN_HARD_FAILURES: those are strict xfails, so a change in any case's outcome fails the run
+(a regression fails; a fixed hard case passes unexpectedly and asks for its entry to go).
 """
 
 from __future__ import annotations
@@ -8,9 +10,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from index_helpers import SHARED, article, build
 
 from index.api import SearchRequest
-from index_helpers import SHARED, article, build
 
 CASES_FILE = SHARED / "eval" / "analysis-cases.json"
 pytestmark = pytest.mark.skipif(not CASES_FILE.exists(), reason=f"{CASES_FILE} not found (../shared is absent)")
@@ -25,6 +27,26 @@ def _cases() -> list[dict]:
 CASES = _cases()
 
 
+def _case_id(case: dict) -> str:
+    return f"{case['category']}:{case['query']}"
+
+
+# Hard cases this engine does not answer yet, by case id, with why. Only cases the data marks with a
+# "difficulty" may be listed (checked below); the others, hard or not, are required to pass.
+KNOWN_HARD_FAILURES = {
+    "phrase:sinh học": "syllable pairs cannot tell 'sinh học' from 'học sinh | học tập' without segmentation",
+}
+
+
+def _param(case: dict) -> object:
+    marks = []
+    if _case_id(case) in KNOWN_HARD_FAILURES:
+        # raises=AssertionError: a known-hard case that crashes is a failure, not an expected miss.
+        marks.append(pytest.mark.xfail(strict=True, raises=AssertionError,
+                                       reason=f"known hard case: {KNOWN_HARD_FAILURES[_case_id(case)]}"))
+    return pytest.param(case, id=_case_id(case), marks=marks)
+
+
 @pytest.fixture(scope="module")
 def engine_and_ids(tmp_path_factory):
     """One index with every text of every case, so texts compete with each other as in real life."""
@@ -35,8 +57,8 @@ def engine_and_ids(tmp_path_factory):
                 texts.setdefault(case[key], f"case-{len(texts)}")
     # Titles carry no words, so ranking comes from the texts alone (indexed as the body).
     articles = [article(doc_id, f"T{n}", text) for n, (text, doc_id) in enumerate(texts.items())]
-    engine = build(tmp_path_factory.mktemp("cases"), articles)
-    return engine, texts
+    with build(tmp_path_factory.mktemp("cases"), articles) as engine:
+        yield engine, texts
 
 
 def _ranked_ids(engine, query: str) -> list[str]:
@@ -44,16 +66,17 @@ def _ranked_ids(engine, query: str) -> list[str]:
     return [h.article.id for h in result.hits]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[f"{c['category']}:{c['query']}" for c in CASES])
+@pytest.mark.parametrize("case", [_param(c) for c in CASES])
 def test_case(case, engine_and_ids):
     engine, texts = engine_and_ids
-    if case.get("difficulty"):
-        try:
-            _check(case, engine, texts)
-        except AssertionError as e:
-            pytest.xfail(f"known hard case ({case['difficulty']}): {e}")
-    else:
-        _check(case, engine, texts)
+    _check(case, engine, texts)
+
+
+def test_known_failures_are_hard_cases_of_the_data():
+    """An entry whose case was renamed, dropped or no longer marked hard must not linger unseen."""
+    hard = {_case_id(c) for c in CASES if c.get("difficulty")}
+    stale = set(KNOWN_HARD_FAILURES) - hard
+    assert not stale, f"not hard cases of {CASES_FILE.name}: {stale}"
 
 
 def _check(case, engine, texts):

@@ -40,6 +40,22 @@ def test_zero_width_marks_inside_words_are_removed() -> None:
     assert clean_text("\ufeffbáo\u200b chí\u2060\u200c\u200d\u200f") == "báo chí"
 
 
+# Embeddings, overrides, isolates, and the three direction marks.
+BIDI_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+
+
+def test_bidi_controls_are_removed() -> None:
+    # An override makes "RTL \u202eexe.gpj" display as "RTL jpg.exe" on pages, feeds and widgets.
+    assert clean_line("RTL \u202eexe.gpj\u202c") == "RTL exe.gpj"
+    assert clean_text("\u2067بیت\u2069 Hà\u2066 Nội\u2069") == "بیت Hà Nội"
+    for ch in BIDI_CONTROLS:
+        assert clean_text(f"a{ch}b {ch}") == "ab", f"U+{ord(ch):04X} survived"
+    # As entities too: decoded first, then removed.
+    assert clean_text("x&#8238;y&#x2067;z") == "xyz"
+    # Between a letter and its tone mark, like the zero-width marks: the mark still composes.
+    assert clean_text("ly\u202e\u0301") == "lý"
+
+
 def test_zero_width_mark_between_letter_and_tone_mark() -> None:
     # Removed before NFC, so the combining acute still composes with its "y".
     assert clean_text("ly\u200e\u0301 thuye\u0302\u0301t") == "lý thuyết"

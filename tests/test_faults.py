@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from index_helpers import small_tmpfs
 
+from benchkit.corpus import corpus_articles, write_jsonl
 from index import store
 from index.engine import WhooshEngine
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
-from fault_kill import corpus_articles, write_jsonl  # noqa: E402
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -40,13 +40,9 @@ def test_sigkill_in_every_phase(tmp_path):
 
 @pytest.fixture
 def small_disk(tmp_path):
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {proc.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+    """3 MiB, not conftest's 2: a first small index must fit before the big one fills it."""
+    with small_tmpfs(tmp_path / "disk", "3m") as mount:
+        yield mount
 
 
 @pytest.mark.parametrize("rebuild", [False, True], ids=["update", "rebuild"])
@@ -61,9 +57,9 @@ def test_disk_full_leaves_live_index_intact(tmp_path, small_disk, rebuild):
     assert out.returncode == 2
     assert "No space left on device" in out.stderr and "error: indexing failed" in out.stderr
     assert store.current_generation(index_dir) == live
-    engine = WhooshEngine.open(index_dir)
-    assert engine.doc_count == 40
-    assert engine.get_article("syn-0") is not None
+    with WhooshEngine.open(index_dir) as engine:
+        assert engine.doc_count == 40
+        assert engine.get_article("syn-0") is not None
     assert store.generation_numbers(index_dir) == [int(live.split("-")[1])]  # no half-built generation left
     # Once space is back, the same command completes.
     (small_disk / "filler").write_bytes(b"")
@@ -75,26 +71,26 @@ def test_opening_a_searcher_survives_a_commit_deleting_its_table_of_contents(tmp
     """The race the soak found: another process commits between the engine listing the table of
     contents and reading it, so the file it picked is gone. The engine must re-read the live
     generation and open that, not fail the request."""
+    from index_helpers import article, build
     from whoosh.index import TOC
 
-    from index_helpers import article, build
     from index.builder import index_articles
 
     index_dir = tmp_path / "ix"
-    engine = build(index_dir, [article(1, "Bão số 3 đổ bộ", "Mưa lớn ở miền Trung.")])
-    assert engine.get_article("1") is not None
-    index_articles(index_dir, [article(2, "Lũ quét ở Yên Bái", "Nước lên nhanh.")], procs=1)
+    with build(index_dir, [article(1, "Bão số 3 đổ bộ", "Mưa lớn ở miền Trung.")]) as engine:
+        assert engine.get_article("1") is not None
+        index_articles(index_dir, [article(2, "Lũ quét ở Yên Bái", "Nước lên nhanh.")], procs=1)
 
-    real_read = TOC.read.__func__
-    failures = []
+        real_read = TOC.read.__func__
+        failures = []
 
-    def read_once_gone(cls, storage, indexname, gen=None, schema=None):
-        if not failures:
-            failures.append(gen)
-            raise FileNotFoundError(2, "No such file or directory", f"_{indexname}_{gen}.toc")
-        return real_read(cls, storage, indexname, gen=gen, schema=schema)
+        def read_once_gone(cls, storage, indexname, gen=None, schema=None):
+            if not failures:
+                failures.append(gen)
+                raise FileNotFoundError(2, "No such file or directory", f"_{indexname}_{gen}.toc")
+            return real_read(cls, storage, indexname, gen=gen, schema=schema)
 
-    monkeypatch.setattr(TOC, "read", classmethod(read_once_gone))
-    engine._checked = 0.0  # notice the new commit now rather than after CHECK_INTERVAL
-    assert engine.get_article("2").title == "Lũ quét ở Yên Bái"
-    assert failures, "the injected disappearance never happened: the test did not exercise the race"
+        monkeypatch.setattr(TOC, "read", classmethod(read_once_gone))
+        engine._checked = 0.0  # notice the new commit now rather than after CHECK_INTERVAL
+        assert engine.get_article("2").title == "Lũ quét ở Yên Bái"
+        assert failures, "the injected disappearance never happened: the test did not exercise the race"

@@ -12,12 +12,11 @@ import copy
 import html
 import json
 import unicodedata
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-import feedgen.entry
-import feedgen.feed
 import feedparser
 import pytest
+import time_machine
 from hypothesis import given
 from hypothesis import strategies as st
 from lxml import etree
@@ -64,7 +63,7 @@ def _articles() -> list[Article]:
         Article(id="a-nfd", title=NFD_TITLE,
                 body=[unicodedata.normalize("NFD", "Nông dân Đắk Song phấn khởi vì được mùa.")],
                 category=unicodedata.normalize("NFD", "Nông nghiệp"),
-                published=(t0 - timedelta(hours=3)).astimezone(timezone.utc)),
+                published=(t0 - timedelta(hours=3)).astimezone(UTC)),
         Article(id="a-script", title="Bài có mã độc",
                 body=[f"Nội dung có {SCRIPT} ở giữa.", "<b>không in đậm</b>"],
                 category="Công nghệ", published=t0 - timedelta(hours=4), source=SCRIPT),
@@ -327,31 +326,25 @@ def test_json_feed_escapes_markup(json_bytes: bytes) -> None:
 RENDERERS = {"rss": render_rss, "atom": render_atom, "json": render_json}
 
 
-class _AnyDatetime(type):
-    """Keeps feedgen's ``isinstance(value, datetime)`` checks true for real datetimes."""
-
-    def __instancecheck__(cls, obj) -> bool:
-        return isinstance(obj, datetime)
-
-
-class _FrozenClock(datetime, metaclass=_AnyDatetime):
-    """Stand-in for feedgen's ``datetime``: a "now" far from any article date."""
-
-    @classmethod
-    def now(cls, tz=None):
-        return datetime(1999, 12, 31, 23, 59, 58, 123456, tzinfo=tz or timezone.utc)
+# Two wall clocks far from every article date (and from each other); time-machine moves the whole
+# process clock (datetime.now, date.today, time.time...), so a "now" read anywhere shows.
+FROZEN_CLOCKS = (datetime(1999, 12, 31, 23, 59, 58, 123456, tzinfo=UTC),
+                 datetime(2041, 3, 7, 5, 6, 7, tzinfo=VN_TZ))
 
 
 @pytest.mark.parametrize("fmt", sorted(RENDERERS))
-def test_output_is_deterministic(fmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_output_is_deterministic(fmt: str) -> None:
+    """The same input renders the same bytes whatever the wall clock says: feedgen stamps
+    ``datetime.now()`` into feed and entry dates, and every one must be overwritten."""
     render = RENDERERS[fmt]
-    first = render(_info(fmt), ARTICLES, BASE)
-    assert render(_info(fmt), ARTICLES, BASE) == first
-    # A different wall clock must not change a byte: nothing feedgen stamps with now() leaks.
-    monkeypatch.setattr(feedgen.feed, "datetime", _FrozenClock)
-    monkeypatch.setattr(feedgen.entry, "datetime", _FrozenClock)
-    assert render(_info(fmt), ARTICLES, BASE) == first
-    assert b"1999" not in first
+    outputs = []
+    for clock in FROZEN_CLOCKS:
+        with time_machine.travel(clock, tick=False):
+            outputs.append(render(_info(fmt), ARTICLES, BASE))
+    for clock, output in zip(FROZEN_CLOCKS, outputs):
+        assert str(clock.year).encode() not in output, f"the wall clock ({clock}) leaked into the feed"
+    assert outputs[0] == outputs[1]
+    assert render(_info(fmt), ARTICLES, BASE) == outputs[0]  # and the real clock changes nothing either
 
 
 @pytest.mark.parametrize("fmt", ["rss", "atom"])

@@ -19,11 +19,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import socket
 import threading
 import time
 import unicodedata
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -34,8 +37,10 @@ from hypothesis import strategies as st
 from service_helpers import ServiceProcess, build_index, running_service
 from test_path_safety import raw_request
 
+from index import limits
 from index.analysis import PAIR_SEP, analyze, nfc, pairs
 from index.api import MAX_QUERY_CHARS, SearchError, SearchRequest
+from index.article import VN_TZ, Article
 from index.engine import WhooshEngine
 from index.query import parse
 from index.readers import ReadError, read_sources
@@ -104,11 +109,14 @@ def test_query_parser(text: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def engine(built_index: Path) -> WhooshEngine:
-    return WhooshEngine.open(built_index)
+def engine(built_index: Path) -> Iterator[WhooshEngine]:
+    with WhooshEngine.open(built_index) as engine:
+        yield engine
 
 
 @BOUNDED
+@example(q="", filters=[], sort="views", page=3, per_page=5)  # a last page that is not full
+@example(q="bóng đá", filters=[], sort="relevance", page=1, per_page=1)
 @given(q=hostile_text, filters=st.lists(hostile_text, max_size=2), sort=st.sampled_from(
     ["relevance", "newest", "oldest", "views"]), page=st.integers(1, 50), per_page=st.integers(1, 100))
 def test_engine(engine: WhooshEngine, q: str, filters: list[str], sort: str, page: int, per_page: int) -> None:
@@ -117,12 +125,16 @@ def test_engine(engine: WhooshEngine, q: str, filters: list[str], sort: str, pag
                                              sort=sort, page=page, per_page=per_page))
     except SearchError:  # a refusal with a code (page too deep...) is an answer, not a crash
         return
-    assert result.total >= 0 and len(result.hits) <= per_page
+    # The answer is well formed: at most every article, this page's share of them, each once.
+    assert result.total <= engine.doc_count
+    assert len(result.hits) == max(0, min(per_page, result.total - (page - 1) * per_page))
+    assert len({hit.article.id for hit in result.hits}) == len(result.hits)
+    assert sum(f.count for f in result.facets["category"]) == result.total
     for hit in result.hits:
         assert "".join(s.text for s in hit.title_spans) in ("", hit.article.title)
-    engine.suggest(q, 10)
+    assert len(engine.suggest(q, 10)) <= 10
     engine.get_article(q)
-    engine.latest(q, 5, 0)
+    assert len(engine.latest(q, 5, 0)) <= 5
 
 
 @pytest.mark.parametrize("call", ["get_article", "source_filter"])
@@ -135,13 +147,32 @@ def test_engine_lone_surrogates(engine: WhooshEngine, call: str) -> None:
         assert engine.search(SearchRequest(q="x", sources=["a\udcff"])).total == 0
 
 
+@BOUNDED
+@example(day_from=dt.date(1, 1, 1), day_to=None)
+@example(day_from=None, day_to=dt.date(9999, 12, 31))
+@given(day_from=st.none() | st.dates(), day_to=st.none() | st.dates())
+def test_engine_dates(engine: WhooshEngine, day_from: dt.date | None, day_to: dt.date | None) -> None:
+    """Any calendar day: a request the engine can run, or a SearchError (bad_date / bad_date_range)
+    from the request itself; days near years 1 and 9999 used to overflow the date filter."""
+    try:
+        request = SearchRequest(q="đắk nông", date_from=day_from, date_to=day_to)
+        result = engine.search(request)
+    except SearchError as exc:
+        assert exc.code in ("bad_date", "bad_date_range")
+        return
+    days = [h.article.published.astimezone(VN_TZ).date() for h in result.hits]
+    assert all((day_from is None or day >= day_from) and (day_to is None or day <= day_to) for day in days)
+
+
 @pytest.mark.parametrize("text", HOSTILE_STRINGS, ids=range(len(HOSTILE_STRINGS)))
 def test_engine_explicit_cases(engine: WhooshEngine, text: str) -> None:
     started = time.monotonic()
     result = engine.search(SearchRequest(q=text))
     if len(" ".join(nfc(text).split())) > MAX_QUERY_CHARS:
         assert any("cut" in note for note in result.notes)
-    engine.search(SearchRequest(q=text, categories=[text[:200]], sources=[text[:200]], sort="views"))
+    # No article has this category or source: the filter matches nothing (it is not dropped).
+    filtered = engine.search(SearchRequest(q=text, categories=[text[:200]], sources=[text[:200]], sort="views"))
+    assert filtered.total == 0
     engine.suggest(text, 20)
     assert engine.get_article(text) is None
     assert time.monotonic() - started < 30
@@ -190,14 +221,15 @@ def test_deeply_nested_json(tmp_path: Path, depth: int) -> None:
 def test_ten_megabyte_line(tmp_path: Path) -> None:
     path = tmp_path / "huge.jsonl"
     with path.open("w", encoding="utf-8") as f:
+        f.write(json.dumps({**GOOD, "id": "big", "body": "xin chào " * 55_000}) + "\n")  # 0.8 MB: under every cap
         f.write(json.dumps({**GOOD, "id": "huge", "body": "xin chào " * 1_200_000}) + "\n")  # 10.8 MB
         f.write("{" + " " * 10_000_000 + "\n")  # 10 MB of nothing
         f.write(json.dumps(GOOD) + "\n")
     started = time.monotonic()
     items = list(read_sources([str(path)]))
     assert time.monotonic() - started < 20
-    assert [type(i).__name__ for i in items] == ["Article", "ReadError", "Article"]
-    assert items[1].line == 2 and items[2].id == "good-1"
+    assert [i.id if isinstance(i, Article) else str(i) for i in items] == [
+        "big", f"{path}:2: line too long", f"{path}:3: line too long", "good-1"]
 
 
 @pytest.mark.parametrize(("name", "data"), [
@@ -254,6 +286,7 @@ json_values = st.recursive(
 
 
 @BOUNDED
+@example({**GOOD, "title": "RTL \u202eexe.gpj\u202c", "body": "\u2067x\u2069 y\u061c", "source": "\u202bS"})
 @given(st.dictionaries(st.sampled_from(FIELDS + ["origin", "", "ID"]), json_values, max_size=12))
 def test_arbitrary_records(record: dict) -> None:
     try:
@@ -262,11 +295,93 @@ def test_arbitrary_records(record: dict) -> None:
         return
     try:
         article = parse_record(line)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         assert type(exc).__name__ == "RecordError", repr(exc)
         return
     for name, kind in TYPES.items():
         assert isinstance(getattr(article, name), kind)
+    text = "".join([article.id, article.title, *article.body, *article.captions, *article.category_path,
+                    article.category, article.source or "", article.url or ""])
+    assert not BIDI_CONTROLS & set(text), "a bidi control survived clean-up"
+
+
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
+CAPS = {"id": limits.MAX_ID_CHARS, "title": limits.MAX_TITLE_CHARS, "body": limits.MAX_BODY_CHARS,
+        "paragraphs": limits.MAX_PARAGRAPHS, "caption": limits.MAX_CAPTION_CHARS, "captions": limits.MAX_CAPTIONS,
+        "source": limits.MAX_SOURCE_CHARS, "url": limits.MAX_URL_CHARS, "category": limits.MAX_CATEGORY_CHARS,
+        "category_path": limits.MAX_CATEGORY_LEVELS}
+
+
+def _sized(field: str, n: int, fill: str) -> dict:
+    """A record field holding ``n`` of what the cap counts (characters, paragraphs, captions, levels)."""
+    text = (fill * n)[:n]
+    return {"paragraphs": {"body": [fill] * n}, "caption": {"captions": [text]}, "captions": {"captions": [fill] * n},
+            "category_path": {"category_path": [fill] * n}, "url": {"url": "http://x.vn/" + text[12:]}
+            }.get(field, {field: text})
+
+
+@BOUNDED
+@given(sizes=st.dictionaries(st.sampled_from(sorted(CAPS)), st.sampled_from([-1, 0, 1]), min_size=1, max_size=4)
+       .filter(lambda d: not ({"body", "paragraphs"} <= d.keys() or {"caption", "captions"} <= d.keys())),
+       fill=st.sampled_from(["a", "đ", "x\u202e", "\u2066y\u2069", "&amp;", "l\u200e"]))
+def test_oversized_fields(sizes: dict, fill: str) -> None:
+    """Fields at, just under and just over their caps, several at once: a record is refused exactly
+    when a field is over its cap, with the reason naming a field that is; bidi controls and
+    entities are counted after clean-up (they are removed or decoded first)."""
+    record = dict(GOOD)
+    for field, delta in sizes.items():
+        record.update(_sized(field, CAPS[field] + delta, "a"))
+    if "title" not in sizes:  # a title at its cap once cleaned, however long before
+        record["title"] = fill * limits.MAX_TITLE_CHARS
+    over = {f for f, d in sizes.items() if d > 0}
+    try:
+        article = parse_record(json.dumps(record).encode())
+    except Exception as exc:
+        assert type(exc).__name__ == "RecordError", repr(exc)
+        field = str(exc).removeprefix("too large (").split(":")[0]
+        assert str(exc).startswith("too large (") and field in over, (str(exc), sizes)
+        return
+    assert not over, sizes
+    assert limits.too_large(article) is None
+
+
+def test_feed_items_carry_at_most_the_content_cap() -> None:
+    """An article at the body cap made every feed listing it outsized: the full content of an item
+    is cut on a paragraph boundary, with a last "…" paragraph; a short article is whole."""
+    from feeds import FeedInfo, render_atom, render_json, render_rss
+    from feeds.text import MAX_CONTENT_CHARS, body_html
+
+    paragraphs = [f"Đoạn {i} " + "chữ " * 240 for i in range(400)]  # ~400,000 characters
+    big = Article(id="big", title="Bài lớn", body=paragraphs, category="Thời sự",
+                  published=datetime(2020, 1, 1), captions=["Ảnh"])
+    small = Article(id="small", title="Bài nhỏ", body=["Một.", "Hai."], category="Thời sự",
+                    published=datetime(2020, 1, 2), captions=["Ảnh nhỏ"])
+    html = body_html(big)
+    kept = html.split("\n")
+    assert kept[-1] == "<p>…</p>" and "Ảnh" not in html
+    shown = paragraphs[:len(kept) - 1]
+    assert [p.removeprefix("<p>").removesuffix("</p>") for p in kept[:-1]] == [p.strip() for p in shown]
+    assert MAX_CONTENT_CHARS - len(paragraphs[0]) < sum(map(len, shown)) <= MAX_CONTENT_CHARS
+    assert body_html(small) == "<p>Một.</p>\n<p>Hai.</p>\n<p><em>Ảnh nhỏ</em></p>"
+    one = Article(id="one", title="Một đoạn", body=["chữ " * 100_000], category="Thời sự",
+                  published=datetime(2020, 1, 3))
+    assert len(body_html(one)) <= MAX_CONTENT_CHARS + len("<p></p>") and body_html(one).endswith("…</p>")
+    info = FeedInfo(feed_id="tag:x.vn,2024:all", title="T", description="D", self_url="http://x.vn/f",
+                    html_url="http://x.vn/", site_title="S", author_name="A")
+    for render in (render_rss, render_atom, render_json):
+        size = len(render(info, [big, small], "http://x.vn"))
+        assert size < 3 * MAX_CONTENT_CHARS, (render.__name__, size)
+
+
+def test_article_json_sends_the_body_once() -> None:
+    """/api/articles/{id} sent the body twice (a ``body`` string and ``paragraphs``)."""
+    from searchsvc.presenters import article_json
+
+    article = Article(id="a", title="T", body=["Một.", "Hai,\ndòng hai."], category="Thời sự",
+                      published=datetime(2020, 1, 1))
+    data = article_json(article, "http://x.vn")
+    assert "body" not in data and data["paragraphs"] == ["Một.", "Hai,\ndòng hai."]
+    assert json.dumps(data, ensure_ascii=False).count("dòng hai") == 1
 
 
 def test_index_cli_over_hostile_file(tmp_path: Path) -> None:
@@ -276,24 +391,29 @@ def test_index_cli_over_hostile_file(tmp_path: Path) -> None:
     good = [{**GOOD, "id": f"ok-{i}", "title": f"Tin tốt số {i}"} for i in range(1500)]
     bad = [
         {**GOOD, "id": "b-views", "views": 2**64}, {**GOOD, "id": "b-views2", "views": 10**100},
-        {**GOOD, "id": "b-y1", "published": "0001-01-01"}, {**GOOD, "id": "b-y9999", "published": "9999-12-31T23:59-12:00"},
+        {**GOOD, "id": "b-y1", "published": "0001-01-01"},
+        {**GOOD, "id": "b-y9999", "published": "9999-12-31T23:59-12:00"},
         {**GOOD, "id": ".."}, {**GOOD, "id": "b-title", "title": ["x"]}, {**GOOD, "id": "b-body", "body": {"a": 1}},
     ]
     lines = [json.dumps(r) for r in good[:700]] + [json.dumps(r) for r in bad] + ["[" * 100_000 + "]" * 100_000]
     lines += ["{not json", "\udcff".encode("utf-8", "surrogateescape").decode("latin-1")]
-    lines += [json.dumps({**GOOD, "id": "big", "body": "xin chào " * 120_000})]  # a 1 MB article is fine
+    lines += [json.dumps({**GOOD, "id": "big", "body": "xin chào " * 55_000})]  # a 0.8 MB article is fine
+    lines += [json.dumps({**GOOD, "id": "b-huge-body", "body": "xin chào " * 60_000}),  # 540,000 characters
+              json.dumps({**GOOD, "id": "b-huge-title", "title": "x" * 5_000}),
+              json.dumps({**GOOD, "id": "b-huge-line", "body": "x" * 5_000_000})]
     lines += [json.dumps(r) for r in good[700:]]
     path = tmp_path / "mixed.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     index_dir = tmp_path / "idx"
     proc = build_index([path], index_dir)
     summary = proc.stdout.strip().splitlines()[-1]
-    assert "indexed 1501" in summary and "skipped 10" in summary, summary
+    assert "read 1514, indexed 1501, updated 0, skipped 13" in summary, summary
+    assert "too large: 2" in summary and "line too long: 1" in summary, summary
     assert "Traceback" not in proc.stderr
-    engine = WhooshEngine.open(index_dir)
-    assert engine.doc_count == 1501
-    assert engine.get_article("ok-0") and engine.get_article("ok-1499") and engine.get_article("big")
-    assert engine.search(SearchRequest(q="\"tin tốt số\"", sort="views")).total == 1500
+    with WhooshEngine.open(index_dir) as engine:
+        assert engine.doc_count == 1501
+        assert engine.get_article("ok-0") and engine.get_article("ok-1499") and engine.get_article("big")
+        assert engine.search(SearchRequest(q="\"tin tốt số\"", sort="views")).total == 1500
 
 
 # --- HTTP ----------------------------------------------------------------------------------------
@@ -316,6 +436,13 @@ values = st.one_of(
                      "x" * 201, "\x00", "%00", "<script>", "'\"", "..", "../../etc/passwd"]),
 )
 METHODS = [b"GET", b"GET", b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"TRACE", b"FOO"]
+# Any RFC 9110 token is a method to uvicorn: made-up ones, lower case, thousands of characters.
+TOKEN_CHARS = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+methods = st.one_of(
+    st.sampled_from(METHODS),
+    st.text(st.sampled_from(TOKEN_CHARS), min_size=1, max_size=40).map(str.encode),
+    st.integers(1000, 8000).map(lambda n: b"Q" * n),
+)
 HEADERS = st.lists(st.tuples(
     st.sampled_from([b"If-None-Match", b"If-Modified-Since", b"Accept-Encoding", b"Accept", b"X-Request-ID",
                      b"Sec-Fetch-Dest", b"X-Forwarded-For", b"Cookie", b"Range", b"Origin",
@@ -329,7 +456,7 @@ def encode_value(value: str) -> str:
 
 
 @st.composite
-def raw_targets(draw) -> bytes:  # noqa: ANN001
+def raw_targets(draw) -> bytes:
     route = draw(st.sampled_from(ROUTES))
     while "{seg}" in route:
         if draw(st.booleans()):
@@ -364,7 +491,7 @@ def check_answer(target: bytes, method: bytes, status: int, headers: dict[str, s
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(target=raw_targets(), method=st.sampled_from(METHODS), headers=HEADERS)
+@given(target=raw_targets(), method=methods, headers=HEADERS)
 @example(target=b"/api/search?q=" + b"a" * 15_000, method=b"GET", headers=[])
 @example(target=b"/api/search?page=1&page=2&per_page=5&per_page=500", method=b"GET", headers=[])
 @example(target=b"/feeds/all.rss?limit=99999999999999999999999&limit=1", method=b"GET", headers=[])
@@ -454,8 +581,8 @@ def test_documented_limits(service: ServiceProcess, path: str, status: int, code
 def test_engine_call_survives_a_commit_race() -> None:
     """A commit can delete the table of contents a new searcher is opening (the soak hit it twice
     in 21,000 requests: a 503 on a page, an unhandled 500 on a feed): one retry, then 503."""
+    from searchsvc.engine_calls import map_engine_errors
     from searchsvc.errors import ApiError
-    from searchsvc.services import engine_call
 
     calls: list[int] = []
 
@@ -465,13 +592,13 @@ def test_engine_call_survives_a_commit_race() -> None:
             raise FileNotFoundError("_MAIN_117.toc")
         return "ok"
 
-    assert engine_call(flaky, 2) == "ok" and len(calls) == 2
+    assert map_engine_errors(flaky, 2) == "ok" and len(calls) == 2
     calls.clear()
     with pytest.raises(ApiError) as raised:
-        engine_call(flaky, 3)
+        map_engine_errors(flaky, 3)
     assert raised.value.status == 503 and raised.value.code == "not_ready" and len(calls) == 2
     with pytest.raises(ApiError) as raised:
-        engine_call(lambda: (_ for _ in ()).throw(SearchError("page_too_deep", "too deep")))
+        map_engine_errors(lambda: (_ for _ in ()).throw(SearchError("page_too_deep", "too deep")))
     assert raised.value.status == 400 and raised.value.code == "page_too_deep"
 
 
@@ -480,36 +607,125 @@ def test_no_unhandled_error_logged(service: ServiceProcess) -> None:
     assert "unhandled error" not in log and "Traceback" not in log, log[-3000:]
 
 
+# --- made-up methods and paths: metric labels from fixed sets only ----------------------------------
+
+JUNK_TARGETS = ["/junk-{i}", "/api/articles/junk-{i}", "/c/junk-{i}", "/feeds/junk-{i}.rss", "/api/search?q={i}",
+                "/static/junk-{i}.css", "/{i}/{i}/"]
+
+
+def junk_method(i: int) -> str:
+    """The i-th distinct made-up method: short ones, token punctuation, and 4,000-character ones."""
+    kinds = [f"M{i}", f"X-{i}!#$%&'*+.^_`|~", ("Q" * 4000)[: 4000 - len(str(i))] + str(i), f"get{i}"]
+    return kinds[i % len(kinds)]
+
+
+def series(metrics_text: str) -> set[str]:
+    """Every sample line's name and labels (the series), without its value."""
+    return {line.rsplit(" ", 1)[0] for line in metrics_text.splitlines() if line and not line.startswith("#")}
+
+
+def test_junk_methods_and_paths_add_no_metric_series(service: ServiceProcess) -> None:
+    """1,000 requests, each with a distinct made-up method and a distinct path: the series in
+    /metrics stay the same set (methods become "other", paths their route template or
+    <unmatched>), and the access log still records each request, its method cut short."""
+    with httpx.Client(base_url=service.url, timeout=30) as http:
+
+        def send(i: int, **headers: str) -> int:
+            target = JUNK_TARGETS[i % len(JUNK_TARGETS)].format(i=i)
+            return http.request(junk_method(i), target, headers=headers).status_code
+
+        for i in range(10_000, 10_000 + 4 * len(JUNK_TARGETS)):  # every (route, status) once first
+            assert send(i) in (404, 405)
+        http.get("/metrics")
+        before = series(http.get("/metrics").text)
+        for i in range(1000):
+            assert send(i) in (404, 405), (junk_method(i)[:40], i)
+        after_text = http.get("/metrics").text
+        assert series(after_text) == before, sorted(series(after_text) - before)[:5]
+        assert 'method="other"' in after_text
+        assert "M999" not in after_text and "junk-" not in after_text and "Q" * 100 not in after_text
+
+        long_method = "Q" * 3990 + "TRACEME"
+        assert http.request(long_method, "/api/search", headers={"X-Request-ID": "junk-method-7"}).status_code == 405
+    entry = None
+    deadline = time.monotonic() + 5
+    while entry is None and time.monotonic() < deadline:  # the line is written just after the response
+        for line in service.log().splitlines():
+            if line.startswith("{") and '"junk-method-7"' in line:
+                entry = json.loads(line)
+        time.sleep(0.05)
+    assert entry is not None, "no access-log line for the request"
+    assert entry["route"] == "/api/search" and entry["status"] == 405
+    assert entry["method"].startswith("QQQ") and len(entry["method"]) <= 32, entry["method"]
+
+
 # --- rate limit and slow clients -----------------------------------------------------------------
 
-RATE_LIMITED = ["/api/search?q=x", "/api/suggest?q=x", "/search?q=x", "/feeds/search.rss?q=x",
-                "/feeds/search.atom?q=x", "/feeds/search.json?q=x", "/embed/search?q=x"]
+# Every kind of request that makes a worker search, read the newest articles, suggest or render a
+# feed document no cache holds, each as a function of n giving the n-th *distinct* request (a repeat
+# is answered from a cache and is free). Pages and the API answer from the response cache, feeds and
+# embeds from the feed cache; unknown parameters do not make feeds or embeds distinct.
+SIZES = (10, 20, 50, 100, 200)
+COSTLY = {
+    "home search": lambda n: f"/?q=x{n}",
+    "search page": lambda n: f"/search?q=x{n}",
+    "home": lambda n: f"/?junk={n}",
+    "category page": lambda n: f"/c/the-thao?page={n + 1}",
+    "api search": lambda n: f"/api/search?q=x{n}",
+    "api suggest": lambda n: f"/api/suggest?q=x{n}",
+    "search rss": lambda n: f"/feeds/search.rss?q=x{n}",
+    "search atom": lambda n: f"/feeds/search.atom?q=x{n}",
+    "search json": lambda n: f"/feeds/search.json?q=x{n}",
+    "archive rss": lambda n: f"/feeds/all.rss?limit={SIZES[n]}",
+    "category atom": lambda n: f"/feeds/the-thao.atom?limit={SIZES[n]}",
+    "category json": lambda n: f"/feeds/the-thao.json?limit={SIZES[n]}",
+    "embed search": lambda n: f"/embed/search?q=x{n}",
+    "embed category": lambda n: f"/embed/the-thao?limit={n + 1}",
+    "embed archive": lambda n: f"/embed/all?limit={n + 1}",
+}
 
 
 def test_rate_limit_on_every_limited_route(built_index: Path, tmp_path: Path) -> None:
-    """SEARCHSVC_RATE_LIMIT=3 (per minute, per client): each search route gives a client 3 answers
-    then 429 with Retry-After; other routes and loopback clients are not limited. The client
-    address comes from X-Forwarded-For, which uvicorn trusts from 127.0.0.1 (a local proxy)."""
+    """SEARCHSVC_RATE_LIMIT=3 (per minute, per client): every request that costs a search, a read
+    of the newest articles, a suggestion or an uncached feed render takes a token, whatever its
+    route (``/?q=`` included), so a client gets 3 such answers then 429 with Retry-After; answers
+    replayed from a cache, cheap routes and loopback clients are not limited. The client address
+    comes from X-Forwarded-For, which uvicorn trusts from 127.0.0.1 (a local proxy)."""
     with running_service(built_index, tmp_path / "logs", env={"SEARCHSVC_RATE_LIMIT": "3"}) as svc:
         with httpx.Client(base_url=svc.url, timeout=30) as http:
-            for n, path in enumerate(RATE_LIMITED):
+            for n, (name, url) in enumerate(COSTLY.items()):
                 client = {"X-Forwarded-For": f"198.51.100.{n + 1}"}
-                statuses = [http.get(path, headers=client).status_code for _ in range(5)]
-                assert statuses == [200, 200, 200, 429, 429], (path, statuses)
-                limited = http.get(path, headers=client)
-                assert limited.json()["error"]["code"] == "rate_limited"
-                assert int(limited.headers["retry-after"]) >= 1
-            other = {"X-Forwarded-For": "198.51.100.1"}  # limited above on /api/search
-            for path in ("/feeds/all.rss", "/c/the-thao", "/api/categories", "/embed/all", "/"):
+                answers = [http.get(url(i), headers=client) for i in range(5)]
+                assert [a.status_code for a in answers] == [200, 200, 200, 429, 429], name
+                limited = answers[-1]
+                assert int(limited.headers["retry-after"]) >= 1, name
+                if url(0).startswith("/api/"):
+                    assert limited.json()["error"]["code"] == "rate_limited"
+                else:
+                    assert "<code>rate_limited</code>" in limited.text, name
+                if url(0).startswith(("/feeds/", "/embed/")):  # a widget can read why
+                    assert limited.headers["access-control-allow-origin"] == "*"
+                # what was answered once is answered again from a cache, at no cost
+                assert http.get(url(0), headers=client).status_code == 200, name
+            other = {"X-Forwarded-For": "198.51.100.1"}  # limited above
+            for path in ("/api/categories", "/api/openapi.json", "/feeds/feed.xsl", "/embed.js", "/healthz",
+                         "/readyz"):
                 assert all(http.get(path, headers=other).status_code == 200 for _ in range(5)), path
-            assert all(http.get("/api/search?q=x").status_code == 200 for _ in range(10))  # loopback
+            for path in ("/feeds.opml", "/feeds", "/feeds/all.atom", "/"):  # a render, then cache hits
+                assert http.get(path, headers=other).status_code == 429, path
+                assert http.get(path).status_code == 200, path  # rendered for a loopback client
+                assert http.get(path, headers=other).status_code == 200, path
+            # loopback clients that no proxy relayed (the CLI, benchmarks, health checks): never
+            for name, url in COSTLY.items():
+                if "limit=" not in url(0):
+                    assert all(http.get(url(i + 10)).status_code == 200 for i in range(5)), name
 
 
 def _server_answer(sock: socket.socket, started: float) -> str | None:
     """Wait one socket timeout for the server: "answered", "closed after …", or None (nothing)."""
     try:
         data = sock.recv(100)
-    except socket.timeout:
+    except TimeoutError:
         return None
     except OSError:
         data = b""
@@ -582,4 +798,5 @@ def test_slow_loris(service: ServiceProcess) -> None:
             t.join(timeout=5)
     assert len(latencies) >= 10 and max(latencies) < 1.0, latencies
     assert len(results) == 10 and all(r.startswith("closed after") for r in results), results
-    assert all(REQUEST_HEAD_TIMEOUT - 1 <= float(r.split()[2][:-1]) <= REQUEST_HEAD_TIMEOUT + 4 for r in results), results
+    waited = [float(r.split()[2][:-1]) for r in results]  # "closed after 5.0s ..."
+    assert all(REQUEST_HEAD_TIMEOUT - 1 <= w <= REQUEST_HEAD_TIMEOUT + 4 for w in waited), results

@@ -6,16 +6,16 @@ from __future__ import annotations
 import json
 import os
 import random
+import resource
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from index import store
 from index.api import SearchRequest
+from index.article import Article
 from index.engine import WhooshEngine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,8 +45,13 @@ def write_portal(path: Path, title: str, body: str, category: str = "Thời sự
 
 
 def search_ids(index_dir: Path, q: str) -> list[str]:
-    engine = WhooshEngine.open(index_dir)
-    return [h.article.id for h in engine.search(SearchRequest(q=q, per_page=100)).hits]
+    with WhooshEngine.open(index_dir) as engine:
+        return [h.article.id for h in engine.search(SearchRequest(q=q, per_page=100)).hits]
+
+
+def stored_article(index_dir: Path, article_id: str) -> Article | None:
+    with WhooshEngine.open(index_dir) as engine:
+        return engine.get_article(article_id)
 
 
 def test_index_search_stats_delete(tmp_path):
@@ -78,16 +83,17 @@ def test_reindexing_same_article_keeps_one_copy(tmp_path):
     out = cli("index", str(src), "--index-dir", str(ix), check=True)
     assert "indexed 0, updated 1" in out.stdout.decode()
     assert search_ids(ix, "bão") == ["portal-a"]
-    assert WhooshEngine.open(ix).get_article("portal-a").title == "Tin mới về bão"
+    assert stored_article(ix, "portal-a").title == "Tin mới về bão"
     # The same id twice in one run (JSON Lines): one copy, the later one wins.
     lines = [json.dumps({"id": "x", "title": t, "body": "Nội dung bão.", "published": "2020-01-01", "category": "A"},
                         ensure_ascii=False) for t in ("Bản một", "Bản hai")]
     (tmp_path / "dup.jsonl").write_text("\n".join(lines), encoding="utf-8")
     cli("index", str(tmp_path / "dup.jsonl"), "--index-dir", str(ix), check=True)
     assert sorted(search_ids(ix, "bão")) == ["portal-a", "x"]
-    assert WhooshEngine.open(ix).get_article("x").title == "Bản hai"
+    assert stored_article(ix, "x").title == "Bản hai"
     # --rebuild with duplicates too
-    cli("index", str(tmp_path / "dup.jsonl"), str(tmp_path / "dup.jsonl"), "--rebuild", "--index-dir", str(ix), check=True)
+    dup = str(tmp_path / "dup.jsonl")
+    cli("index", dup, dup, "--rebuild", "--index-dir", str(ix), check=True)
     assert search_ids(ix, "bão") == ["x"]
 
 
@@ -98,7 +104,7 @@ def test_bad_input_is_reported_and_skipped(tmp_path):
     (src / "binary.txt").write_bytes(bytes(range(256)) * 4)
     (src / "empty.txt").write_bytes(b"")
     (src / "truncated.txt").write_text("Tin tức > Thời sự\nChỉ có tiêu đề\n", encoding="utf-8")
-    (src / "latin1.txt").write_bytes("Tin tức > Thời sự\nTiêu đề\n".encode("utf-8").replace(b"\xe1", b"\xe0\xff"))
+    (src / "latin1.txt").write_bytes("Tin tức > Thời sự\nTiêu đề\n".encode().replace(b"\xe1", b"\xe0\xff"))
     (src / "bad.jsonl").write_text('{"id": "j1", "title": "T", "body": "B", "published": "2020-01-01"}\n{broken\n',
                                    encoding="utf-8")
     ix = tmp_path / "ix"
@@ -109,9 +115,73 @@ def test_bad_input_is_reported_and_skipped(tmp_path):
         assert f"{src / name}" in err, f"{name} not reported:\n{err}"
     assert f"{src / 'bad.jsonl'}:2:" in err
     summary = out.stdout.decode()
-    assert "read 2, indexed 2" in summary and "skipped 5" in summary
+    assert "read 7, indexed 2, updated 0, skipped 5" in summary  # read = indexed + updated + skipped
     assert sorted(search_ids(ix, "")) == ["j1", "portal-good"]
     assert cli("index", str(src), "--index-dir", str(ix), "--strict").returncode == 1
+
+
+def _counts(summary: str) -> dict[str, int]:
+    """{"read": 5, "indexed": 1, ...} from a summary line (the per-reason list left out)."""
+    head = summary.split(" (")[0].split(";")[0]
+    return {name: int(n) for name, n in (part.rsplit(" ", 1) for part in head.split(", "))}
+
+
+def test_summary_adds_up_with_duplicate_ids(tmp_path):
+    """Each item read is counted once: read = indexed + updated + duplicates + skipped. An id
+    repeated in one run was counted as read three times but indexed once and updated once."""
+    def record(id: str, title: str) -> str:
+        return json.dumps({"id": id, "title": title, "body": "Nội dung.", "published": "2020-01-01"},
+                          ensure_ascii=False)
+
+    ix = tmp_path / "ix"
+    first = tmp_path / "first.jsonl"
+    first.write_text("\n".join([record("a", "A1"), record("a", "A2"), record("a", "A3")]) + "\n", encoding="utf-8")
+    out = cli("index", str(first), "--index-dir", str(ix), check=True).stdout.decode()
+    assert _counts(out) == {"read": 3, "indexed": 1, "updated": 0, "duplicates": 2, "skipped": 0}, out
+    second = tmp_path / "second.jsonl"
+    second.write_text("\n".join([record("a", "B1"), record("b", "B"), record("a", "B2"), "{broken",
+                                  record("a", "B3")]) + "\n", encoding="utf-8")
+    out = cli("index", str(second), "--index-dir", str(ix), check=True).stdout.decode()
+    assert _counts(out) == {"read": 5, "indexed": 1, "updated": 1, "duplicates": 2, "skipped": 1}, out
+    with WhooshEngine.open(ix) as engine:
+        assert engine.doc_count == 2 and engine.get_article("a").title == "B3"
+
+
+def test_reason_labels_in_the_summary_are_whole(tmp_path):
+    """Labels are the reason without its details: "not UTF-8", not "not UTF-" (cut at the 8)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.jsonl").write_bytes(
+        b'{"id": "\xe0"}\n'
+        b'{"id": "x", "title": "T", "body": "B", "published": "31/02/2014"}\n'
+    )
+    portal = "Tin tức > A\nTiêu đề\nNgày đăng: 01/02/2014\n\nThân bài.\n"
+    (src / "b.txt").write_bytes(portal.encode("latin-1", "replace"))
+    (src / "c.txt").write_text("Tin tức > A\nTiêu đề\nThân bài.\n", encoding="utf-8")
+    (src / "d.jsonl").write_text('{"id": "v", "title": "T", "body": "B", "published": "2020-01-01", "views": -5}\n')
+    out = cli("index", str(src), "--index-dir", str(tmp_path / "ix"))
+    summary = out.stdout.decode().strip().splitlines()[-1]
+    reasons = dict(part.rsplit(": ", 1) for part in summary.split(" (", 1)[1].rsplit(")", 1)[0].split("; "))
+    assert reasons == {"not UTF-8": "1", "bad date": "1", "not UTF-8/UTF-16 text": "1",
+                       "no date line after breadcrumb and title": "1", "bad views": "1"}, summary
+
+
+def test_special_file_in_an_indexed_folder_does_not_block(tmp_path):
+    """A FIFO in the folder blocked `searchsvc index` forever, holding the writer lock."""
+    src = tmp_path / "src"
+    src.mkdir()
+    write_portal(src / "a.txt", "Tin tốt", "Nội dung tốt.")
+    os.mkfifo(src / "b.jsonl")
+    (src / "c.txt").symlink_to("/dev/zero")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "searchsvc", "index", str(src), "--index-dir", str(tmp_path / "ix")],
+                          capture_output=True, env=env, cwd=REPO, timeout=30, check=False,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (1 << 32, 1 << 32)))
+    assert proc.returncode == 0, proc.stderr.decode()
+    err = proc.stderr.decode()
+    assert f"{src / 'b.jsonl'}: not a regular file (FIFO)" in err
+    assert f"{src / 'c.txt'}: not a regular file (character device)" in err
+    assert "read 3, indexed 1, updated 0, skipped 2 (not a regular file: 2)" in proc.stdout.decode()
 
 
 def test_stdin_and_missing_path(tmp_path):
@@ -142,8 +212,8 @@ def test_killed_rebuild_leaves_live_index_searchable(tmp_path):
     big = _big_jsonl(tmp_path / "big.jsonl", 4000, "new")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "searchsvc", "index", str(big), "--rebuild", "--index-dir", str(ix),
-                             "--quiet"], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+                             "--quiet"], env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # nothing reads its output: pipes would only stay open
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(store.generation_numbers(ix)) < 2:
         time.sleep(0.05)

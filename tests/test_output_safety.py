@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from urllib.parse import quote
 
 import httpx
@@ -62,11 +61,36 @@ def records() -> list[dict]:
         {"id": f'xss-id-"{IMG}', "title": f"Mã bài độc hại tấn công {TEMPLATE}", "body": body,
          "url": "https://example.vn/bai-viet?a=1&b=<x>", "category": CATEGORY, "source": SOURCE,
          "published": "2021-03-05T08:00:00+07:00"},
+        {"id": "url-backslash", "title": "Gạch chéo ngược tấn công", "body": body, "url": BACKSLASH_URL,
+         "category": CATEGORY, "published": "2021-03-06T08:00:00+07:00"},
+        {"id": "url-no-slashes", "title": "Thiếu gạch chéo tấn công", "body": body, "url": NO_SLASHES_URL,
+         "category": CATEGORY, "published": "2021-03-07T08:00:00+07:00"},
+        {"id": "url-encoded", "title": "Địa chỉ cần mã hoá tấn công", "body": body, "url": RAW_URL,
+         "category": CATEGORY, "published": "2021-03-08T08:00:00+07:00"},
     ]
 
 
+# An article's ``url`` as every surface must link it (page "Xem bài gốc", API ``source_url``, feed
+# items, embeds); None: refused, so no "original" link and feeds link our own article page.
+# A browser reads both refused forms as https://evil.example/…; the kept ones become strict URIs.
+BACKSLASH_URL = "https:\\\\evil.example\\x"
+NO_SLASHES_URL = "https:evil.example"
+RAW_URL = 'https://ví-dụ.vn/bài viết/"a"<b>?q=đá &x=<y>{z}#"top"'
+LINKS: dict[str, str | None] = {
+    "xss-title": None,
+    "xss-url": None,
+    "xss-url-2": None,
+    "xss-url-3": None,
+    f'xss-id-"{IMG}': "https://example.vn/bai-viet?a=1&b=%3Cx%3E",
+    "url-backslash": None,
+    "url-no-slashes": None,
+    "url-encoded": "https://xn--v-d-rma6749a.vn/b%C3%A0i%20vi%E1%BA%BFt/%22a%22%3Cb%3E"
+                   "?q=%C4%91%C3%A1%20&x=%3Cy%3E%7Bz%7D#%22top%22",
+}
+
+
 @pytest.fixture(scope="module")
-def xss_service(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def xss_service(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("xss")
     source = tmp / "xss.jsonl"
     source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records()), encoding="utf-8")
@@ -77,7 +101,7 @@ def xss_service(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
 
 @pytest.fixture(scope="module")
-def http(xss_service: ServiceProcess):  # noqa: ANN201
+def http(xss_service: ServiceProcess):
     with httpx.Client(base_url=xss_service.url, timeout=30) as client:
         yield client
 
@@ -196,10 +220,8 @@ def test_pages(http: httpx.Client, slug: str) -> None:
         text = page.text_content()
         assert SCRIPT in text and IMG in text, record["id"]
         original = page.xpath("//a[normalize-space()='Xem bài gốc']/@href")
-        if record.get("url", "").startswith("https://"):
-            assert original == [record["url"]]
-        else:
-            assert original == [], (record["id"], original)  # javascript:/data: are never linked
+        expected = LINKS[record["id"]]
+        assert original == ([expected] if expected else []), (record["id"], original)  # never javascript:
     check_page(http, "/feeds")
 
 
@@ -238,8 +260,7 @@ def test_api_articles_never_carry_script_urls(http: httpx.Client) -> None:
         assert article["title"] == clean_line(record["title"])  # entities decoded by the reader, then escaped
         assert not bad_url(article["source_url"]), article["source_url"]
         assert article["url"].startswith("http://127.0.0.1:")
-        if record.get("url", "").startswith("https://"):
-            assert article["source_url"] == record["url"]
+        assert article["source_url"] == LINKS[record["id"]], record["id"]
 
 
 def test_api_responses_are_not_html(http: httpx.Client) -> None:
@@ -247,6 +268,82 @@ def test_api_responses_are_not_html(http: httpx.Client) -> None:
     assert response.headers["content-type"].startswith("application/json")
     assert response.headers["x-content-type-options"] == "nosniff"
     assert "default-src 'none'" in response.headers["content-security-policy"]
+
+
+# --- article URLs: one sanitiser for every surface ---------------------------------------------------
+
+
+def test_article_urls_are_the_same_safe_link_on_every_surface(http: httpx.Client, xss_service: ServiceProcess,
+                                                              slug: str) -> None:
+    """Each record's ``url`` is linked as ``LINKS`` says on the article page, in the API, in every
+    feed format and in the embed: refused forms nowhere (feeds fall back to our page), kept ones
+    percent-encoded the same way (no raw ``"<>``, space or non-ASCII in any link)."""
+    ours = {r["id"]: f"{xss_service.url}/articles/{quote(r['id'], safe='')}" for r in records()}
+
+    def feed_link(record_id: str) -> str:
+        return LINKS[record_id] or ours[record_id]
+
+    def by_guid(pairs: list[tuple[str, str]]) -> dict[str, str]:
+        out = {}
+        for guid, link in pairs:
+            (record_id,) = [r["id"] for r in records() if guid.endswith(":articles/" + quote(r["id"], safe=""))]
+            out[record_id] = link
+        return out
+
+    for record in records():
+        page = check_page(http, "/articles/" + quote(record["id"], safe=""))
+        expected = LINKS[record["id"]]
+        assert page.xpath("//a[normalize-space()='Xem bài gốc']/@href") == ([expected] if expected else [])
+        article = http.get("/api/articles/" + quote(record["id"], safe="")).json()
+        assert article["source_url"] == expected, record["id"]
+    want = {r["id"]: feed_link(r["id"]) for r in records()}
+    rss = xml(http.get(f"/feeds/{slug}.rss"))
+    assert by_guid([(i.findtext("guid"), i.findtext("link")) for i in rss.iter("item")]) == want
+    atom_ns = "{http://www.w3.org/2005/Atom}"
+    atom = xml(http.get(f"/feeds/{slug}.atom"))
+    assert by_guid([(e.findtext(atom_ns + "id"), e.find(atom_ns + "link[@rel='alternate']").get("href"))
+                    for e in atom.iter(atom_ns + "entry")]) == want
+    items = http.get(f"/feeds/{slug}.json").json()["items"]
+    assert by_guid([(i["id"], i["url"]) for i in items]) == want
+    embed = lxml.html.fromstring(http.get(f"/embed/{slug}?limit=50").content)
+    titles = {clean_line(r["title"]): r["id"] for r in records()}
+    embedded = {titles[" ".join(a.text_content().split())]: a.get("href") for a in embed.xpath("//li/a[@href]")}
+    assert embedded == want
+    for link in want.values():
+        assert re.fullmatch(r"[\x21-\x7e]+", link) and not re.search(r'["<>\\{}|^`]', link), link
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    (BACKSLASH_URL, None),  # a browser goes to https://evil.example/x
+    (NO_SLASHES_URL, None),  # a browser goes to https://evil.example/
+    ("https:/evil.example/x", None),
+    ("https:///evil.example", None),
+    ("//evil.example/x", None),
+    ("https://good.example\\@evil.example/", None),
+    ("https://good.example@evil.example/", None),  # user-info: shown as good.example, goes to evil
+    ("java\nscript:alert(1)", None),
+    ("https://x.vn/a\tb", None),
+    ("https://x.vn/\u2028", None),
+    ("https://a b.vn/x", None),
+    ("https://[zz]/", None),
+    ("ftp://x.vn/a", None),
+    ("https://x.vn/" + "a" * 3000, None),
+    ("https://x.vn/\ud800", None),
+    ("https://example.vn/a?b=<x>", "https://example.vn/a?b=%3Cx%3E"),
+    (RAW_URL, LINKS["url-encoded"]),
+    ("HTTPS://Báo.VN:8443/%41%zz/ä#a#b", "https://xn--bo-mia.vn:8443/%41%25zz/%C3%A4#a%23b"),
+    (" https://x.vn/đ?q=a b \n", "https://x.vn/%C4%91?q=a%20b"),
+    ("https://x.vn/\u0111\u0300", "https://x.vn/%C4%91%CC%80"),
+    ("https://e\u0301.vn/", "https://xn--9ca.vn/"),  # NFC first: é, one code point
+    ("http://[::1]:8080/x", "http://[::1]:8080/x"),
+    ("https://x.vn", "https://x.vn"),
+])
+def test_web_url(url: str, expected: str | None) -> None:
+    from index.urls import web_url
+
+    assert web_url(url) == expected
+    if expected is not None:
+        assert web_url(expected) == expected  # idempotent: a clean URL is kept as it is
 
 
 # --- feeds ---------------------------------------------------------------------------------------

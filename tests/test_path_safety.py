@@ -196,7 +196,7 @@ def dot_records() -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def dot_service(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def dot_service(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("dots")
     index_dir = tmp / "idx"
     build_index([write_jsonl(tmp / "dots.jsonl", dot_records())], index_dir)

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import gzip
+import io
 import itertools
 import json
+import os
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+import tracemalloc
 import unicodedata
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from index import limits
 from index.article import VN_TZ, Article
 from index.readers import ReadError, read_sources
 from index.readers.jsonl import read_jsonl_lines
@@ -37,6 +45,9 @@ Huấn luyện viên hài lòng với tinh thần của các cầu thủ.
   • Nguồn: Thanh Hà
 Phản hồi
 """
+
+
+T = TypeVar("T")
 
 
 def read(*sources: Path | str) -> list[Article | ReadError]:
@@ -239,7 +250,7 @@ BAD_PORTAL = {
     "malformed.txt": (
         PORTAL_TEXT.replace("05/03/2015", "hôm qua").encode(),
         3,
-        "malformed 'Ngày đăng'",
+        "malformed date line",
     ),
     "notitle.txt": (
         PORTAL_TEXT.replace("Việt Nam thắng đậm trận mở màn\n", "").encode(),
@@ -434,6 +445,175 @@ def test_jsonl_gz_name_with_plain_content(tmp_path: Path) -> None:
     assert "truncated or corrupt" in err.reason
 
 
+# --- size limits, empty and special files ---------------------------------------------------
+
+
+def peak_bytes_while(fn: Callable[[], T]) -> tuple[T, int]:
+    """``fn()``'s result and the peak of Python allocations while it ran (bytes objects included)."""
+    tracemalloc.start()
+    try:
+        result = fn()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+FIELD_CAPS = {  # field -> (the record's value at a size, the cap)
+    "title": (lambda n: "t" * n, limits.MAX_TITLE_CHARS),
+    "body": (lambda n: "b" * n, limits.MAX_BODY_CHARS),
+    "paragraphs": (lambda n: ["p"] * n, limits.MAX_PARAGRAPHS),
+    "caption": (lambda n: ["c" * n], limits.MAX_CAPTION_CHARS),
+    "captions": (lambda n: ["c"] * n, limits.MAX_CAPTIONS),
+    "source": (lambda n: "s" * n, limits.MAX_SOURCE_CHARS),
+    "url": (lambda n: "https://x.vn/" + "u" * (n - 13), limits.MAX_URL_CHARS),
+    "id": (lambda n: "i" * n, limits.MAX_ID_CHARS),
+    "category": (lambda n: "k" * n, limits.MAX_CATEGORY_CHARS),
+    "category_path": (lambda n: ["k"] * n, limits.MAX_CATEGORY_LEVELS),
+}
+_RECORD_KEY = {"paragraphs": "body", "caption": "captions"}
+
+
+@pytest.mark.parametrize("field", sorted(FIELD_CAPS))
+def test_jsonl_article_over_a_size_cap_is_skipped(tmp_path: Path, field: str) -> None:
+    value, cap = FIELD_CAPS[field]
+    key = _RECORD_KEY.get(field, field)
+    if key == "id":
+        lines = [jsonl_record(value(cap)), jsonl_record(value(cap + 1))]
+    else:
+        lines = [jsonl_record("at-cap", **{key: value(cap)}), jsonl_record("over", **{key: value(cap + 1)})]
+    path = write(tmp_path / "big.jsonl", "\n".join(lines) + "\n")
+    at_cap, over = read(path)
+    assert isinstance(at_cap, Article), str(at_cap)  # the cap itself is allowed
+    assert isinstance(over, ReadError)
+    assert str(over) == f"{path}:2: too large ({field}: {cap + 1} > {cap})"
+
+
+def test_portal_article_over_a_size_cap_is_skipped(tmp_path: Path) -> None:
+    long_title = PORTAL_TEXT.replace("Việt Nam thắng đậm trận mở màn", "T" * (limits.MAX_TITLE_CHARS + 1))
+    err = only_error(read(write(tmp_path / "title.txt", long_title)))
+    cap = limits.MAX_TITLE_CHARS
+    assert str(err) == f"{tmp_path / 'title.txt'}:2: too large (title: {cap + 1} > {cap})"
+    many = PORTAL_TEXT.replace("Huấn luyện viên", "Đoạn.\n\n" * limits.MAX_PARAGRAPHS + "Huấn luyện viên")
+    err = only_error(read(write(tmp_path / "paragraphs.txt", many)))
+    assert err.reason == f"too large (paragraphs: {limits.MAX_PARAGRAPHS + 2} > {limits.MAX_PARAGRAPHS})"
+    long_source = PORTAL_TEXT.replace("Thanh Hà", "S" * (limits.MAX_SOURCE_CHARS + 1))
+    assert only_error(read(write(tmp_path / "source.txt", long_source))).reason.startswith("too large (source: ")
+    at_cap = PORTAL_TEXT.replace("Thanh Hà", "S" * limits.MAX_SOURCE_CHARS)
+    assert only_article(read(write(tmp_path / "ok.txt", at_cap))).source == "S" * limits.MAX_SOURCE_CHARS
+
+
+def test_jsonl_line_too_long_is_skipped_in_bounded_memory(tmp_path: Path) -> None:
+    """A 40 MB line (and the same inside gzip) is reported and skipped; the lines around it are
+    read, numbered right, and no more than about one line cap is ever held."""
+    good = jsonl_record("before") + "\n"
+    huge = b'{"id": "x", "body": "' + b"x" * (40 * 1024 * 1024) + b'"}\n'
+    data = good.encode() + huge + (jsonl_record("after") + "\n").encode()
+    for name, payload in (("long.jsonl", data), ("long.jsonl.gz", gzip.compress(data, 1))):
+        path = write(tmp_path / name, payload)
+        items, peak = peak_bytes_while(lambda: read(path))  # noqa: B023
+        assert [str(i) if isinstance(i, ReadError) else i.id for i in items] == [
+            "before", f"{path}:2: line too long", "after"]
+        assert peak < 3 * limits.MAX_LINE_BYTES, (name, peak)
+        del payload
+
+
+def test_line_exactly_at_the_cap_is_read() -> None:
+    from index.readers.jsonl import bounded_lines
+
+    record = jsonl_record("edge").encode()
+    padded = record[:-1] + b" " * (limits.MAX_LINE_BYTES - len(record)) + b"}"
+    assert len(padded) == limits.MAX_LINE_BYTES
+    for ending in (b"\n", b"\r\n", b""):
+        stream = io.BytesIO(padded + ending + padded + b" " + ending + record)
+        items = list(read_jsonl_lines(bounded_lines(stream), "mem"))
+        assert [str(i) if isinstance(i, ReadError) else i.id for i in items] == [
+            "edge", "mem:2: line too long", "edge"] if ending else ["mem:1: line too long"]
+
+
+def test_gzip_bomb_without_newline(tmp_path: Path) -> None:
+    """~50 KB of gzip that inflates to 50 MB with no newline: one error, memory bounded."""
+    bomb = write(tmp_path / "bomb.jsonl.gz", gzip.compress(b"{" + b" " * 50_000_000, 9))
+    assert bomb.stat().st_size < 200_000
+    sniffed = write(tmp_path / "bomb", bomb.read_bytes())  # recognised by content, not by name
+    for path in (bomb, sniffed):
+        started = time.monotonic()
+        items, peak = peak_bytes_while(lambda: read(path))  # noqa: B023
+        assert [str(i) for i in items] == [f"{path}:1: line too long"]
+        assert peak < 3 * limits.MAX_LINE_BYTES
+        assert time.monotonic() - started < 10
+
+
+def test_portal_line_too_long_and_file_too_large(tmp_path: Path) -> None:
+    long_line = PORTAL_TEXT.replace("Huấn luyện viên", "x" * (limits.MAX_LINE_BYTES + 1))
+    err = only_error(read(write(tmp_path / "line.txt", long_line)))
+    assert str(err) == f"{tmp_path / 'line.txt'}:7: line too long"
+    # Counted in UTF-8 even when the file is UTF-16: "đ" is 2 bytes.
+    utf16 = PORTAL_TEXT.replace("Huấn luyện viên", "đ" * (limits.MAX_LINE_BYTES // 2 + 1))
+    err = only_error(read(write(tmp_path / "line16.txt", b"\xff\xfe" + utf16.encode("utf-16-le"))))
+    assert (err.line, err.reason) == (7, "line too long")
+    big = PORTAL_TEXT + ("Đoạn văn.\n\n" * (3 * limits.MAX_PORTAL_FILE_BYTES // 10))  # 3 times the cap
+    for name in ("big.txt", "big-sniffed"):
+        path = write(tmp_path / name, big)
+        items, peak = peak_bytes_while(lambda: read(path))  # noqa: B023
+        assert [str(i) for i in items] == [f"{path}: too large (file: more than {limits.MAX_PORTAL_FILE_BYTES} bytes)"]
+        assert peak < 2.5 * limits.MAX_PORTAL_FILE_BYTES  # at most the cap read (and joined to the head once)
+
+
+@pytest.mark.parametrize(("name", "data"), [
+    ("empty.jsonl", b""),
+    ("empty", b""),
+    ("empty.txt", b""),
+    ("empty.json", b""),
+    ("blank.jsonl", b"\n \r\n\t\n"),
+    ("bom.jsonl", b"\xef\xbb\xbf\n"),
+    ("empty.jsonl.gz", gzip.compress(b"")),
+    ("blank.gz", gzip.compress(b"\n\n")),
+])
+def test_empty_files_are_reported_alike(tmp_path: Path, name: str, data: bytes) -> None:
+    path = write(tmp_path / name, data)
+    assert str(only_error(read(path))) == f"{path}: empty file"
+
+
+SPECIAL_FILES_SCRIPT = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 31, 1 << 31))  # old code read /dev/zero whole
+from index.readers import read_sources
+for item in read_sources(sys.argv[1:]):
+    print(getattr(item, "id", None) or item, flush=True)
+"""
+
+
+def test_special_files_are_skipped_without_being_opened(tmp_path: Path) -> None:
+    """A FIFO blocked the reader forever (opening it waits for a writer), /dev/zero behind a
+    symlink never ends, a socket cannot be read: each is reported and skipped, within seconds."""
+    root = tmp_path / "exports"
+    write(root / "a.jsonl", jsonl_record("a") + "\n")
+    os.mkfifo(root / "b-fifo.jsonl")
+    (root / "c-zero.jsonl").symlink_to("/dev/zero")
+    (root / "d-null").symlink_to("/dev/null")
+    os.mkfifo(tmp_path / "fifo-outside")
+    (root / "e-link-to-fifo.txt").symlink_to(tmp_path / "fifo-outside")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(root / "f.sock"))
+    write(root / "g.jsonl", jsonl_record("g") + "\n")
+    try:
+        run = subprocess.run([sys.executable, "-c", SPECIAL_FILES_SCRIPT, str(root), str(tmp_path / "fifo-outside")],
+                             capture_output=True, cwd=REPO, timeout=30, check=False)
+    finally:
+        sock.close()
+    assert run.returncode == 0, run.stderr.decode()
+    assert run.stdout.decode().splitlines() == [
+        "a",
+        f"{root / 'b-fifo.jsonl'}: not a regular file (FIFO)",
+        f"{root / 'c-zero.jsonl'}: not a regular file (character device)",
+        f"{root / 'd-null'}: not a regular file (character device)",
+        f"{root / 'e-link-to-fifo.txt'}: not a regular file (FIFO)",
+        f"{root / 'f.sock'}: not a regular file (socket)",
+        "g",
+        f"{tmp_path / 'fifo-outside'}: not a regular file (FIFO)",
+    ]
+
+
 # --- never raises -----------------------------------------------------------------------------
 
 _FRAGMENTS = st.sampled_from(
@@ -452,6 +632,7 @@ _FRAGMENTS = st.sampled_from(
         "Chú thích ảnh",
         "&amp;amp;&#0;&#x110000;&nbsp;",
         "\u200e\ufeff\x14\x00",
+        "RTL \u202eexe.gpj\u202c \u2067x\u2069\u061c",  # bidi controls: removed everywhere
         "",
         '{"id": "a", "title": "t", "body": "b", "published": "2005-01-01"}',
         '{"id": 1, "body": [1]}',
@@ -468,11 +649,17 @@ _ANY_BYTES = st.one_of(
 )
 
 
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
+_SPECIAL = {"fifo": lambda p: os.mkfifo(p), "zero": lambda p: p.symlink_to("/dev/zero")}
+
+
 @settings(max_examples=100, deadline=None)
-@given(data=_ANY_BYTES)
-def test_read_sources_never_raises(data: bytes) -> None:
+@given(data=_ANY_BYTES, special=st.sampled_from([None, *_SPECIAL]))
+def test_read_sources_never_raises(data: bytes, special: str | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths = [write(Path(tmp) / name, data) for name in ("x.txt", "x.jsonl", "x.bin")]
+        if special:  # beside the files, in the directory read: reported, never opened
+            _SPECIAL[special](Path(tmp) / f"{special}.jsonl")
         items = read(*paths, tmp)
     assert items and all(isinstance(i, (Article, ReadError)) for i in items)
     for item in items:
@@ -480,3 +667,7 @@ def test_read_sources_never_raises(data: bytes) -> None:
             assert str(item).startswith(tmp) and item.reason
         else:
             assert item.title and item.body and item.published.tzinfo is not None
+            text = "".join([item.id, item.title, *item.body, *item.captions, item.category, item.source or ""])
+            assert not _BIDI & set(text)
+    if special:
+        assert sum(f"{special}.jsonl: not a regular file" in str(i) for i in items) == 1

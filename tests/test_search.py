@@ -3,18 +3,26 @@ filters, sorts, pagination, did-you-mean, suggest, and no input that raises."""
 
 from __future__ import annotations
 
+import threading
 import unicodedata
 from datetime import date, datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from index_helpers import article, build, open_files_under
 
 from index.api import (
-    TIER_ADJACENT, TIER_ALL, TIER_FUZZY, TIER_PARTIAL, TIER_SYLLABLES, SearchError, SearchRequest,
+    TIER_ADJACENT,
+    TIER_ALL,
+    TIER_FUZZY,
+    TIER_NONE,
+    TIER_PARTIAL,
+    TIER_SYLLABLES,
+    SearchError,
+    SearchRequest,
 )
 from index.article import VN_TZ
-from index_helpers import article, build
 
 DOCS = [
     article(1, "Đắk Nông tổ chức hội nghị sơ kết công tác ngoại vụ",
@@ -51,7 +59,8 @@ DOCS = [
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
-    return build(tmp_path_factory.mktemp("search"), DOCS)
+    with build(tmp_path_factory.mktemp("search"), DOCS) as engine:
+        yield engine
 
 
 def ids(result) -> list[str]:
@@ -130,11 +139,18 @@ def test_field_filters_in_query(engine):
 
 
 def test_malformed_input_degrades(engine):
-    for q in ['"unbalanced hội nghị', "OR", "-", "* * *", "||", 'category:', '""', "-\"\"", "🙂 hội nghị", "a" * 5000]:
+    newest_first = ids(run(engine, ""))
+    # Operators and empty syntax with no word to search for make an empty query: everything, newest first.
+    for q in ["OR", "-", "* * *", "||", "category:", '""', '-""']:
         r = run(engine, q)
-        assert r.total >= 0
+        assert (r.tier, ids(r)) == (TIER_ALL, newest_first), q
+    assert ids(run(engine, "🙂 hội nghị")) == ["1"]  # the emoji is no word; the rest is searched
+    r = run(engine, "a" * 5000)  # cut to 256 characters: one unknown word
+    assert r.tier == TIER_NONE and r.total == 0 and r.hits == [] and any("256" in n for n in r.notes)
     r = run(engine, '"hội nghị')  # unclosed quote runs to the end
     assert ids(r) == ["1"]
+    r = run(engine, '"unbalanced hội nghị')  # ... so "unbalanced" is in the phrase, never relaxed away
+    assert r.tier == TIER_NONE and r.total == 0
 
 
 def test_long_query_is_cut_with_a_note(engine):
@@ -190,29 +206,29 @@ def test_title_weighs_more_than_body(engine):
 def test_ties_broken_by_newest(tmp_path):
     same = [article(i, "Tin tức", "Cùng một nội dung.", published=datetime(2010 + i, 1, 1, tzinfo=VN_TZ))
             for i in range(1, 4)]
-    engine = build(tmp_path, same)
-    assert ids(run(engine, "nội dung")) == ["3", "2", "1"]
+    with build(tmp_path, same) as engine:
+        assert ids(run(engine, "nội dung")) == ["3", "2", "1"]
 
 
 def test_recency_boost_prefers_recent(tmp_path):
     docs = [article(1, "Bão số 1", "Tin bão khẩn cấp bão bão.", published=datetime(2005, 1, 1, tzinfo=VN_TZ)),
             article(2, "Bão", "Tin bão.", published=datetime(2024, 1, 1, tzinfo=VN_TZ))]
-    engine = build(tmp_path, docs)
-    assert ids(run(engine, "bão", recency_boost=True))[0] == "2"
+    with build(tmp_path, docs) as engine:
+        assert ids(run(engine, "bão", recency_boost=True))[0] == "2"
 
 
 # -- results ---------------------------------------------------------------------------------------
 
 def test_snippet_marks_matches_on_nfc_text(tmp_path):
     body = unicodedata.normalize("NFD", "Mở đầu không liên quan. " * 20 + "Tỉnh Đắk Nông đón khách du lịch. Kết thúc.")
-    engine = build(tmp_path, [article(1, unicodedata.normalize("NFD", "Du lịch Đắk Nông"), body)])
-    hit = run(engine, "dak nong").hits[0]
-    marked = [s.text for s in hit.snippet if s.hit]
-    assert marked == ["Đắk Nông"]
-    assert unicodedata.is_normalized("NFC", "".join(s.text for s in hit.snippet))
-    # The best passage, not the first sentence.
-    assert "Mở đầu" not in "".join(s.text for s in hit.snippet)[:20]
-    assert [s.text for s in hit.title_spans if s.hit] == ["Đắk Nông"]
+    with build(tmp_path, [article(1, unicodedata.normalize("NFD", "Du lịch Đắk Nông"), body)]) as engine:
+        hit = run(engine, "dak nong").hits[0]
+        marked = [s.text for s in hit.snippet if s.hit]
+        assert marked == ["Đắk Nông"]
+        assert unicodedata.is_normalized("NFC", "".join(s.text for s in hit.snippet))
+        # The best passage, not the first sentence.
+        assert "Mở đầu" not in "".join(s.text for s in hit.snippet)[:20]
+        assert [s.text for s in hit.title_spans if s.hit] == ["Đắk Nông"]
 
 
 def test_facets_cover_the_whole_match_set(engine):
@@ -266,16 +282,39 @@ def test_pagination(engine):
 def test_did_you_mean_restores_marks(tmp_path):
     docs = [article(i, f"Hội nghị số {i}", "Tỉnh tổ chức hội nghị xúc tiến thương mại.") for i in range(1, 6)]
     docs.append(article(9, "Tin khác", "Ngih là một từ lạ."))
-    engine = build(tmp_path, docs)
-    r = run(engine, "hoi ngih")
-    assert r.suggestion == "hội nghị"
-    assert run(engine, "hội nghị").suggestion is None
-    # Feeds ask for neither the suggestion nor title highlights; the hits are the same.
-    lean = run(engine, "hoi ngih", spelling_suggestion=False, highlight_titles=False)
-    assert lean.suggestion is None
-    assert ids(lean) == ids(r) and lean.total == r.total
-    assert all(h.title_spans == [] for h in lean.hits)
-    assert any(s.hit for h in r.hits for s in h.title_spans)
+    with build(tmp_path, docs) as engine:
+        r = run(engine, "hoi ngih")
+        assert r.suggestion == "hội nghị"
+        assert run(engine, "hội nghị").suggestion is None
+        # Feeds ask for neither the suggestion nor title highlights; the hits are the same.
+        lean = run(engine, "hoi ngih", spelling_suggestion=False, highlight_titles=False)
+        assert lean.suggestion is None
+        assert ids(lean) == ids(r) and lean.total == r.total
+        assert all(h.title_spans == [] for h in lean.hits)
+        assert any(s.hit for h in r.hits for s in h.title_spans)
+
+
+def test_searchers_of_ended_threads_are_closed(tmp_path):
+    """Each thread searches with a searcher of its own, and the service's worker threads end when
+    idle: the searchers of ended threads must not stay open (their segment files, and the disk
+    space of a replaced generation) until the engine is closed, but close when a thread opens one."""
+    with build(tmp_path, [article(1, "Bão số 3", "Mưa lớn ở miền Trung.")]) as engine:
+        per_searcher = open_files_under(tmp_path)  # the searcher of this thread, opened by build
+        assert per_searcher > 0
+
+        def get() -> None:
+            assert engine.get_article("1") is not None
+
+        for _ in range(3):
+            thread = threading.Thread(target=get)
+            thread.start()
+            thread.join()
+        counted = []
+        thread = threading.Thread(target=lambda: (get(), counted.append(open_files_under(tmp_path))))
+        thread.start()
+        thread.join()
+        assert counted == [2 * per_searcher], "this thread's and the new thread's searchers, no ended thread's"
+    assert open_files_under(tmp_path) == 0, "close() closes the searchers of every thread"
 
 
 def test_get_article_and_categories(engine):
@@ -296,9 +335,19 @@ def test_suggest(engine):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(max_size=300))
 def test_no_query_raises(engine, q):
+    """Any text gets a well-formed answer: hits from the index, paged, counted and faceted alike."""
     r = engine.search(SearchRequest(q=q, per_page=5))
-    assert r.total >= 0
-    engine.suggest(q)
+    assert len(r.query) <= 256
+    assert r.total <= len(DOCS) and len(r.hits) == min(r.total, 5)
+    found = ids(r)
+    assert len(set(found)) == len(found) and set(found) <= {d.id for d in DOCS}
+    assert sum(f.count for f in r.facets["category"]) == r.total
+    assert r.partial == (r.tier == TIER_PARTIAL)
+    assert (r.total == 0) == (r.tier == TIER_NONE)
+    if r.tier == TIER_ALL:  # no word to search for: every article
+        assert r.total == len(DOCS)
+    completions = engine.suggest(q)
+    assert len(completions) <= 10 and all(c.strip() for c in completions)
 
 
 def test_telex_decoder_leaves_ordinary_words_alone():

@@ -21,7 +21,7 @@ def _needs_chromium() -> None:
     require_chromium()
 
 
-def test_results_render_with_highlights_facets_and_timeline(service, tmp_path: Path) -> None:  # noqa: ANN001
+def test_results_render_with_highlights_facets_and_timeline(service, tmp_path: Path) -> None:
     dom = dump_dom(service.url + "/search?q=b%C3%B3ng+%C4%91%C3%A1", tmp_path / "profile")
     assert re.search(r'<li class="hit">', dom)
     assert "<mark>" in dom and re.search(r"<mark>[^<]*(bóng|đá)", dom, re.I)
@@ -31,7 +31,7 @@ def test_results_render_with_highlights_facets_and_timeline(service, tmp_path: P
     assert 'role="combobox"' in dom and 'id="q-suggestions"' in dom
 
 
-def test_screenshot(service, tmp_path: Path) -> None:  # noqa: ANN001
+def test_screenshot(service, tmp_path: Path) -> None:
     shot = tmp_path / "search.png"
     proc = chromium(
         [f"--screenshot={shot}", "--window-size=1280,900", service.url + "/search?q=%C4%91%E1%BA%AFk+n%C3%B4ng"],
@@ -42,7 +42,7 @@ def test_screenshot(service, tmp_path: Path) -> None:  # noqa: ANN001
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
 
 
-def test_pages_render_without_csp_violations(service, tmp_path: Path) -> None:  # noqa: ANN001
+def test_pages_render_without_csp_violations(service, tmp_path: Path) -> None:
     """The CSP forbids inline script and style; a violation would show in Chromium's console log."""
     proc = chromium(
         ["--enable-logging=stderr", "--v=0", "--virtual-time-budget=3000", "--dump-dom",
@@ -53,7 +53,7 @@ def test_pages_render_without_csp_violations(service, tmp_path: Path) -> None:  
     assert "Content Security Policy" not in proc.stderr, proc.stderr[-2000:]
 
 
-def test_keyboard_autocomplete(service, tmp_path: Path) -> None:  # noqa: ANN001
+def test_keyboard_autocomplete(service, tmp_path: Path) -> None:
     """Type "dak n", ArrowDown, Enter: the browser lands on a search for the first suggestion."""
     driver = WebDriver(tmp_path)
     try:

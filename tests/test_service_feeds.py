@@ -16,7 +16,7 @@ import re
 import shutil
 import time
 import unicodedata
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 
@@ -36,7 +36,7 @@ from service_helpers import (
 import feeds
 from index.article import VN_TZ
 from searchsvc.config import DEFAULT_SITE_TITLE
-from searchsvc.feed_cache import FeedCache, make_document
+from searchsvc.http.feed_cache import FeedCache, make_document
 
 SITE = DEFAULT_SITE_TITLE
 HUB = "https://hub.example.org/"
@@ -134,14 +134,14 @@ def feeds_index(feeds_corpus: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture(scope="module")
-def fsvc(feeds_index: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def fsvc(feeds_index: Path, tmp_path_factory: pytest.TempPathFactory):
     env = {"SEARCHSVC_WEBSUB_HUB": HUB, "SEARCHSVC_ACCESS_LOG": "0"}
     with running_service(feeds_index, tmp_path_factory.mktemp("feeds-logs"), workers=2, env=env) as svc:
         yield svc
 
 
 @pytest.fixture
-def client(fsvc) -> httpx.Client:  # noqa: ANN001
+def client(fsvc) -> httpx.Client:
     with httpx.Client(base_url=fsvc.url, timeout=30.0) as c:
         yield c
 
@@ -176,7 +176,7 @@ KIND_QUERY = {"all": "", "category": "", "search": "?q=khoa+h%E1%BB%8Dc"}
 
 @pytest.mark.parametrize("fmt", ["rss", "atom"])
 @pytest.mark.parametrize("kind", list(KINDS))
-def test_xml_feeds_parse_with_right_metadata(client: httpx.Client, fsvc, kind: str, fmt: str) -> None:  # noqa: ANN001
+def test_xml_feeds_parse_with_right_metadata(client: httpx.Client, fsvc, kind: str, fmt: str) -> None:
     prefix, label, html_path = KINDS[kind]
     path = f"{prefix}.{fmt}{KIND_QUERY[kind]}"
     doc = parsed(client, path)
@@ -191,7 +191,7 @@ def test_xml_feeds_parse_with_right_metadata(client: httpx.Client, fsvc, kind: s
     expected = {row["title"]: row["published"] for row in expected_articles()}
     dates = []
     for entry in doc.entries:
-        published = datetime(*entry.published_parsed[:6], tzinfo=timezone.utc)
+        published = datetime(*entry.published_parsed[:6], tzinfo=UTC)
         if entry.title in expected:  # titles with markup-like text are checked on the raw XML
             assert published == expected[entry.title], entry.title
         dates.append(published)
@@ -206,7 +206,7 @@ def test_xml_feeds_parse_with_right_metadata(client: httpx.Client, fsvc, kind: s
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
-def test_json_feeds_have_required_fields(client: httpx.Client, fsvc, kind: str) -> None:  # noqa: ANN001
+def test_json_feeds_have_required_fields(client: httpx.Client, fsvc, kind: str) -> None:
     prefix, label, html_path = KINDS[kind]
     path = f"{prefix}.json{KIND_QUERY[kind]}"
     response = get_ok(client, path)
@@ -229,7 +229,7 @@ def test_json_feeds_have_required_fields(client: httpx.Client, fsvc, kind: str) 
     assert b"<" not in response.content  # HTML-significant characters are \u-escaped
 
 
-def test_titles_dates_and_links_match_the_index(client: httpx.Client, fsvc) -> None:  # noqa: ANN001
+def test_titles_dates_and_links_match_the_index(client: httpx.Client, fsvc) -> None:
     doc = get_ok(client, "/feeds/all.json?limit=200").json()
     expected = expected_articles()
     assert len(doc["items"]) == len(expected)
@@ -247,7 +247,7 @@ def test_titles_dates_and_links_match_the_index(client: httpx.Client, fsvc) -> N
 
 def test_atom_validates_against_relax_ng(client: httpx.Client) -> None:
     schema = etree.RelaxNG(etree.parse(str(feeds.ATOM_RNG_PATH)))
-    for path in ("/feeds/all.atom", f"/feeds/{SCIENCE_SLUG}.atom?limit=4&page=2",
+    for path in ("/feeds/all.atom", f"/feeds/{SCIENCE_SLUG}.atom?limit=10&page=2",
                  "/feeds/search.atom?q=khoa+h%E1%BB%8Dc", "/feeds/search.atom?q=zzzyyyxxx",
                  "/feeds/kinh-te.atom"):  # fmt: skip
         root = etree.fromstring(get_ok(client, path).content)
@@ -257,7 +257,7 @@ def test_atom_validates_against_relax_ng(client: httpx.Client) -> None:
 # --- hard cases ------------------------------------------------------------------------------------
 
 
-def test_hard_cases_reach_every_format_intact(client: httpx.Client, fsvc) -> None:  # noqa: ANN001
+def test_hard_cases_reach_every_format_intact(client: httpx.Client, fsvc) -> None:
     for fmt in ("rss", "atom", "json"):
         raw = get_ok(client, f"/feeds/all.{fmt}?limit=200").content
         text = raw.decode("utf-8")
@@ -308,7 +308,7 @@ def test_search_feed_is_newest_first_and_normalises_the_query(client: httpx.Clie
 # --- OPML ------------------------------------------------------------------------------------------
 
 
-def test_opml_lists_every_category(client: httpx.Client, fsvc) -> None:  # noqa: ANN001
+def test_opml_lists_every_category(client: httpx.Client, fsvc) -> None:
     response = get_ok(client, "/feeds.opml")
     assert response.headers["content-type"] == "text/x-opml; charset=utf-8"
     root = etree.fromstring(response.content)
@@ -361,7 +361,7 @@ def test_output_is_byte_identical_across_fetches_and_workers(client: httpx.Clien
     assert a == b
 
 
-def test_gzip_is_served_once_and_decodes_to_the_same_bytes(client: httpx.Client, fsvc) -> None:  # noqa: ANN001
+def test_gzip_is_served_once_and_decodes_to_the_same_bytes(client: httpx.Client, fsvc) -> None:
     path = f"/feeds/{SCIENCE_SLUG}.rss"
     plain = get_ok(client, path, headers={"Accept-Encoding": "identity"})
     assert "content-encoding" not in plain.headers
@@ -410,11 +410,11 @@ def test_browser_tabs_get_an_xml_type_that_applies_the_stylesheet(client: httpx.
 
 
 def test_stylesheet_is_valid_xslt_and_renders_our_feeds(client: httpx.Client) -> None:
-    rss = get_ok(client, "/feeds/all.rss?limit=5").content
+    rss = get_ok(client, "/feeds/all.rss?limit=10").content
     assert rss.splitlines()[1] == b'<?xml-stylesheet type="text/xsl" href="/feeds/feed.xsl"?>'
     assert b"xml-stylesheet" not in get_ok(client, "/feeds/all.json").content
     xslt = etree.XSLT(etree.fromstring(get_ok(client, "/feeds/feed.xsl").content))
-    for path in ("/feeds/all.rss?limit=5", "/feeds/all.atom?limit=5&page=2"):
+    for path in ("/feeds/all.rss?limit=10", "/feeds/all.atom?limit=10&page=2"):
         html = str(xslt(etree.fromstring(get_ok(client, path).content)))
         first = etree.fromstring(get_ok(client, path).content)
         title = first.findtext("channel/title") or first.findtext(f"{ATOM}title")
@@ -428,8 +428,8 @@ def atom_links(root: etree._Element) -> dict[str, str]:
     return {link.get("rel"): link.get("href") for link in root.findall(f"{ATOM}link")}
 
 
-@pytest.mark.parametrize("slug,limit", [(SCIENCE_SLUG, 4), ("all", 7)])
-def test_atom_paging_walks_the_whole_history(client: httpx.Client, fsvc, slug: str, limit: int) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("slug,limit", [(SCIENCE_SLUG, 10), ("all", 20)])
+def test_atom_paging_walks_the_whole_history(client: httpx.Client, fsvc, slug: str, limit: int) -> None:
     total = category_count(client, slug) if slug != "all" else len(expected_articles())
     url = f"{fsvc.url}/feeds/{slug}.atom?limit={limit}"
     first_url, seen, dates, pages, previous = url, [], [], 0, None
@@ -450,8 +450,8 @@ def test_atom_paging_walks_the_whole_history(client: httpx.Client, fsvc, slug: s
     assert links["last"] == previous and pages == -(-total // limit)
 
 
-def test_json_paging_follows_next_url(client: httpx.Client, fsvc) -> None:  # noqa: ANN001
-    url, ids = f"{fsvc.url}/feeds/{SCIENCE_SLUG}.json?limit=6", []
+def test_json_paging_follows_next_url(client: httpx.Client, fsvc) -> None:
+    url, ids = f"{fsvc.url}/feeds/{SCIENCE_SLUG}.json?limit=10", []
     while url:
         doc = get_ok(client, url).json()
         ids += [item["id"] for item in doc["items"]]
@@ -460,7 +460,7 @@ def test_json_paging_follows_next_url(client: httpx.Client, fsvc) -> None:  # no
 
 
 def test_rss_is_the_first_page_only(client: httpx.Client) -> None:
-    root = etree.fromstring(get_ok(client, f"/feeds/{SCIENCE_SLUG}.rss?limit=4").content)
+    root = etree.fromstring(get_ok(client, f"/feeds/{SCIENCE_SLUG}.rss?limit=10").content)
     rels = {link.get("rel") for link in root.iter(f"{ATOM}link")}
     assert rels == {"self", "hub"}
     assert get_ok(client, f"/feeds/{SCIENCE_SLUG}.rss?page=1").status_code == 200
@@ -473,7 +473,7 @@ def test_rss_is_the_first_page_only(client: httpx.Client) -> None:
     [
         ("limit=0", 400, "limit"), ("limit=201", 400, "limit"), ("limit=abc", 400, "limit"), ("limit=-1", 400, "limit"),
         ("page=0", 400, "page"), ("page=x", 400, "page"), ("limit=200&page=51", 400, "10.000"),
-        ("limit=100&page=101", 400, "10.000"), ("limit=4&page=99", 404, "page"),
+        ("limit=100&page=101", 400, "10.000"), ("limit=10&page=99", 404, "page"),
     ],
 )  # fmt: skip
 def test_limit_and_page_bounds(client: httpx.Client, query: str, status: int, words: str) -> None:
@@ -482,10 +482,10 @@ def test_limit_and_page_bounds(client: httpx.Client, query: str, status: int, wo
 
 
 def test_limit_sets_the_number_of_items(client: httpx.Client) -> None:
-    assert len(parsed(client, "/feeds/all.rss?limit=1").entries) == 1
+    assert len(parsed(client, "/feeds/all.rss?limit=10").entries) == 10
     assert len(parsed(client, "/feeds/all.atom").entries) == min(50, len(expected_articles()))
     assert len(get_ok(client, "/feeds/all.json?limit=200").json()["items"]) == len(expected_articles())
-    many = get_ok(client, "/feeds/search.json?q=khoa+h%E1%BB%8Dc&limit=150").json()["items"]
+    many = get_ok(client, "/feeds/search.json?q=khoa+h%E1%BB%8Dc&limit=200").json()["items"]
     assert len(many) == len({i["id"] for i in many}) >= PAGED_COUNT  # more than one engine page
 
 
@@ -521,7 +521,7 @@ def test_autodiscovery_links(client: httpx.Client) -> None:
     assert doc.entries and all(e.tags[0].term in (SCIENCE, SCIENCE_SLUG) for e in doc.entries)
 
 
-def test_feeds_page_lists_every_feed_and_both_embeds(client: httpx.Client, fsvc) -> None:  # noqa: ANN001
+def test_feeds_page_lists_every_feed_and_both_embeds(client: httpx.Client, fsvc) -> None:
     response = get_ok(client, "/feeds")
     assert response.headers["content-type"].startswith("text/html")
     html = response.text
@@ -538,7 +538,7 @@ def test_feeds_page_lists_every_feed_and_both_embeds(client: httpx.Client, fsvc)
 # --- embeds ------------------------------------------------------------------------------------------
 
 
-def test_embed_lists_headlines_escaped_and_may_be_framed(client: httpx.Client, fsvc) -> None:  # noqa: ANN001
+def test_embed_lists_headlines_escaped_and_may_be_framed(client: httpx.Client, fsvc) -> None:
     response = get_ok(client, "/embed/xa-hoi", headers={"Origin": "https://partner.example"})
     assert response.headers["content-type"] == "text/html; charset=utf-8"
     html = response.text
@@ -612,16 +612,63 @@ def test_etag_changes_when_an_article_is_indexed(feeds_index: Path, tmp_path: Pa
 
 
 def test_search_feeds_are_rate_limited_like_search(feeds_index: Path, tmp_path: Path) -> None:
-    """Each distinct saved search costs a search and a render; category feeds cost a lookup."""
+    """Each distinct saved search costs a search and a render, and so does every feed document no
+    cache holds; a document already rendered costs nothing, whoever asks for it."""
     env = {"SEARCHSVC_RATE_LIMIT": "3", "SEARCHSVC_ACCESS_LOG": "0"}
     with running_service(feeds_index, tmp_path / "logs", env=env) as svc, \
             httpx.Client(base_url=svc.url, timeout=30.0) as http:
         remote = {"X-Forwarded-For": "198.51.100.9"}  # a client behind a local proxy (see lifecycle tests)
+        get_ok(http, f"/feeds/{SCIENCE_SLUG}.rss")  # rendered for a loopback client (never limited)
         statuses = [http.get("/feeds/search.atom", params={"q": f"khoa {i}"}, headers=remote).status_code
                     for i in range(4)]  # fmt: skip
         assert statuses == [200, 200, 200, 429]
         assert http.get("/embed/search", params={"q": "x"}, headers=remote).status_code == 429
+        assert http.get(f"/feeds/{SCIENCE_SLUG}.atom", headers=remote).status_code == 429  # a render
         assert all(http.get(f"/feeds/{SCIENCE_SLUG}.rss", headers=remote).status_code == 200 for _ in range(5))
+        assert http.get("/feeds/search.atom", params={"q": "khoa 0"}, headers=remote).status_code == 200
+
+
+def feed_renders(metrics: str) -> float:
+    """Feed documents rendered so far, all workers (``searchsvc_feed_renders_total``)."""
+    match = re.search(r"^searchsvc_feed_renders_total (\S+)$", metrics, re.M)
+    assert match, "no searchsvc_feed_renders_total in /metrics"
+    return float(match.group(1))
+
+
+def test_feed_limits_are_a_few_cached_sizes(client: httpx.Client, fsvc) -> None:
+    """Every limit is a render of up to 200 full articles, so only 10, 20, 50, 100 and 200 are
+    rendered: a walk of limit=200, 199, … 1 costs one render per size and worker, every other
+    limit is a 301 to the next size up (relative, CORS-readable), and what it leads to is the
+    valid document of that size, at the page that holds the first item asked for."""
+    sizes = (10, 20, 50, 100, 200)
+    before = client.get("/metrics").text
+    for limit in range(200, 0, -1):
+        answer = client.get(f"/feeds/all.json?limit={limit}")
+        size = next(s for s in sizes if s >= limit)
+        if limit == size:
+            assert answer.status_code == 200, limit
+            assert len(answer.json()["items"]) == min(size, len(expected_articles()))
+        else:
+            assert answer.status_code == 301, limit
+            assert answer.headers["location"] == "/feeds/all.json" + ("" if size == 50 else f"?limit={size}")
+            assert answer.headers["access-control-allow-origin"] == "*"
+    renders = feed_renders(client.get("/metrics").text) - feed_renders(before)
+    assert renders <= len(sizes) * 2  # two workers, each renders a size once
+    # paged: items 15-21 in pages of 7 lead to page 2 of 10 (items 11-20), which holds item 15
+    newest = [i["id"] for i in get_ok(client, "/feeds/all.json?limit=200").json()["items"]]
+    moved = client.get(f"/feeds/{SCIENCE_SLUG}.atom?limit=7&page=3&utm_source=x")
+    assert moved.status_code == 301 and moved.headers["location"] == f"/feeds/{SCIENCE_SLUG}.atom?limit=10&page=2"
+    moved = client.get("/feeds/all.atom?limit=7&page=3")
+    assert moved.headers["location"] == "/feeds/all.atom?limit=10&page=2"
+    page = client.get(moved.headers["location"])
+    root = etree.fromstring(page.content)
+    assert etree.RelaxNG(etree.parse(str(feeds.ATOM_RNG_PATH))).validate(root)
+    assert atom_links(root)["self"] == fsvc.url + moved.headers["location"]
+    ids = [e.findtext(f"{ATOM}id") for e in root.findall(f"{ATOM}entry")]
+    assert ids == newest[10:20] and newest[14] in ids
+    saved = client.get("/feeds/search.rss", params={"q": "  khoa   học ", "limit": 3})
+    assert saved.headers["location"] == "/feeds/search.rss?q=khoa+h%E1%BB%8Dc&limit=10"
+    assert len(parsed(client, saved.headers["location"]).entries) == 10
 
 
 # --- the cache itself ----------------------------------------------------------------------------------
@@ -632,8 +679,8 @@ def test_feed_cache_is_bounded_per_generation_and_single_flight() -> None:
         cache = FeedCache(max_entries=3, max_bytes=10_000_000)
         renders: list[str] = []
 
-        def render(name: str):  # noqa: ANN202
-            def run():  # noqa: ANN202
+        def render(name: str):
+            def run():
                 time.sleep(0.05)
                 renders.append(name)
                 return make_document(name.encode() * 200, "text/plain")
@@ -671,3 +718,53 @@ def test_documents_are_deterministic_and_validators_follow_the_bytes() -> None:
     assert a == b and a.gzip_body == b.gzip_body and gzip.decompress(a.gzip_body) == a.body
     assert a.etag != make_document(b"<rss>y</rss>", "application/rss+xml").etag
     assert a.gzip_etag.startswith(a.etag[:-1]) and a.last_modified.utcoffset() == timedelta(0)
+
+
+def test_feed_cache_evicts_the_least_recently_used_by_size() -> None:
+    docs = {name: make_document(name.encode() * 400, "text/plain") for name in "abcd"}
+    size = docs["a"].size
+    assert all(doc.size == size for doc in docs.values())
+    cache = FeedCache(max_entries=100, max_bytes=2 * size + size // 2)  # room for two, by bytes
+    cache.observe("g")
+    cache.put(("g", "a"), docs["a"])
+    cache.put(("g", "b"), docs["b"])
+    assert cache.get(("g", "a")) is docs["a"]  # now "b" is the least recently used
+    cache.put(("g", "c"), docs["c"])
+    assert cache.get(("g", "b")) is None and cache.get(("g", "a")) is docs["a"]
+    assert len(cache) == 2 and cache.bytes == 2 * size
+    # a document larger than the whole cache is not kept and evicts nothing
+    huge = make_document(bytes(range(256)) * 40, "text/plain")
+    assert huge.size > cache.max_bytes
+    cache.put(("g", "huge"), huge)
+    assert cache.get(("g", "huge")) is None and len(cache) == 2 and cache.bytes == 2 * size
+    cache.put(("old", "d"), docs["d"])  # a render finished for a generation no longer current
+    assert cache.get(("old", "d")) is None
+    cache.observe("g2")
+    assert len(cache) == 0 and cache.bytes == 0
+
+
+def test_every_variant_tag_of_a_document_revalidates_it() -> None:
+    from starlette.requests import Request
+
+    from searchsvc.http.feed_cache import respond
+
+    doc = make_document(b"<rss>x</rss>" * 100, "application/rss+xml")
+    validator = doc.etag.strip('"')
+    assert (doc.gzip_etag, doc.view_etag, doc.gzip_view_etag) == tuple(
+        f'"{validator}-{suffix}"' for suffix in ("gz", "view", "gz-view"))
+
+    def get(**headers: str) -> tuple[int, str]:
+        raw = [(k.replace("_", "-").lower().encode(), v.encode()) for k, v in headers.items()]
+        response = respond(Request({"type": "http", "method": "GET", "path": "/f", "headers": raw}), doc,
+                           view_type="application/xml")
+        return response.status_code, response.headers["etag"]
+
+    assert get(accept_encoding="identity") == (200, doc.etag)
+    assert get(accept_encoding="gzip") == (200, doc.gzip_etag)
+    assert get(accept_encoding="gzip", sec_fetch_dest="document") == (200, doc.gzip_view_etag)
+    for tag in (doc.etag, doc.gzip_etag, doc.view_etag, doc.gzip_view_etag, "W/" + doc.gzip_etag,
+                f'"{validator}-gzip"', f'"{validator}-view-gzip"', f'"other", {doc.etag}', "*"):
+        assert get(accept_encoding="gzip", if_none_match=tag) == (304, doc.gzip_etag), tag
+        assert get(accept_encoding="identity", if_none_match=tag) == (304, doc.etag), tag
+    for tag in ('"other"', f'"{validator}-other"', validator, f'"{validator[:-1]}"'):
+        assert get(accept_encoding="gzip", if_none_match=tag)[0] == 200, tag

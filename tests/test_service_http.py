@@ -54,7 +54,7 @@ def test_healthz_and_readyz(http: httpx.Client) -> None:
 # --- JSON API -------------------------------------------------------------------------------------
 
 
-def test_search_shape(http: httpx.Client, service) -> None:  # noqa: ANN001
+def test_search_shape(http: httpx.Client, service) -> None:
     body = search(http, q="bóng đá")
     assert set(body) >= {"query", "total", "page", "per_page", "tier", "hits", "facets", "suggestion", "notes"}
     assert body["query"] == "bóng đá" and body["page"] == 1 and body["per_page"] == 10
@@ -110,13 +110,14 @@ def test_suggest(http: httpx.Client) -> None:
     assert len(http.get("/api/suggest", params={"q": "d", "limit": 2}).json()["suggestions"]) <= 2
 
 
-def test_article_and_categories(http: httpx.Client, service) -> None:  # noqa: ANN001
+def test_article_and_categories(http: httpx.Client, service) -> None:
     hit = search(http, q="cồng chiêng")["hits"][0]
     article = http.get(f"/api/articles/{hit['id']}").json()
     assert article["id"] == hit["id"] and article["title"] == hit["title"]
     assert article["url"] == hit["url"] == f"{service.url}/articles/{hit['id']}"
-    assert set(article) >= {"body", "paragraphs", "category", "category_slug", "published", "captions", "views"}
-    assert article["paragraphs"] and article["body"].startswith(article["paragraphs"][0])
+    assert set(article) >= {"paragraphs", "category", "category_slug", "published", "captions", "views"}
+    assert "body" not in article  # the body is sent once, as paragraphs
+    assert article["paragraphs"] and all(isinstance(p, str) and p for p in article["paragraphs"])
     categories = http.get("/api/categories").json()["categories"]
     assert sum(c["count"] for c in categories) == len(SAMPLE_ARTICLES)
     assert {"label": "Thể thao", "slug": "the-thao", "count": 3} in [
@@ -206,7 +207,9 @@ def test_refused_cors_preflight_is_a_json_error(http: httpx.Client, method: str)
     assert "GET" in refused.headers["access-control-allow-methods"]
 
 
-@pytest.mark.parametrize("path", ["/api/search?q=b%C3%B3ng+%C4%91%C3%A1&sort=newest", "/search?q=b%C3%B3ng", "/", "/c/the-thao"])
+@pytest.mark.parametrize(
+    "path", ["/api/search?q=b%C3%B3ng+%C4%91%C3%A1&sort=newest", "/search?q=b%C3%B3ng", "/", "/c/the-thao"]
+)
 def test_etag_and_304(http: httpx.Client, path: str) -> None:
     first = http.get(path)
     assert first.status_code == 200
@@ -256,6 +259,152 @@ def test_gzip(http: httpx.Client) -> None:
     assert json.loads(gzip.decompress(body))["openapi"].startswith("3.1")
 
 
+# --- content coding and Vary: one rule for every route family ------------------------------------
+
+# Accept-Encoding -> what RFC 9110 12.5.3 makes of it (for a body big enough to be worth compressing)
+ACCEPT_ENCODINGS = {
+    "gzip": "gzip",
+    "gzip, deflate, br, zstd": "gzip",
+    "x-gzip": "gzip",
+    "*": "gzip",
+    "*;q=0, gzip;q=0.3": "gzip",
+    "identity": "identity",
+    "gzip;q=0, identity": "identity",
+    "GZIP;Q=0": "identity",
+    "identity;q=1, gzip;q=0.5": "identity",
+    "br": "identity",
+    "gzip;q=nonsense": "identity",
+}
+GZIP_MINIMUM = 500  # searchsvc.http.encoding.GZIP_MINIMUM_SIZE
+
+
+def encoding_family_paths(article_id: str) -> list[str]:
+    return [
+        "/", "/search?q=b%C3%B3ng+%C4%91%C3%A1", "/c/the-thao", f"/articles/{article_id}",  # pages
+        "/api/search?q=b%C3%B3ng&per_page=20", "/api/search?q=zzzzqqq", "/api/categories",  # API
+        f"/api/articles/{article_id}", "/api/openapi.json",
+        "/feeds", "/feeds/all.rss", "/feeds/the-thao.atom", "/feeds/all.json",  # feeds
+        "/feeds/search.atom?q=b%C3%B3ng", "/feeds.opml", "/feeds/feed.xsl",
+        "/embed/all", "/embed/search?q=b%C3%B3ng", "/embed.js",  # embeds
+        "/static/style.css", "/static/favicon.svg",  # static
+    ]
+
+
+def vary_of(response: httpx.Response) -> list[str]:
+    """Every name in every Vary field, lower case, in order (duplicates kept: they are the bug)."""
+    return [n.strip().lower() for v in response.headers.get_list("vary") for n in v.split(",") if n.strip()]
+
+
+def assert_vary_once(response: httpx.Response, where: str) -> list[str]:
+    names = vary_of(response)
+    assert len(response.headers.get_list("vary")) == 1, (where, response.headers.get_list("vary"))
+    assert len(names) == len(set(names)), (where, names)
+    assert "accept-encoding" in names, (where, names)
+    return names
+
+
+def raw_get(http: httpx.Client, path: str, headers: dict[str, str]) -> tuple[httpx.Response, bytes]:
+    """The response and its body exactly as sent (not decoded)."""
+    with http.stream("GET", path, headers=headers) as response:
+        return response, b"".join(response.iter_raw())
+
+
+def test_every_route_family_negotiates_encoding_by_one_rule(http: httpx.Client, article_ids: dict[str, str]) -> None:
+    """Pages, API, feeds, embeds, OPML, XSL and static files: ``Vary: Accept-Encoding`` exactly once
+    (and ``Origin`` once on /api/), q-values honoured (``gzip;q=0`` is never gzip), the same bytes
+    once decoded, and 304s that carry the same Vary."""
+    article_id = next(iter(article_ids.values()))
+    for path in encoding_family_paths(article_id):
+        plain, plain_raw = raw_get(http, path, {"Accept-Encoding": "identity"})
+        assert plain.status_code == 200, path
+        assert "content-encoding" not in plain.headers, path
+        for value, expected in ACCEPT_ENCODINGS.items():
+            where = f"{path} with Accept-Encoding: {value}"
+            headers = {"Accept-Encoding": value, "Origin": "https://partner.example"}
+            response, raw = raw_get(http, path, headers)
+            assert response.status_code == 200, where
+            names = assert_vary_once(response, where)
+            if path.startswith("/api/"):
+                assert "origin" in names, where
+            coding = response.headers.get("content-encoding", "identity")
+            if expected == "identity" or len(plain_raw) < GZIP_MINIMUM:
+                assert coding == "identity", where
+            else:
+                assert coding == "gzip", where
+            assert (gzip.decompress(raw) if coding == "gzip" else raw) == plain_raw, where
+            etag = response.headers.get("etag")
+            if etag is None:
+                continue
+            again = http.get(path, headers={**headers, "If-None-Match": etag})
+            assert again.status_code == 304, where
+            assert vary_of(again) == names, where
+
+
+def test_encoding_negotiation_rules() -> None:
+    from starlette.datastructures import Headers, MutableHeaders
+
+    from searchsvc.http.encoding import add_vary, negotiate, request_encoding
+
+    for value, expected in ACCEPT_ENCODINGS.items():
+        assert negotiate(value) == expected, value
+    assert negotiate(None) == "identity" and negotiate("") == "identity"
+    assert negotiate("identity;q=0") == "identity"  # nothing acceptable: the header is disregarded
+    assert negotiate("gzip;q=0.001") == "gzip"  # an unlisted identity never beats a listed coding
+    assert negotiate("gzip;q=0.5, identity;q=0.6") == "identity"
+    assert negotiate("*;q=0.2, identity;q=0.1") == "gzip"
+    assert negotiate("gzip;q=1.5") == "identity" and negotiate("gzip;q=-1") == "identity"  # malformed: ignored
+    assert negotiate("x" * 5000 + ", gzip") == "gzip"
+    assert request_encoding(Headers(raw=[(b"accept-encoding", b"br"), (b"accept-encoding", b"gzip")])) == "gzip"
+    headers = MutableHeaders(raw=[(b"vary", b"Accept-Encoding, origin"), (b"vary", b"Origin, Accept")])
+    add_vary(headers, "accept-encoding", "Sec-Fetch-Dest")
+    assert headers.getlist("vary") == ["Accept-Encoding, origin, Accept, Sec-Fetch-Dest"]
+    star = MutableHeaders(raw=[(b"vary", b"*")])
+    add_vary(star, "Accept-Encoding")
+    assert star.getlist("vary") == ["*"]
+
+
+# --- trailing-slash redirects never name a host -----------------------------------------------------
+
+HOSTILE_HOST = {"Host": "evil.example", "X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https"}
+
+
+@pytest.mark.parametrize(("path", "location"), [
+    ("/search/?q=a", "/search?q=a"),
+    ("/api/search/?q=a&sort=newest", "/api/search?q=a&sort=newest"),
+    ("/feeds/", "/feeds"),
+    ("/c/x/", "/c/x"),
+    ("/healthz/", "/healthz"),
+    ("/search///?q=%3Cb%3E+%C4%91", "/search?q=%3Cb%3E+%C4%91"),
+    ("/feeds/all.rss/", "/feeds/all.rss"),
+])
+def test_slash_redirects_are_relative(http: httpx.Client, path: str, location: str) -> None:
+    """Starlette answered ``/search/`` with ``Location: http://<Host header>/search``: a redirect to
+    any site, for anyone who can set a header (and for every cache in front). Ours is relative."""
+    for headers in (HOSTILE_HOST, {}):
+        response = http.get(path, headers=headers)
+        assert response.status_code == 307, (path, response.status_code)
+        assert response.headers["location"] == location, (path, response.headers["location"])
+        assert "evil" not in response.text
+    followed = http.get(path, follow_redirects=True)
+    assert followed.url.host == "127.0.0.1" and len(followed.history) == 1
+
+
+def test_slash_redirect_never_leaves_the_site(service) -> None:
+    from test_path_safety import raw_request
+
+    from searchsvc.http.redirects import slash_location
+
+    for target in (b"//evil.example/", b"//evil.example//", b"///evil.example/", b"/\\evil.example/",
+                   b"//evil.example/search/", b"/%2Fevil.example/"):
+        status, headers, _ = raw_request(service.url, target, headers=b"X-Forwarded-Host: evil.example\r\n")
+        assert status == 404, (target, status)
+        assert "location" not in headers, (target, headers)
+    assert slash_location("//evil.example/", b"") is None  # "//host" would be network-path relative
+    assert slash_location("///evil.example/", b"") is None
+    assert slash_location("/", b"q=a") is None and slash_location("/search", b"") is None
+    assert slash_location("/a b/\\x/", b"q=<\xff") == "/a%20b/%5Cx?q=%3C%FF"
+
+
 def test_security_headers(http: httpx.Client) -> None:
     page = http.get("/search", params={"q": "x"})
     csp = page.headers["content-security-policy"]
@@ -271,7 +420,7 @@ def test_security_headers(http: httpx.Client) -> None:
         assert http.get(path).headers["x-content-type-options"] == "nosniff"
 
 
-def test_request_id_and_access_log(http: httpx.Client, service) -> None:  # noqa: ANN001
+def test_request_id_and_access_log(http: httpx.Client, service) -> None:
     given = http.get("/healthz", headers={"X-Request-ID": "abc-123.test"})
     assert given.headers["x-request-id"] == "abc-123.test"
     generated = http.get("/healthz")

@@ -36,7 +36,7 @@ NEW_ARTICLE = SampleArticle(
 )
 
 
-def wait_until(predicate, timeout: float = 20.0, interval: float = 0.2) -> bool:  # noqa: ANN001
+def wait_until(predicate, timeout: float = 20.0, interval: float = 0.2) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -181,22 +181,53 @@ def test_rate_limit_for_non_loopback_clients(built_index: Path, tmp_path: Path) 
 
     uvicorn trusts X-Forwarded-For from 127.0.0.1 (its default ``forwarded_allow_ips``), which is
     how a reverse proxy on the same host reports the real client; only the header names another
-    address, no traffic leaves the loopback interface.
+    address, no traffic leaves the loopback interface. Each request asks a new search (a repeat
+    would be answered from the response cache, which costs no token).
     """
     with running_service(built_index, tmp_path / "logs", env={"SEARCHSVC_RATE_LIMIT": "3"}) as svc:
         with httpx.Client(base_url=svc.url, timeout=10) as http:
             remote = {"X-Forwarded-For": "198.51.100.7"}
-            statuses = [http.get("/api/search", params={"q": "x"}, headers=remote).status_code for _ in range(5)]
+            statuses = [http.get("/api/search", params={"q": f"x{i}"}, headers=remote).status_code for i in range(5)]
             assert statuses[:3] == [200, 200, 200] and statuses[3:] == [429, 429]
             limited = http.get("/api/suggest", params={"q": "x"}, headers=remote)
             assert limited.status_code == 429
             assert limited.json()["error"]["code"] == "rate_limited"
             assert int(limited.headers["retry-after"]) >= 1
             # other clients, loopback clients and unlimited routes are unaffected
-            assert http.get("/api/search", params={"q": "x"}, headers={"X-Forwarded-For": "198.51.100.8"}).status_code == 200
-            assert all(http.get("/api/search", params={"q": "x"}).status_code == 200 for _ in range(10))
+            other = {"X-Forwarded-For": "198.51.100.8"}
+            assert http.get("/api/search", params={"q": "x"}, headers=other).status_code == 200
+            assert all(http.get("/api/search", params={"q": f"y{i}"}).status_code == 200 for i in range(10))
             assert http.get("/healthz", headers=remote).status_code == 200
             assert re.search(r"^searchsvc_rate_limited_total [1-9]", http.get("/metrics").text, re.M)
+
+
+def test_rate_limit_is_on_by_default_behind_a_loopback_proxy(built_index: Path, tmp_path: Path) -> None:
+    """The documented deployment: the service on 127.0.0.1 behind a proxy on the same host. With no
+    SEARCHSVC_RATE_LIMIT, relayed clients get the default 120 costly requests a minute (the burst)
+    and then 429, even one that names a loopback address itself; local clients no proxy relayed
+    are exempt; SEARCHSVC_RATE_LIMIT=0 turns the limiter off."""
+    from searchsvc.config import DEFAULT_RATE_LIMIT
+
+    with running_service(built_index, tmp_path / "logs") as svc, httpx.Client(base_url=svc.url, timeout=10) as http:
+        for client in ("198.51.100.20", "127.0.0.1"):
+            relayed, answered, started = {"X-Forwarded-For": client}, 0, time.monotonic()
+            while answered < 3 * DEFAULT_RATE_LIMIT:
+                params = {"q": "x", "n": f"{client}-{answered}"}
+                status = http.get("/api/search", params=params, headers=relayed).status_code
+                if status == 429:
+                    break
+                assert status == 200
+                answered += 1
+            refilled = (time.monotonic() - started) * DEFAULT_RATE_LIMIT / 60  # tokens that came back meanwhile
+            assert DEFAULT_RATE_LIMIT <= answered <= DEFAULT_RATE_LIMIT + refilled + 1, (client, answered)
+        local = [http.get("/api/search", params={"q": "x", "n": f"local-{i}"}).status_code for i in range(150)]
+        assert set(local) == {200}
+    with running_service(built_index, tmp_path / "logs-off", env={"SEARCHSVC_RATE_LIMIT": "0"}) as svc, \
+            httpx.Client(base_url=svc.url, timeout=10) as http:
+        relayed = {"X-Forwarded-For": "198.51.100.21"}
+        statuses = {http.get("/api/search", params={"q": "x", "n": str(i)}, headers=relayed).status_code
+                    for i in range(DEFAULT_RATE_LIMIT + 5)}  # fmt: skip
+        assert statuses == {200}
 
 
 def test_sigterm_during_requests_exits_cleanly(built_index: Path, tmp_path: Path) -> None:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date
-from pathlib import Path
-
 import re
+from datetime import UTC, date
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,13 +14,14 @@ from markupsafe import Markup
 from starlette.datastructures import QueryParams
 
 from index.api import FacetValue, Span
-from searchsvc.caching import cache_control, compute_etag, etag_matches
+from index.urls import web_url
 from searchsvc.config import DEFAULT_RATE_LIMIT, Config, ConfigError, is_loopback_host
 from searchsvc.errors import ApiError
+from searchsvc.http.caching import cache_control, compute_etag, etag_digest, etag_matches, make_etag, not_modified
+from searchsvc.http.ratelimit import TokenBucketLimiter, client_key
 from searchsvc.metrics import generation_number
 from searchsvc.params import parse_search
-from searchsvc.presenters import article_path, highlight, query_string, safe_external_url
-from searchsvc.ratelimit import TokenBucketLimiter
+from searchsvc.presenters import article_path, highlight, query_string
 from searchsvc.timeline import build_timeline
 
 # --- config ---------------------------------------------------------------------------------------
@@ -33,7 +33,7 @@ def test_config_defaults() -> None:
     assert config.base_url == "http://127.0.0.1:8000"
     assert config.cors_origins == ("*",)
     assert config.site_title == "Tin tức – Lưu trữ"
-    assert config.rate_limit == 0  # loopback host: off
+    assert config.rate_limit == DEFAULT_RATE_LIMIT  # on, loopback host or not (a local proxy relays clients)
     assert config.timeout_graceful_shutdown == 10
     assert config.engine_threads == 2
 
@@ -60,10 +60,11 @@ def test_config_env_and_overrides() -> None:
     assert Config.from_env(environ=config.to_env()) == config
 
 
-def test_config_rate_limit_default_depends_on_host() -> None:
-    assert Config.from_env({"host": "0.0.0.0"}, environ={}).rate_limit == DEFAULT_RATE_LIMIT
-    assert Config.from_env({"host": "::1"}, environ={}).rate_limit == 0
+def test_config_rate_limit_is_on_by_default_on_every_host() -> None:
+    for host in ("0.0.0.0", "::1", "127.0.0.1", "localhost"):
+        assert Config.from_env({"host": host}, environ={}).rate_limit == DEFAULT_RATE_LIMIT
     assert Config.from_env({"host": "0.0.0.0", "rate_limit": 0}, environ={}).rate_limit == 0
+    assert Config.from_env(environ={"SEARCHSVC_RATE_LIMIT": "0"}).rate_limit == 0
     assert is_loopback_host("localhost") and is_loopback_host("127.0.0.2") and not is_loopback_host("10.0.0.1")
 
 
@@ -142,7 +143,10 @@ def test_parse_search_edges() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["q", "sort", "page", "per_page", "from", "to", "category", "x"]), st.text()), max_size=6))
+@given(st.lists(
+    st.tuples(st.sampled_from(["q", "sort", "page", "per_page", "from", "to", "category", "x"]), st.text()),
+    max_size=6,
+))
 def test_parse_search_only_raises_api_errors(pairs: list[tuple[str, str]]) -> None:
     try:
         parse_search(QueryParams(pairs))
@@ -165,9 +169,15 @@ def test_highlight_escapes_and_marks() -> None:
 def test_highlight_never_leaks_markup(spans: list[Span]) -> None:
     html = str(highlight(spans)).replace("<mark>", "").replace("</mark>", "")
     assert "<" not in html and ">" not in html
-    assert html.replace("&lt;", "").replace("&gt;", "").replace("&amp;", "").replace("&#34;", "").replace(
-        "&#39;", ""
-    ) == "".join(s.text for s in spans).replace("<", "").replace(">", "").replace("&", "").replace('"', "").replace("'", "")
+    def strip(s: str, *marks: str) -> str:
+        for mark in marks:
+            s = s.replace(mark, "")
+        return s
+
+    # Escaped, the text is the same once the escapes and the characters they stand for are removed.
+    assert strip(html, "&lt;", "&gt;", "&amp;", "&#34;", "&#39;") == strip(
+        "".join(s.text for s in spans), "<", ">", "&", '"', "'"
+    )
 
 
 def test_urls() -> None:
@@ -176,9 +186,9 @@ def test_urls() -> None:
         "?q=b%C3%B3ng+%C4%91%C3%A1&category=a&category=b&from=2014-01-01"
     )
     assert query_string() == ""
-    assert safe_external_url("javascript:alert(1)") is None
-    assert safe_external_url(" JavaScript:alert(1)") is None
-    assert safe_external_url("https://baodaknong.vn/x") == "https://baodaknong.vn/x"
+    assert web_url("javascript:alert(1)") is None
+    assert web_url(" JavaScript:alert(1)") is None
+    assert web_url("https://baodaknong.vn/x") == "https://baodaknong.vn/x"
 
 
 # --- timeline -------------------------------------------------------------------------------------
@@ -215,7 +225,10 @@ def test_timeline_months_when_span_is_short() -> None:
 
 
 def scope(path: str, qs: bytes = b"", encoding: bytes = b"gzip") -> dict:
-    return {"type": "http", "method": "GET", "path": path, "query_string": qs, "headers": [(b"accept-encoding", encoding)]}
+    return {
+        "type": "http", "method": "GET", "path": path, "query_string": qs,
+        "headers": [(b"accept-encoding", encoding)],
+    }
 
 
 def test_etag_normalises_query_order_and_tracks_inputs() -> None:
@@ -235,6 +248,79 @@ def test_etag_matching() -> None:
     assert etag_matches("*", 'W/"abc"')
     assert not etag_matches('W/"abd"', 'W/"abc"')
     assert cache_control(0) == "public, no-cache" and cache_control(60) == "public, max-age=60"
+
+
+LONG_LIST = ", ".join(f'"t{i}"' for i in range(200))  # past the memoised length: parsed each time
+
+
+@pytest.mark.parametrize(("if_none_match", "etag", "expected"), [
+    ('W/"abc"', 'W/"abc"', True),
+    ('"abc"', 'W/"abc"', True),  # weak comparison: W/ is ignored on either side
+    ('W/"abc"', '"abc"', True),
+    ('"x", W/"abc"', '"abc"', True),  # a list
+    ('"x",W/"abc" ,\t"y"', '"abc"', True),  # optional whitespace, tabs included
+    ('"a,b"', '"a,b"', True),  # a comma inside a tag does not split it
+    ('"a,b"', '"a"', False),
+    ("*", '"abc"', True),
+    (" * ", 'W/"abc"', True),
+    ('"x", *', '"abc"', True),
+    ('"abd"', '"abc"', False),
+    ('"ABC"', '"abc"', False),  # opaque tags compare exactly
+    ('"abc-gz"', '"abc"', False),  # a variant is another tag
+    ('"abc"', '"abc-gz"', False),
+    ("abc", '"abc"', False),  # malformed: no quotes
+    ('w/"abc"', '"abc"', False),  # malformed: "W/" is case-sensitive
+    ('"abc', '"abc"', False),  # malformed: unterminated
+    ('"abc"x', '"abc"', False),  # malformed: text after the tag
+    ('"ab c"', '"ab c"', False),  # malformed: a space is not a tag character
+    ('garbage, "abc"', '"abc"', True),  # a malformed member is skipped, the rest still counts
+    ('"abc" "def", "ghi"', '"ghi"', True),
+    ("", '"abc"', False),
+    (",,, ,", '"abc"', False),
+    (None, '"abc"', False),  # no header
+    (LONG_LIST + ', W/"abc"', '"abc"', True),
+    (LONG_LIST, '"abc"', False),
+])  # fmt: skip
+def test_etag_matches_edge_cases(if_none_match: str | None, etag: str, expected: bool) -> None:
+    assert etag_matches(if_none_match, etag) is expected
+
+
+def test_make_etag_is_the_one_format() -> None:
+    validator = etag_digest(b"body")
+    assert re.fullmatch(r"[0-9a-f]{32}", validator)
+    assert validator == etag_digest(b"body") != etag_digest(b"body", b"")  # parts are delimited
+    assert etag_digest("a", "bc") != etag_digest("ab", "c")
+    assert make_etag(validator, weak=True) == f'W/"{validator}"'
+    assert make_etag(validator, weak=False) == f'"{validator}"'
+    assert make_etag(validator, "gz", "view", weak=False) == f'"{validator}-gz-view"'
+    page = compute_etag("7", "fp", scope("/api/search", b"q=x"))
+    assert re.fullmatch(r'W/"[0-9a-f]{32}"', page)  # page and API tags are built the same way
+
+
+def test_not_modified_follows_rfc_9110_13_2_2() -> None:
+    from datetime import datetime
+
+    from starlette.datastructures import Headers
+
+    modified = datetime(2015, 3, 1, 2, 0, tzinfo=UTC)
+
+    def check(*fields: tuple[str, str], last_modified: datetime | None = modified) -> bool:
+        raw = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in fields]
+        return not_modified(Headers(raw=raw), ('"abc"', '"abc-gz"'), last_modified)
+
+    assert check(("If-None-Match", '"abc-gz"'))  # any of the representation's tags
+    assert check(("If-None-Match", '"x"'), ("If-None-Match", 'W/"abc"'))  # several fields are one list
+    assert not check(("If-None-Match", '"x"'))
+    since = "Sun, 01 Mar 2015 02:00:00 GMT"
+    assert check(("If-Modified-Since", since))
+    assert check(("If-Modified-Since", "Sun, 01 Mar 2015 02:00:00 -0000"))  # "-0000": UTC
+    assert not check(("If-Modified-Since", "Sun, 01 Mar 2015 01:59:59 GMT"))
+    assert not check(("If-Modified-Since", "garbage"))
+    assert not check(("If-Modified-Since", since), last_modified=None)
+    # If-None-Match decides whenever it is present, even empty or malformed
+    assert not check(("If-None-Match", '"x"'), ("If-Modified-Since", since))
+    assert not check(("If-None-Match", ""), ("If-Modified-Since", since))
+    assert not check()
 
 
 def test_generation_number() -> None:
@@ -258,6 +344,30 @@ def test_token_bucket() -> None:
     assert len(limiter._buckets) == 2  # bounded: the least recently seen client was forgotten
 
 
+def test_token_buckets_forget_the_least_recently_seen_client() -> None:
+    now = [100.0]
+    limiter = TokenBucketLimiter(60, burst=1, max_clients=2, clock=lambda: now[0])
+    assert limiter.acquire("a") == 0 and limiter.acquire("b") == 0
+    assert limiter.acquire("a") > 0  # "a" is now the most recently seen (and empty)
+    assert limiter.acquire("c") == 0  # a third client: "b", the least recent, is forgotten
+    assert limiter.acquire("a") > 0, "a recently seen client keeps its (empty) bucket"
+    assert limiter.acquire("b") == 0, "a forgotten client starts again with a full bucket"
+
+
+@pytest.mark.parametrize(("client", "headers", "key"), [
+    (("127.0.0.1", 5000), [], None),  # a local process, no proxy: exempt
+    (("::1", 5000), [(b"accept", b"*/*")], None),
+    (("198.51.100.4", 443), [(b"x-forwarded-for", b"198.51.100.4")], "198.51.100.4"),  # rewritten by uvicorn
+    (("127.0.0.1", 5000), [(b"x-forwarded-for", b"127.0.0.1")], "127.0.0.1"),  # relayed: never exempt
+    (("127.0.0.1", 5000), [(b"x-forwarded-for", b"")], "127.0.0.1"),
+    (("203.0.113.9", 5000), [], "203.0.113.9"),  # a direct remote client
+    (None, [], "unknown"),
+])  # fmt: skip
+def test_rate_limit_client_key(client: tuple[str, int] | None, headers: list[tuple[bytes, bytes]],
+                               key: str | None) -> None:
+    assert client_key({"type": "http", "client": client, "headers": headers}) == key
+
+
 def test_response_cache_keys_on_generation_and_bounds_itself() -> None:
     import asyncio
 
@@ -265,16 +375,16 @@ def test_response_cache_keys_on_generation_and_bounds_itself() -> None:
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
 
-    from searchsvc.caching import ResponseCacheMiddleware
+    from searchsvc.http.caching import ResponseCacheMiddleware
 
     calls: list[str] = []
     generation = {"value": "g1"}
 
-    async def page(request):  # noqa: ANN001, ANN202
+    async def page(request):
         calls.append(request.url.path)
         status = 404 if request.query_params.get("missing") else 200
-        return PlainTextResponse(f"{request.url.path} {generation['value']} " + "x" * int(request.query_params.get("n", 1)),
-                                 status_code=status)
+        padding = "x" * int(request.query_params.get("n", 1))
+        return PlainTextResponse(f"{request.url.path} {generation['value']} " + padding, status_code=status)
 
     inner = Starlette(routes=[Route("/p/{name}", page), Route("/other", page)])
     cache = ResponseCacheMiddleware(inner, generation=lambda: generation["value"], app_fingerprint="f",
@@ -299,7 +409,57 @@ def test_response_cache_keys_on_generation_and_bounds_itself() -> None:
             assert (await client.get("/p/a")).text == "/p/a g2 x"  # a new generation never sees old bytes
             for i in range(20):  # 20 entries of ~900 bytes cannot all fit in 4000
                 await client.get(f"/p/many{i}?n=800")
-            assert len(cache) < 20 and cache._bytes <= 4000
+            assert len(cache) < 20 and cache.bytes <= 4000
+
+    asyncio.run(scenario())
+
+
+def test_response_cache_evicts_the_least_recently_used_by_size() -> None:
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from searchsvc.http.caching import ResponseCacheMiddleware
+
+    calls: list[str] = []
+
+    async def page(request):
+        calls.append(request.url.path)
+        return PlainTextResponse("x" * int(request.query_params.get("n", 800)))
+
+    inner = Starlette(routes=[Route("/p/{name}", page)])
+
+    def make(max_bytes: int) -> ResponseCacheMiddleware:
+        return ResponseCacheMiddleware(inner, generation=lambda: "g", app_fingerprint="f", prefixes=("/p/",),
+                                       max_bytes=max_bytes, max_entry_bytes=100_000)
+
+    async def get(cache: ResponseCacheMiddleware, path: str) -> None:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=cache), base_url="http://t") as client:
+            assert (await client.get(path)).status_code == 200
+
+    async def scenario() -> None:
+        probe = make(1 << 20)
+        await get(probe, "/p/probe")
+        entry = probe.bytes  # what one 800-byte answer counts, headers included
+        assert entry > 800
+        room = 2 * entry + entry // 2  # room for two
+        cache = make(room)
+        calls.clear()
+        for path in ("/p/a", "/p/b", "/p/a", "/p/c"):  # the repeat of /p/a makes /p/b the oldest
+            await get(cache, path)
+        assert calls == ["/p/a", "/p/b", "/p/c"] and len(cache) == 2 and cache.bytes <= room
+        await get(cache, "/p/a")
+        await get(cache, "/p/c")
+        assert calls == ["/p/a", "/p/b", "/p/c"], "the two most recently used stayed"
+        await get(cache, "/p/b")
+        assert calls[-1] == "/p/b", "the least recently used was evicted"
+        # an answer larger than the whole cache (but under max_entry_bytes) is not kept and evicts nothing
+        before = cache.bytes
+        await get(cache, "/p/huge?n=20000")
+        await get(cache, "/p/huge?n=20000")
+        assert calls.count("/p/huge") == 2 and cache.bytes == before and len(cache) == 2
 
     asyncio.run(scenario())
 
@@ -311,13 +471,13 @@ def test_shared_response_store_lets_one_worker_replay_another(tmp_path) -> None:
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
 
-    from searchsvc.caching import ResponseCacheMiddleware, SharedResponseStore
+    from searchsvc.http.caching import ResponseCacheMiddleware, SharedResponseStore
 
     calls: list[str] = []
     generation = {"value": "gen-000001.1"}
 
-    def worker(name: str, root) -> ResponseCacheMiddleware:  # noqa: ANN001
-        async def page(request):  # noqa: ANN001, ANN202
+    def worker(name: str, root) -> ResponseCacheMiddleware:
+        async def page(request):
             calls.append(name)
             return PlainTextResponse(f"{request.url.path} from {name} on {generation['value']}")
 
@@ -329,7 +489,7 @@ def test_shared_response_store_lets_one_worker_replay_another(tmp_path) -> None:
     root.mkdir()
     first, second = worker("w1", root), worker("w2", root)
 
-    async def get(app, path: str) -> str:  # noqa: ANN001
+    async def get(app, path: str) -> str:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
             return (await client.get(path)).text
 
@@ -347,7 +507,7 @@ def test_shared_response_store_lets_one_worker_replay_another(tmp_path) -> None:
 
 
 def test_request_ids_are_unique_hex() -> None:
-    from searchsvc.middleware import new_request_id
+    from searchsvc.http.middleware import new_request_id
 
     ids = [new_request_id() for _ in range(10_000)]
     assert len(set(ids)) == len(ids)
@@ -358,7 +518,7 @@ def test_engine_holder_reports_when_warm_up_is_over(tmp_path) -> None:
     """The service waits for this before accepting connections (``searchsvc.app`` lifespan)."""
     import threading
 
-    from searchsvc.engine_pool import EngineHolder
+    from searchsvc.engine_holder import EngineHolder
 
     release = threading.Event()
 
@@ -372,3 +532,29 @@ def test_engine_holder_reports_when_warm_up_is_over(tmp_path) -> None:
     assert not holder.wait_warm(0.05)
     release.set()
     assert holder.wait_warm(5)
+
+
+def test_shutdown_closes_the_index_files(tmp_path) -> None:
+    """A worker's engine holds the index's segment files open; the app's shutdown closes them, as
+    a process can outlive its app (an embedding server, a test) and a closed file frees the disk
+    space of a generation already replaced."""
+    import asyncio
+
+    from index_helpers import article, open_files_under
+
+    from index.builder import index_articles
+    from searchsvc.app import create_app
+
+    index_dir = tmp_path / "ix"
+    index_articles(index_dir, [article(1, "Bão số 3 đổ bộ", "Mưa lớn ở miền Trung.")], procs=1)
+    app = create_app(Config.from_env(environ={"SEARCHSVC_INDEX_DIR": str(index_dir)}))
+
+    async def serve() -> None:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+                assert (await client.get("/api/search", params={"q": "bão"})).json()["total"] == 1
+            assert open_files_under(index_dir) > 0
+        assert open_files_under(index_dir) == 0
+
+    asyncio.run(serve())

@@ -10,7 +10,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from index.analysis import analyze, fold, nfc
-from index.suggest import NGRAM_MAX, Suggester
+from index.suggest import (
+    NGRAM_MAX,
+    Suggester,
+    _choose_display,
+    _FormCodec,
+    _Level,
+    _longer_ngrams,
+    _ngram_forms,
+    _ngram_index,
+    _read_titles,
+    _title_index,
+    _unigrams,
+)
 
 TITLES = [
     "Mưa lớn gây ngập nặng ở Đắk Nông",
@@ -308,3 +320,98 @@ def test_every_prefix_of_a_title_finds_that_title(title: str, cut: int, strip: b
 
 
 _FIXTURE = Suggester.build(TITLES)
+
+
+# --- the build's steps, one by one -------------------------------------------------------------------
+
+def test_read_titles_flattens_syllables_into_parallel_arrays() -> None:
+    corpus, rows = _read_titles(["Hà Nội, TP.HCM mưa", 5, "", "!!", "Đắk  Nông", "Dak Nong"])
+    words = corpus.syllable_words
+    assert [words[i] for i in corpus.syllables] == ["ha", "noi", "tp", "hcm", "mua", "dak", "nong", "dak", "nong"]
+    spelt = [corpus.spelling_words[i] for i in corpus.spellings]
+    assert spelt == ["Hà", "Nội", "TP", "HCM", "mưa", "Đắk", "Nông", "Dak", "Nong"]
+    # What a display puts before each syllable: a joiner written without spaces, else a space.
+    assert [corpus.separator_words[i] for i in corpus.separators] == [" ", " ", " ", ".", " ", " ", " ", " ", " "]
+    assert corpus.starts == bytes([1, 0, 0, 0, 0, 1, 0, 1, 0])
+    # Consecutive in one clause: not across the comma, not from one title to the next.
+    assert corpus.adjacent == bytes([1, 0, 1, 1, 0, 1, 0, 1])
+    # Distinct titles by folded form, the shortest kept; the joined "tphcm" token is no syllable.
+    assert rows == {"ha noi tp hcm mua": "Hà Nội, TP.HCM mưa", "dak nong": "Dak Nong"}
+
+
+def _level_table(level: _Level) -> dict[str, int]:
+    return {level.keys[i]: c for i, c in level.counts.items()}
+
+
+def test_ngram_levels_count_frequent_ngrams_apriori_style() -> None:
+    titles = ["Giá vàng tăng mạnh", "Giá vàng giảm", "giá vàng tăng", "Vàng tăng, giá giảm"]
+    corpus, _ = _read_titles(titles)
+    ref = reference_ngrams(titles, min_count=2)
+    level = _unigrams(corpus, 2)
+    assert _level_table(level) == {"gia": 4, "vang": 4, "tang": 3, "giam": 2}
+    for n in (2, 3):
+        level = _longer_ngrams(corpus, level, 2)
+        assert level.n == n
+        expected = {k: c for k, (c, _) in ref.items() if len(k.split()) == n}
+        assert _level_table(level) == expected
+        # kept_at marks exactly the syllables where a frequent n-gram starts, with its id.
+        words = corpus.syllable_words
+        for i, kept in enumerate(level.kept_at):
+            run = " ".join(words[s] for s in corpus.syllables[i : i + n])
+            adjacent = all(corpus.adjacent[i : i + n - 1])
+            assert kept == (adjacent and run in expected), (n, i, run)
+            if kept:
+                assert level.keys[level.ids[i]] == run
+    assert _level_table(level) == {"gia vang tang": 2}  # "giá vàng giảm" is no trigram of it
+
+
+def test_form_codec_round_trips_and_sorts_by_ngram() -> None:
+    spellings, separators = ["Đắk", "Nông", "đắk", "nông", "TP", "HCM"], [" ", ".", "-"]
+    rows = [  # (n-gram id, at title start, spellings, separators before the 2nd..nth)
+        (0, 1, [0, 1, 4], [0, 2]),
+        (0, 0, [2, 3, 5], [0, 0]),
+        (7, 0, [4, 5, 0], [1, 0]),
+        (3, 1, [5, 5, 5], [2, 2]),
+    ]
+    codec = _FormCodec(3, spellings, separators)
+    codes = list(codec.pack(
+        [r[0] for r in rows], [r[1] for r in rows],
+        [[r[2][j] for r in rows] for j in range(3)], [[r[3][j] for r in rows] for j in range(2)],
+    ))
+    for code, (ngram_id, start, spelt, seps) in zip(codes, rows):
+        assert codec.ngram_id(code) == ngram_id
+        words = [spellings[s] for s in spelt]
+        assert codec.form(code) == (words[0] + separators[seps[0]] + words[1] + separators[seps[1]] + words[2], start)
+    assert [codec.ngram_id(c) for c in sorted(codes)] == [0, 0, 3, 7]
+
+
+def test_ngram_forms_counts_each_written_form_per_ngram() -> None:
+    titles = ["Đắk Nông mưa lớn", "Mưa ở Đắk Nông", "Đắk Nông", "đắk nông nắng", "Mưa lớn"]
+    corpus, _ = _read_titles(titles)
+    level = _longer_ngrams(corpus, _unigrams(corpus, 2), 2)
+    forms = {level.keys[i]: sorted(f) for i, f in _ngram_forms(corpus, level)}
+    assert forms == {
+        "dak nong": [("Đắk Nông", 0, 1), ("Đắk Nông", 1, 2), ("đắk nông", 1, 1)],
+        "mua lon": [("Mưa lớn", 1, 1), ("mưa lớn", 0, 1)],
+    }
+    ids = [i for i, _ in _ngram_forms(corpus, level)]
+    assert ids == sorted(ids) == sorted(level.counts)
+
+
+def test_choose_display_counts_title_starts_for_their_lowercase_form() -> None:
+    # Two inside, two at a title start: the title starts support "hội nghị" too.
+    assert _choose_display([("hội nghị", 0, 2), ("Hội nghị", 1, 2)]) == "hội nghị"
+    # A capital written inside titles is a name: it stays.
+    assert _choose_display([("Đắk Nông", 0, 3), ("đắk nông", 0, 1), ("Đắk Nông", 1, 5)]) == "Đắk Nông"
+    # Only ever at title starts: shown as written.
+    assert _choose_display([("Giá vàng", 1, 4)]) == "Giá vàng"
+
+
+def test_ngram_and_title_indexes_rank_entries() -> None:
+    keys = ["gia vang", "gia", "vang tang", "gia vang tang"]
+    ngrams = _ngram_index(keys, ["giá vàng", "giá", "Vàng tăng", "giá vàng tăng"], [4, 4, 2, 4])
+    # Count descending, then shorter display, then key.
+    assert [ngrams.entry(r)[0] for r in range(len(keys))] == ["gia", "gia vang", "gia vang tang", "vang tang"]
+    titles = _title_index(["b a", "a b", "c"], ["B a", "A b", "C"])
+    # Shorter first, then key.
+    assert [titles.entry(r) for r in range(3)] == [("c", "C"), ("a b", "A b"), ("b a", "B a")]

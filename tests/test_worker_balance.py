@@ -11,10 +11,10 @@ from __future__ import annotations
 import collections
 import socket
 import time
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from multiprocessing.reduction import ForkingPickler
 from service_helpers import running_service
 
 from searchsvc.server import SharedListenSocket

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,8 +26,7 @@ from pathlib import Path
 import httpx
 from service_helpers import ServiceProcess, running_service
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from procinfo import children, cmdline  # noqa: E402
+from benchkit.procinfo import children, cmdline
 
 CONCURRENCY = 4
 # Seconds for the worker count to be back to 2. uvicorn's supervisor checks its workers every 0.5 s;
@@ -68,7 +66,7 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.05):  # noqa: ANN001, ANN201
+def wait_for(predicate, timeout: float, interval: float = 0.05):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -188,8 +186,11 @@ def test_killed_worker_is_replaced_under_load(built_index: Path, tmp_path: Path)
                 killed_at = time.monotonic()
                 os.kill(victim, signal.SIGKILL)
 
-                replaced = wait_for(lambda: (w := worker_pids(master)) and len(w) == 2 and victim not in w and w,
-                                    RESTART_WITHIN)
+                # wait_for polls now, within this round: the default binds this round's victim.
+                replaced = wait_for(
+                    lambda victim=victim: (w := worker_pids(master)) and len(w) == 2 and victim not in w and w,
+                    RESTART_WITHIN,
+                )
                 spawned = time.monotonic() - killed_at
                 assert replaced, f"round {round_}: workers {worker_pids(master)} {RESTART_WITHIN}s after the kill"
                 starts += 1

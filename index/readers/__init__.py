@@ -7,12 +7,20 @@ broken export or corpus line must not stop a build, and must not disappear witho
 Formats: ``.jsonl``, ``.json``, ``.jsonl.gz`` and ``.gz`` are JSON Lines (see ``jsonl``), ``.txt``
 is the portal text export (see ``portal``); any other name, and stdin (``-``), is recognised by
 content: gzip magic or a first non-blank ``{`` means JSON Lines, anything else a portal export.
+
+Nothing is read without bound (``index.limits``): JSON Lines are read a line at a time, each line
+at most ``MAX_LINE_BYTES`` (a longer one, or a gzip stream that inflates to one, is skipped in
+bounded chunks); a portal export is read whole but at most ``MAX_PORTAL_FILE_BYTES``. Only
+regular files are opened: a FIFO would block the run (and the writer lock) forever, a device
+such as ``/dev/zero`` never ends; both are reported and skipped, symlinks to them too. A pipe is
+read through stdin (``-``).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import stat
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -49,6 +57,7 @@ def date_in_range(value: object) -> bool:
 
 # Imported after ReadError on purpose: the reader modules import it from this package.
 from index.article import Article  # noqa: E402
+from index.limits import MAX_PORTAL_FILE_BYTES  # noqa: E402
 from index.readers.jsonl import GZIP_MAGIC, read_jsonl  # noqa: E402
 from index.readers.portal import read_portal  # noqa: E402
 
@@ -113,17 +122,56 @@ def _walk(directory: Path, visited: set[str]) -> Iterator[Item]:
             yield from _read_file(entry)
 
 
+# What a file that is not a regular one is, for the message that skips it.
+_SPECIAL = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"),
+            (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"), (stat.S_ISDIR, "directory"))
+
+
+def _not_regular(mode: int) -> str | None:
+    """None for a regular file, else why it is not read."""
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _SPECIAL if test(mode)), "special file")
+    return f"not a regular file ({kind})"
+
+
+def _open_regular(path: Path) -> int | str:
+    """A read-only descriptor for ``path`` if it is a regular file, else the reason it is not read.
+
+    ``stat`` (following symlinks) comes before ``open``: opening a FIFO blocks until a writer
+    appears, opening a device can have effects of its own. The open itself is non-blocking and
+    checked again with ``fstat``, so a file swapped for a FIFO in between cannot block either
+    (O_NONBLOCK changes nothing for reads of a regular file).
+    """
+    reason = _not_regular(os.stat(path).st_mode)
+    if reason is not None:
+        return reason
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    try:
+        reason = _not_regular(os.fstat(fd).st_mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    if reason is not None:
+        os.close(fd)
+        return reason
+    return fd
+
+
 def _read_file(path: Path) -> Iterator[Item]:
     label = str(path)
     try:
-        stream = open(path, "rb")
+        fd = _open_regular(path)
     except FileNotFoundError:
         yield ReadError(label, None, "no such file or directory")
         return
     except OSError as err:
         yield ReadError(label, None, f"cannot open ({err.strerror or err})")
         return
-    with stream:
+    if isinstance(fd, str):
+        yield ReadError(label, None, fd)
+        return
+    with os.fdopen(fd, "rb") as stream:
         yield from read_stream(stream, label, stem=_stem(path), fmt=_format_by_name(path.name))
 
 
@@ -139,7 +187,11 @@ def read_stream(
         head = stream.read(_SNIFF_BYTES)
         fmt = fmt or _sniff(head)
         if fmt == "portal":
-            yield from read_portal(head + stream.read(), label, stem)
+            data = head + stream.read(MAX_PORTAL_FILE_BYTES + 1 - len(head))
+            if len(data) > MAX_PORTAL_FILE_BYTES:
+                yield ReadError(label, None, f"too large (file: more than {MAX_PORTAL_FILE_BYTES} bytes)")
+                return
+            yield from read_portal(data, label, stem)
         else:
             yield from read_jsonl(io.BufferedReader(_Prefixed(head, stream)), label)
     except OSError as err:

@@ -8,7 +8,11 @@ One JSON object a line::
 
 Every bad line becomes a ``ReadError`` with its 1-based line number and the reader moves on: one
 malformed record in a 65,000-line corpus must not stop an index build, and must not vanish
-silently either. Unknown keys (the corpus's ``origin``) are ignored.
+silently either. Unknown keys (the corpus's ``origin``) are ignored. A line longer than
+``MAX_LINE_BYTES`` is reported ``line too long`` without ever being held in memory whole, and an
+article over a size cap (``index.limits``) ``too large (field: N > cap)``. A file with no record
+at all (empty, only blank lines, an empty gzip stream) is reported ``empty file``, as an empty
+portal export is.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import IO, Any
 
 from index.article import Article, as_vietnam_time
 from index.cleanup import clean_line, clean_paragraphs
+from index.limits import MAX_LINE_BYTES, TOO_LONG, too_large
 
 # defined before the package imports this module
 from index.readers import MAX_VIEWS, MAX_YEAR, MIN_YEAR, ReadError, date_in_range
@@ -29,6 +34,8 @@ from index.readers import MAX_VIEWS, MAX_YEAR, MIN_YEAR, ReadError, date_in_rang
 GZIP_MAGIC = b"\x1f\x8b"
 DEFAULT_CATEGORY = "Khác"
 _BOM = b"\xef\xbb\xbf"
+# How much of an over-long line is read at a time while skipping to its end.
+_SKIP_CHUNK = 1024 * 1024
 
 
 class RecordError(Exception):
@@ -42,31 +49,65 @@ def read_jsonl(stream: IO[bytes], label: str) -> Iterator[Article | ReadError]:
     ``sys.stdin.buffer``) so the magic bytes can be seen without consuming them.
     """
     head = stream.peek(2)[:2]  # type: ignore[attr-defined]
-    lines: Iterable[bytes] = stream
+    source: IO[bytes] | gzip.GzipFile = stream
     if head == GZIP_MAGIC:
-        lines = gzip.GzipFile(fileobj=stream, mode="rb")
-    yield from read_jsonl_lines(lines, label)
+        # GzipFile inflates only as much as each bounded read asks for: a small file that
+        # inflates to gigabytes costs time, never more memory than one line.
+        source = gzip.GzipFile(fileobj=stream, mode="rb")
+    yield from read_jsonl_lines(bounded_lines(source), label)
 
 
-def read_jsonl_lines(lines: Iterable[bytes], label: str) -> Iterator[Article | ReadError]:
-    """Articles from raw lines (bytes, newline optional), numbered from 1.
+def bounded_lines(stream: IO[bytes] | gzip.GzipFile, limit: int = MAX_LINE_BYTES) -> Iterator[bytes | None]:
+    """The lines of ``stream``, ``None`` in place of each line over ``limit`` bytes.
+
+    Never holds more than ``limit`` + 2 bytes of a line: a longer one is read on in chunks of
+    ``_SKIP_CHUNK``, dropped as it goes, up to its newline, so the next line is read as usual.
+    """
+    while True:
+        line = stream.readline(limit + 2)  # the content and "\r\n"
+        if not line:
+            return
+        cut_short = len(line) == limit + 2 and not line.endswith(b"\n")  # more of it to come
+        if len(line) > limit and (cut_short or len(line.rstrip(b"\r\n")) > limit):
+            while not line.endswith(b"\n"):
+                line = stream.readline(_SKIP_CHUNK)
+                if not line:
+                    break
+            yield None
+        else:
+            yield line
+
+
+def read_jsonl_lines(lines: Iterable[bytes | None], label: str) -> Iterator[Article | ReadError]:
+    """Articles from raw lines (bytes, newline optional; ``None`` for a line too long to read),
+    numbered from 1.
 
     A decompression or I/O failure part-way (a truncated ``.gz``) ends the file with one
-    ``ReadError`` after everything readable has been yielded.
+    ``ReadError`` after everything readable has been yielded; a file without any record is one
+    ``empty file`` error.
     """
     number = 0
+    records = 0
     try:
         for number, raw in enumerate(lines, 1):
+            if raw is None or len(raw) > MAX_LINE_BYTES + 2:
+                records += 1
+                yield ReadError(label, number, TOO_LONG)
+                continue
             if number == 1:
                 raw = raw.removeprefix(_BOM)
             if not raw.strip():
                 continue
+            records += 1
             try:
                 yield parse_record(raw)
             except RecordError as err:
                 yield ReadError(label, number, str(err))
     except (EOFError, OSError, zlib.error) as err:
         yield ReadError(label, number + 1, f"truncated or corrupt data ({err})")
+        return
+    if not records:
+        yield ReadError(label, None, "empty file")
 
 
 def parse_record(raw: bytes) -> Article:
@@ -97,7 +138,7 @@ def parse_record(raw: bytes) -> Article:
         raise RecordError("no body")
     category = clean_line(_text(obj, "category") or "") or DEFAULT_CATEGORY
     try:
-        return Article(
+        article = Article(
             id=article_id,
             title=title,
             body=body,
@@ -111,6 +152,9 @@ def parse_record(raw: bytes) -> Article:
         )
     except ValueError as err:  # the Article invariants, should the checks above miss one
         raise RecordError(str(err)) from None
+    if oversize := too_large(article):
+        raise RecordError(oversize[1])
+    return article
 
 
 def _text(obj: dict[str, Any], key: str) -> str | None:

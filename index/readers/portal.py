@@ -35,6 +35,7 @@ from datetime import datetime
 
 from index.article import VN_TZ, Article
 from index.cleanup import clean_line
+from index.limits import MAX_LINE_BYTES, TOO_LONG, too_large
 
 # defined before the package imports this module
 from index.readers import MAX_VIEWS, MAX_YEAR, MIN_YEAR, ReadError, date_in_range
@@ -111,6 +112,11 @@ def _decode(data: bytes) -> str:
 
 def _parse(text: str, stem: str) -> Article:
     raw_lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    for n, raw in enumerate(raw_lines, 1):
+        # Counted in UTF-8 whatever the file's encoding, like a JSON Lines line; a line of at most
+        # a quarter of the cap in characters cannot be longer, so most lines are never encoded.
+        if len(raw) * 4 > MAX_LINE_BYTES and len(raw.encode("utf-8", "surrogatepass")) > MAX_LINE_BYTES:
+            raise PortalError(n, TOO_LONG)
     lines = [_Line(n, clean_line(raw)) for n, raw in enumerate(raw_lines, 1)]
     filled = [ln for ln in lines if ln.text]
     if not filled:
@@ -119,14 +125,14 @@ def _parse(text: str, stem: str) -> Article:
     date_at = next((i for i, ln in enumerate(filled[:3]) if _DATE_PREFIX.match(ln.text)), None)
     if date_at is None:
         where = filled[2].number if len(filled) > 2 else filled[-1].number + 1
-        raise PortalError(where, "no 'Ngày đăng: DD/MM/YYYY' line after breadcrumb and title")
+        raise PortalError(where, "no date line after breadcrumb and title (expected 'Ngày đăng: DD/MM/YYYY')")
     date_line = filled[date_at]
     if date_at == 0:
-        raise PortalError(date_line.number, "no breadcrumb and no title before 'Ngày đăng'")
+        raise PortalError(date_line.number, "no breadcrumb and no title (before 'Ngày đăng')")
     if date_at == 1:
         only = filled[0]
         if _LEVEL_SEP.search(only.text):
-            raise PortalError(date_line.number, "no title between breadcrumb and 'Ngày đăng'")
+            raise PortalError(date_line.number, "no title (between breadcrumb and 'Ngày đăng')")
         raise PortalError(only.number, "no breadcrumb (only one line before 'Ngày đăng')")
 
     crumb, title = filled[0], filled[1]
@@ -143,9 +149,9 @@ def _parse(text: str, stem: str) -> Article:
     captions = [p.text for p, cap in zip(paragraphs, is_caption) if cap]
     body = [p.text for p, cap in zip(paragraphs, is_caption) if not cap]
     if not body:
-        raise PortalError(date_line.number, "no body text after the 'Ngày đăng' line")
+        raise PortalError(date_line.number, "no body text (after the 'Ngày đăng' line)")
     try:
-        return Article(
+        article = Article(
             id=f"portal-{stem}",
             title=title.text,
             body=body,
@@ -158,6 +164,11 @@ def _parse(text: str, stem: str) -> Article:
         )
     except ValueError as err:  # the Article invariants, should the checks above miss one
         raise PortalError(None, str(err)) from None
+    if oversize := too_large(article):
+        field, reason = oversize
+        line_of = {"title": title.number, "category": crumb.number, "category_path": crumb.number}
+        raise PortalError(line_of.get(field), reason)
+    return article
 
 
 def _parse_date_line(line: _Line) -> tuple[datetime, int | None]:
@@ -167,7 +178,7 @@ def _parse_date_line(line: _Line) -> tuple[datetime, int | None]:
     date_part = date_part.strip(_SEPARATORS)
     m = _DATE_VALUE.fullmatch(date_part)
     if not m:
-        raise PortalError(line.number, f"malformed 'Ngày đăng' line {line.text[:80]!r}")
+        raise PortalError(line.number, f"malformed date line {line.text[:80]!r} (expected 'Ngày đăng: DD/MM/YYYY')")
     hhmm = m["t1"] or m["t2"]
     hour, minute = map(int, hhmm.split(":")) if hhmm else (0, 0)
     try:

@@ -1,30 +1,47 @@
-"""HTTP caching: ETags that cost no search, ``304 Not Modified`` and Cache-Control.
+"""HTTP caching: the app's one ETag format and conditional-GET rule, ETags that cost no search,
+``304 Not Modified``, Cache-Control, and the per-worker and shared response caches.
 
-Every cacheable response is a pure function of (index generation, deployed code and templates,
-configuration, normalised request). So the ETag is a hash of exactly those, computed *before* the
-handler runs, and a matching ``If-None-Match`` is answered 304 without touching the engine.
+Validators (used here and by ``feed_cache``): every ETag is built by ``make_etag`` from an opaque
+hash (``etag_digest``) of what the representation is a function of, and every ``If-None-Match``
+is evaluated by ``not_modified`` / ``etag_matches`` (RFC 9110 weak comparison). Only the inputs of
+the hash differ, and for a reason: a page or API answer needs a search, so its tag is a hash of
+the request's inputs, known before the handler runs; a feed document is cached whole, so its tag
+is a hash of its bytes, and a re-index that does not touch a feed keeps that feed's tag.
 
-The generation is read before the search runs, so a tag can only ever be older than the content it
-labels, never newer: after a re-index the next revalidation sees a new tag and gets fresh content.
+Every cacheable page or API response is a pure function of (index generation, deployed templates
+and static files, configuration, normalised request). So its ETag is a hash of exactly those,
+computed *before* the handler runs, and a matching ``If-None-Match`` is answered 304 without
+touching the engine. The generation is read before the search runs, so a tag can only ever be
+older than the content it labels, never newer: after a re-index the next revalidation sees a new
+tag and gets fresh content.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import pickle
 import re
 import shutil
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
+from cachetools import LRUCache
 from starlette.datastructures import Headers, MutableHeaders, QueryParams
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .encoding import ACCEPT_ENCODING, add_vary, request_encoding
+
 GenerationSource = Callable[[], "str | None"]
+
+# Never cached or shared, whatever paths and prefixes a cache is given: the admin API's answers
+# depend on who asks (an API key), not only on the index generation.
+PRIVATE_PREFIXES = ("/api/admin/",)
 
 
 def fingerprint(paths: Iterable[Path], *salt: str) -> str:
@@ -40,29 +57,99 @@ def fingerprint(paths: Iterable[Path], *salt: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def encoding_class(headers: Headers) -> str:
-    """What part of Accept-Encoding changes our bytes: GZipMiddleware only looks for "gzip"."""
-    return "gzip" if "gzip" in headers.get("accept-encoding", "") else "identity"
+# --- validators: one ETag format, one If-None-Match rule --------------------------------------------
+
+
+def etag_digest(*parts: str | bytes) -> str:
+    """The opaque part of an ETag: a hash of ``parts`` (each one delimited, so no two different
+    sequences of parts hash alike by concatenation)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part if isinstance(part, bytes) else part.encode("utf-8", "surrogatepass"))
+        digest.update(b"\0")
+    return digest.hexdigest()[:32]
+
+
+def make_etag(validator: str, *variants: str, weak: bool) -> str:
+    """Every ETag the app sends: ``W/"<validator>"`` or ``"<validator>"``, plus ``-<variant>`` for
+    each way a representation differs from the plain one (``gz``, ``view``; RFC 9110 8.8.3: two
+    content codings of one resource need two tags).
+
+    ``weak``: the tag promises the same content but not the same bytes. Page and API tags are weak
+    because their hash covers templates and configuration but not the Python code that renders
+    them; a feed document's tag hashes its very bytes, so it can be strong."""
+    opaque = "-".join((validator, *variants))
+    return f'W/"{opaque}"' if weak else f'"{opaque}"'
+
+
+# One entity tag of an If-None-Match list (RFC 9110 8.8.3 and 13.1.2): "*", or an opaque tag in
+# double quotes, optionally weak; a tag may hold commas, so the list is not simply split on them.
+_IF_NONE_MATCH_MEMBER = re.compile(r'[ \t]*(?:(\*)|(?:W/)?"([^"\x00-\x20\x7f]*)")[ \t]*(?:,|\Z)')
+_CACHED_FIELD_CHARS = 512  # longer fields are rare (and possibly hostile): parsed, not memoised
+
+
+@functools.lru_cache(maxsize=256)
+def _if_none_match(value: str) -> tuple[bool, frozenset[str]]:
+    """(whether ``*`` is listed, the opaque tags listed). A malformed member (no quotes, a
+    lower-case ``w/``, text after the closing quote) is skipped up to the next comma: it matches
+    nothing, and the well-formed members around it still count."""
+    star, tags = False, set()
+    pos, end = 0, len(value)
+    while pos < end:
+        member = _IF_NONE_MATCH_MEMBER.match(value, pos)
+        if member is None:
+            comma = value.find(",", pos)
+            if comma < 0:
+                break
+            pos = comma + 1
+            continue
+        if member.group(1):
+            star = True
+        else:
+            tags.add(member.group(2))
+        pos = member.end()
+    return star, frozenset(tags)
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an ``If-None-Match`` value names ``etag``, by weak comparison (RFC 9110 8.8.3.2:
+    ``W/`` is ignored, the opaque tags must be equal); ``*`` names any tag. None (no header) and
+    an empty or wholly malformed value name nothing."""
+    if not if_none_match:
+        return False
+    parse = _if_none_match if len(if_none_match) <= _CACHED_FIELD_CHARS else _if_none_match.__wrapped__
+    star, tags = parse(if_none_match)
+    return star or etag.removeprefix("W/").strip('"') in tags
+
+
+def not_modified(headers: Headers, etags: Iterable[str], last_modified: datetime | None = None) -> bool:
+    """Whether a GET/HEAD is answered 304 (RFC 9110 13.2.2): ``If-None-Match`` decides when the
+    request has one (does it name any of ``etags``, the tags of the representation that would be
+    sent?); without it, ``If-Modified-Since`` against ``last_modified`` (None: never)."""
+    fields = headers.getlist("if-none-match")
+    if fields:
+        if_none_match = ", ".join(fields)  # several fields are one list (RFC 9110 5.3)
+        return any(etag_matches(if_none_match, etag) for etag in etags)
+    since = headers.get("if-modified-since")
+    if since and last_modified is not None:
+        try:
+            when = parsedate_to_datetime(since)
+        except (TypeError, ValueError, IndexError):
+            return False
+        if when.tzinfo is None:  # "-0000": UTC by RFC 5322
+            when = when.replace(tzinfo=UTC)
+        return last_modified <= when
+    return False
 
 
 def compute_etag(generation: str, app_fingerprint: str, scope: Scope) -> str:
-    """Weak ETag for a GET/HEAD: equal tags promise the same representation, byte for byte or not."""
+    """Weak ETag of a page or API GET/HEAD, from its inputs: equal tags promise the same content."""
     headers = Headers(scope=scope)
     query = sorted(QueryParams(scope.get("query_string", b"")).multi_items())
-    digest = hashlib.sha1()
-    for part in (generation, app_fingerprint, "GET", scope["path"], repr(query), encoding_class(headers)):
-        digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
-    return f'W/"{digest.hexdigest()[:24]}"'
-
-
-def etag_matches(if_none_match: str, etag: str) -> bool:
-    """Weak comparison (RFC 9110 13.1.2): ``W/`` prefixes are ignored; ``*`` matches anything."""
-    wanted = etag.removeprefix("W/")
-    for candidate in if_none_match.split(","):
-        candidate = candidate.strip()
-        if candidate == "*" or candidate.removeprefix("W/") == wanted:
-            return True
-    return False
+    # The encoding the gzip layer will choose, by the same rule (encoding.request_encoding): part of
+    # the hash rather than a ``-gz`` variant, since a small response stays plain whatever it is.
+    validator = etag_digest(generation, app_fingerprint, "GET", scope["path"], repr(query), request_encoding(headers))
+    return make_etag(validator, weak=True)
 
 
 def cache_control(max_age: int) -> str:
@@ -82,7 +169,16 @@ class _GenerationKeyed:
         self.prefixes = tuple(prefixes)
 
     def cacheable(self, path: str) -> bool:
-        return path in self.paths or path.startswith(self.prefixes)
+        return (path in self.paths or path.startswith(self.prefixes)) and not path.startswith(PRIVATE_PREFIXES)
+
+    def handles(self, scope: Scope) -> bool:
+        """Whether this layer acts on ``scope`` at all (the rest pass through untouched)."""
+        raise NotImplementedError
+
+    def keyed_generation(self, scope: Scope) -> str | None:
+        """The generation ``scope``'s answer is keyed by; None: pass it through untouched (a request
+        this layer does not handle, or no index open yet)."""
+        return self.generation() if self.handles(scope) else None
 
 
 class ConditionalGetMiddleware(_GenerationKeyed):
@@ -107,18 +203,17 @@ class ConditionalGetMiddleware(_GenerationKeyed):
         self.cache_control = cache_control(max_age)
         self.on_not_modified = on_not_modified
 
+    def handles(self, scope: Scope) -> bool:
+        return scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and self.cacheable(scope["path"])
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD") or not self.cacheable(scope["path"]):
-            await self.app(scope, receive, send)
-            return
-        generation = self.generation()
+        generation = self.keyed_generation(scope)
         if generation is None:
             await self.app(scope, receive, send)
             return
         etag = compute_etag(generation, self.app_fingerprint, scope)
-        validators = [("etag", etag), ("cache-control", self.cache_control), ("vary", "Accept-Encoding")]
-        if_none_match = Headers(scope=scope).get("if-none-match")
-        if if_none_match and etag_matches(if_none_match, etag):
+        validators = [("etag", etag), ("cache-control", self.cache_control), ("vary", ACCEPT_ENCODING)]
+        if not_modified(Headers(scope=scope), (etag,)):
             if self.on_not_modified is not None:
                 self.on_not_modified()
             raw = [(k.encode(), v.encode()) for k, v in validators]
@@ -132,7 +227,7 @@ class ConditionalGetMiddleware(_GenerationKeyed):
                 if "etag" not in headers:
                     headers["ETag"] = etag
                 headers.setdefault("Cache-Control", self.cache_control)
-                headers.add_vary_header("Accept-Encoding")
+                add_vary(headers, ACCEPT_ENCODING)
             await send(message)
 
         await self.app(scope, receive, send_with_etag)
@@ -162,7 +257,12 @@ class CachedResponse:
 
     @property
     def size(self) -> int:
+        """What the entry counts against its cache's bound: its bytes, plus a little for the objects."""
         return len(self.body) + sum(len(k) + len(v) for k, v in self.headers) + 64
+
+
+def _entry_size(entry: CachedResponse) -> int:
+    return entry.size
 
 
 NOTE_KEY = "response_cache_note"
@@ -175,10 +275,10 @@ class SharedResponseStore:
     """Finished responses shared by the workers of one ``searchsvc serve``, as files.
 
     Why: each worker otherwise computes every distinct search itself, so with N workers the first
-    requests after a start or a commit cost N times the engine work (measured with 2 workers and
-    300 distinct queries: 600 searches, ~7 s of both cores, during which the p95 of every request
-    is dominated by queueing). A file per response in a directory private to this run (``mkdtemp``,
-    mode 0700, on ``/dev/shm`` where there is one) lets the second worker replay the first one's
+    requests after a start or a commit cost N times the engine work, and while that work queues it
+    dominates the latency of every request (docs/benchmarks.md). A file per response in a directory
+    private to this run (``mkdtemp``, mode 0700, on ``/dev/shm`` where there is one) lets the second
+    worker replay the first one's
     bytes. One sub-directory per index generation; a worker that sees a new generation removes the
     others. Best effort throughout: any ``OSError`` (disk full, a directory removed by another
     worker) means "not shared", never a failed request. Each worker writes at most ``max_bytes``
@@ -248,11 +348,14 @@ class ResponseCacheMiddleware(_GenerationKeyed):
     every repeat. Clients that revalidate already get a 304 for free (``ConditionalGetMiddleware``);
     this serves the many that do not (first visits, partner widgets, API clients without a cache).
 
-    It sits outside gzip and inside rate limiting, CORS, security headers and the request id, so
-    what it replays is exactly what the route and gzip produced, and everything per request is
-    still added around it. Bounded by ``max_bytes`` (least recently used entries go first) and
+    It sits outside gzip and inside CORS, security headers and the request id, so what it replays
+    is exactly what the route and gzip produced, and everything per request is still added around
+    it. Bounded by ``max_bytes`` (least recently used entries go first) and
     ``max_entry_bytes``; emptied when the generation changes. Requests carrying ``If-None-Match``
     and ``HEAD`` requests pass through (the conditional middleware answers those cheaply).
+
+    The entries are a ``cachetools.LRUCache`` sized in bytes, without a lock: an ASGI middleware
+    runs on its worker's event loop only, never in a thread.
     """
 
     def __init__(
@@ -274,40 +377,35 @@ class ResponseCacheMiddleware(_GenerationKeyed):
         self.max_bytes = max_bytes
         self.max_entry_bytes = max_entry_bytes
         self.on_hit = on_hit
-        self._entries: OrderedDict[str, CachedResponse] = OrderedDict()
-        self._bytes = 0
+        self._entries: LRUCache[str, CachedResponse] = LRUCache(max(0, max_bytes), getsizeof=_entry_size)
         self._generation: str | None = None
         self.hits = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _cacheable(self, scope: Scope) -> bool:
-        if scope["type"] != "http" or scope["method"] != "GET" or not self.cacheable(scope["path"]):
+    @property
+    def bytes(self) -> int:
+        """What the entries count against ``max_bytes``."""
+        return int(self._entries.currsize)
+
+    def handles(self, scope: Scope) -> bool:
+        if self.max_bytes <= 0 or scope["type"] != "http" or scope["method"] != "GET":
             return False
-        return not any(name == b"if-none-match" for name, _ in scope["headers"])
+        return self.cacheable(scope["path"]) and not any(name == b"if-none-match" for name, _ in scope["headers"])
 
     def _store(self, key: str, entry: CachedResponse) -> None:
-        old = self._entries.pop(key, None)
-        if old is not None:
-            self._bytes -= old.size
-        self._entries[key] = entry
-        self._bytes += entry.size
-        while self._entries and self._bytes > self.max_bytes:
-            _, evicted = self._entries.popitem(last=False)
-            self._bytes -= evicted.size
+        # An entry larger than the whole cache is not kept (cachetools refuses it, evicting nothing).
+        with contextlib.suppress(ValueError):
+            self._entries[key] = entry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.max_bytes <= 0 or not self._cacheable(scope):
-            await self.app(scope, receive, send)
-            return
-        generation = self.generation()
+        generation = self.keyed_generation(scope)
         if generation is None:
             await self.app(scope, receive, send)
             return
         if generation != self._generation:
             self._entries.clear()
-            self._bytes = 0
             self._generation = generation
             if self.shared is not None:
                 self.shared.new_generation(generation)
@@ -318,7 +416,6 @@ class ResponseCacheMiddleware(_GenerationKeyed):
             if entry is not None:
                 self._store(key, entry)
         if entry is not None:
-            self._entries.move_to_end(key)
             self.hits += 1
             if self.on_hit is not None:
                 self.on_hit(entry.note)
@@ -326,15 +423,18 @@ class ResponseCacheMiddleware(_GenerationKeyed):
             await send({"type": "http.response.body", "body": entry.body})
             return
 
-        start: Message | None = None
+        start_headers: list[tuple[bytes, bytes]] | None = None
         chunks: list[bytes] = []
         size = 0
         keep = True
 
         async def capture(message: Message) -> None:
-            nonlocal start, size, keep
+            nonlocal start_headers, size, keep
             if message["type"] == "http.response.start":
-                start = message
+                # A copy, taken now: the layers outside add their per-request headers (request id,
+                # CORS, Vary: Origin) to this same message once it is sent, and a replay gets them
+                # added again (they were stored and doubled: "Vary: …, Origin, Origin").
+                start_headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", [])]
                 keep = message["status"] == 200
             elif message["type"] == "http.response.body" and keep:
                 body = message.get("body", b"")
@@ -344,10 +444,9 @@ class ResponseCacheMiddleware(_GenerationKeyed):
                     chunks.clear()
                 else:
                     chunks.append(body)
-                    if not message.get("more_body", False) and start is not None:
+                    if not message.get("more_body", False) and start_headers is not None:
                         note = scope.get("state", {}).get(NOTE_KEY)
-                        headers = [(bytes(k), bytes(v)) for k, v in start.get("headers", [])]
-                        entry = CachedResponse(headers, b"".join(chunks), note)
+                        entry = CachedResponse(start_headers, b"".join(chunks), note)
                         self._store(key, entry)
                         if self.shared is not None:
                             self.shared.put(generation, key, entry)

@@ -18,20 +18,22 @@ from starlette.routing import Route
 
 from index.api import MAX_RESULT_DEPTH, SORTS, FacetValue, Hit, SearchResult
 from index.article import Article
+from index.urls import web_url
 
-from .errors import ApiError
-from .params import SearchParams, parse_int, parse_q, parse_search
-from .presenters import (
+from ..engine_calls import fetch_article, run_engine, run_search
+from ..errors import ApiError, ErrorCode
+from ..params import SearchParams, parse_int, parse_q, parse_search
+from ..presenters import (
     article_path,
+    format_calendar_date,
     format_count,
     format_date,
     highlight,
     query_string,
-    safe_external_url,
 )
-from .routes_feeds import search_feed_links
-from .services import call_engine, call_search, services
-from .timeline import build_timeline
+from ..selection import search_feed_links
+from ..state import app_state
+from ..timeline import build_timeline
 
 RESULTS_PER_PAGE = 10
 CATEGORY_PAGE_SIZE = 20
@@ -149,7 +151,7 @@ def search_context(
         others = [x for x in params.sources if x != s]
         active_filters.append({"label": f"Nguồn: {s}", "url": search_url(params, sources=others)})
     if params.date_from or params.date_to:
-        span = f"{format_date_iso(params.date_from) or '…'} – {format_date_iso(params.date_to) or '…'}"
+        span = f"{format_calendar_date(params.date_from) or '…'} – {format_calendar_date(params.date_to) or '…'}"
         active_filters.append(
             {"label": f"Thời gian: {span}", "url": search_url(params, date_from=None, date_to=None)}
         )
@@ -175,16 +177,12 @@ def search_context(
     }
 
 
-def format_date_iso(value: Any) -> str | None:
-    return value.strftime("%d/%m/%Y") if value else None
-
-
 async def home(request: Request) -> Response:
     params = parse_search(request.query_params, RESULTS_PER_PAGE)
     if not params.is_empty or params.page > 1:
         return await render_search(request, params)
-    categories: list[FacetValue] = await call_engine(request, "categories")
-    latest: list[Article] = await call_engine(request, "latest", None, HOME_LATEST, 0)
+    categories = await run_engine(request, lambda e: e.categories(), heavy=False)
+    latest = await run_engine(request, lambda e: e.latest(None, HOME_LATEST, 0), heavy=True)
     return render(
         request,
         "home.html",
@@ -203,11 +201,11 @@ async def search(request: Request) -> Response:
 
 
 async def render_search(request: Request, params: SearchParams) -> Response:
-    result: SearchResult = await call_search(request, params.to_request())
+    result = await run_search(request, params.to_request())
     faceted = {v for f in result.facets.get("category", []) for v in (f.slug, f.value)}
     labels = None
     if any(c not in faceted for c in params.categories):
-        labels = {c.slug: c.value for c in await call_engine(request, "categories")}
+        labels = {c.slug: c.value for c in await run_engine(request, lambda e: e.categories(), heavy=False)}
     return render(request, "search.html", search_context(params, result, labels))
 
 
@@ -230,9 +228,7 @@ def article_view(article: Article) -> dict[str, Any]:
 async def article_page(request: Request) -> Response:
     article_id = request.path_params["article_id"]
     q = parse_q(request.query_params)
-    article: Article | None = await call_engine(request, "get_article", article_id)
-    if article is None:
-        raise ApiError(404, "article_not_found", "no such article")
+    article = await fetch_article(request, article_id)
     slug = article.category_slug
     return render(
         request,
@@ -243,8 +239,8 @@ async def article_page(request: Request) -> Response:
             "views": format_count(article.views) if article.views is not None else None,
             "q": q,
             "back_url": "/search" + query_string(q=q) if q else f"/c/{slug}",
-            "source_url": safe_external_url(article.url),
-            "canonical": services(request).config.base_url + article_path(article.id),
+            "source_url": web_url(article.url),
+            "canonical": app_state(request).config.base_url + article_path(article.id),
             "feeds": category_feeds(slug, article.category),
         },
     )
@@ -260,13 +256,13 @@ def category_feeds(slug: str, label: str) -> list[dict[str, str]]:
 async def category_page(request: Request) -> Response:
     slug = request.path_params["slug"]
     max_page = MAX_RESULT_DEPTH // CATEGORY_PAGE_SIZE
-    page = parse_int(request.query_params, "page", 1, "bad_page", 1, max_page)
-    categories: list[FacetValue] = await call_engine(request, "categories")
+    page = parse_int(request.query_params, "page", 1, ErrorCode.BAD_PAGE, 1, max_page)
+    categories = await run_engine(request, lambda e: e.categories(), heavy=False)
     category = next((c for c in categories if c.slug == slug), None)
     if category is None:
-        raise ApiError(404, "category_not_found", "no such category")
+        raise ApiError(ErrorCode.CATEGORY_NOT_FOUND, "no such category")
     offset = (page - 1) * CATEGORY_PAGE_SIZE
-    articles: list[Article] = await call_engine(request, "latest", slug, CATEGORY_PAGE_SIZE, offset)
+    articles = await run_engine(request, lambda e: e.latest(slug, CATEGORY_PAGE_SIZE, offset), heavy=True)
     return render(
         request,
         "category.html",
@@ -276,7 +272,8 @@ async def category_page(request: Request) -> Response:
             "articles": [article_view(a) for a in articles],
             "first": offset + 1,
             "pages": pagination(
-                page, CATEGORY_PAGE_SIZE, category.count, lambda n: f"/c/{slug}" + query_string(page=n if n > 1 else None)
+                page, CATEGORY_PAGE_SIZE, category.count,
+                lambda n: f"/c/{slug}" + query_string(page=n if n > 1 else None),
             ),
             "feeds": category_feeds(slug, category.value),
         },
@@ -284,7 +281,7 @@ async def category_page(request: Request) -> Response:
 
 
 def render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> Response:
-    return services(request).templates.TemplateResponse(request, name, context, status_code=status_code)
+    return app_state(request).templates.TemplateResponse(request, name, context, status_code=status_code)
 
 
 routes = [

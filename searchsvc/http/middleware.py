@@ -17,22 +17,21 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import error_response, json_error
-from .metrics import Metrics
+from ..errors import ErrorCode, error_response, json_error
+from ..metrics import Metrics
 
 access_logger = logging.getLogger("searchsvc.access")
 error_logger = logging.getLogger("searchsvc.error")
 
 REQUEST_ID_HEADER = "x-request-id"
+LOGGED_METHOD_CHARS = 32  # a method is any token to uvicorn, thousands of characters if a client likes
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 UNMATCHED_ROUTE = "<unmatched>"
 
@@ -53,14 +52,27 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFF:012x}"
 
 
-def configure_access_log() -> None:
-    """One JSON object per line on stderr; idempotent so several ``create_app`` calls are fine."""
-    if not access_logger.handlers:
+def configure_json_log(logger: logging.Logger) -> None:
+    """``logger`` writes its messages (one JSON object each) as lines on stderr, not through the
+    root logger; idempotent so several ``create_app`` calls are fine."""
+    if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
-        access_logger.addHandler(handler)
-    access_logger.setLevel(logging.INFO)
-    access_logger.propagate = False
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def configure_access_log() -> None:
+    configure_json_log(access_logger)
+
+
+def logged_method(method: str) -> str:
+    """The method for the access log: cut to ``LOGGED_METHOD_CHARS`` (then ending in "…"), so a
+    made-up one is still visible but cannot make a line of kilobytes."""
+    if len(method) <= LOGGED_METHOD_CHARS:
+        return method
+    return method[: LOGGED_METHOD_CHARS - 1] + "…"
 
 
 def route_template(routes: Sequence[BaseRoute], scope: Scope) -> str:
@@ -127,7 +139,7 @@ class ObservabilityMiddleware:
         except Exception:
             error_logger.error(
                 "unhandled error in %s %s (request %s)\n%s",
-                scope["method"],
+                logged_method(scope["method"]),
                 scope["path"],
                 request_id,
                 traceback.format_exc(),
@@ -135,9 +147,9 @@ class ObservabilityMiddleware:
             status = 500
             if not started:
                 try:
-                    response = error_response(Request(scope), 500, "internal_error", "internal server error")
+                    response = error_response(Request(scope), ErrorCode.INTERNAL_ERROR, "internal server error")
                 except Exception:  # the error page itself failed: plain JSON cannot
-                    response = json_error(500, "internal_error", "internal server error")
+                    response = json_error(ErrorCode.INTERNAL_ERROR, "internal server error")
                 response.headers["X-Request-ID"] = request_id
                 await response(scope, receive, send)
         finally:
@@ -149,9 +161,9 @@ class ObservabilityMiddleware:
                 access_logger.info(
                     json.dumps(
                         {
-                            "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
                             "request_id": request_id,
-                            "method": scope["method"],
+                            "method": logged_method(scope["method"]),
                             "path": scope["path"],
                             "route": route,
                             "status": status,
@@ -178,14 +190,11 @@ PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
-# Embeddable widgets may be framed by anyone; everything else refuses framing.
-EMBED_CSP = PAGE_CSP.replace("frame-ancestors 'none'", "frame-ancestors *")
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 
 DEFAULT_HEADER_POLICIES: dict[str, HeaderPolicy] = {
     "/": HeaderPolicy({**BASE_SECURITY_HEADERS, "Content-Security-Policy": PAGE_CSP, "X-Frame-Options": "DENY"}),
     "/api/": HeaderPolicy({**BASE_SECURITY_HEADERS, "Content-Security-Policy": API_CSP}),
-    "/embed/": HeaderPolicy({**BASE_SECURITY_HEADERS, "Content-Security-Policy": EMBED_CSP}),
 }
 
 
@@ -231,21 +240,28 @@ class BodyTooLarge(Exception):
 class BodyLimitMiddleware:
     """413 JSON for request bodies over ``max_bytes``, by Content-Length or as they stream in.
 
-    None of our routes reads a body, but a limit keeps a client from making a worker buffer one.
+    Only the admin API reads a body (articles to publish), and it has a limit of its own: ``limits``
+    maps path prefixes to their limit (the longest matching prefix wins). Everywhere else the limit
+    keeps a client from making a worker buffer a body nothing reads.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int = 64 * 1024) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int = 64 * 1024, limits: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.limits = sorted((limits or {}).items(), key=lambda item: len(item[0]), reverse=True)
+
+    def limit_for(self, path: str) -> int:
+        return next((limit for prefix, limit in self.limits if path.startswith(prefix)), self.max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.limit_for(scope["path"])
         length = Headers(scope=scope).get("content-length")
-        if length is not None and (not length.strip().isdigit() or int(length) > self.max_bytes):
-            status, code = (413, "body_too_large") if length.strip().isdigit() else (400, "bad_request")
-            await json_error(status, code, f"request bodies are limited to {self.max_bytes} bytes")(
+        if length is not None and (not length.strip().isdigit() or int(length) > max_bytes):
+            code = ErrorCode.BODY_TOO_LARGE if length.strip().isdigit() else ErrorCode.BAD_REQUEST
+            await json_error(code, f"request bodies are limited to {max_bytes} bytes")(
                 scope, receive, send
             )
             return
@@ -257,7 +273,7 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     raise BodyTooLarge
             return message
 
@@ -272,26 +288,9 @@ class BodyLimitMiddleware:
         except BodyTooLarge:
             if started:
                 raise
-            await json_error(413, "body_too_large", f"request bodies are limited to {self.max_bytes} bytes")(
+            await json_error(ErrorCode.BODY_TOO_LARGE, f"request bodies are limited to {max_bytes} bytes")(
                 scope, receive, send
             )
-
-
-class ApiCORSMiddleware(CORSMiddleware):
-    """Starlette's CORS, except that a refused preflight answers in the API's JSON error shape.
-
-    Starlette refuses a preflight (an unknown origin, method or header) with a plain-text 400;
-    every other ``/api/`` error is ``{"error": {"code", "message"}}``, and clients parse it.
-    """
-
-    def preflight_response(self, request_headers: Headers) -> Response:
-        answer = super().preflight_response(request_headers)
-        if answer.status_code < 400:
-            return answer
-        reason = bytes(answer.body).decode("utf-8", "replace")
-        headers = {k: v for k, v in answer.headers.items() if k.lower() not in ("content-length", "content-type")}
-        return json_error(answer.status_code, "cors_preflight_refused",
-                          f"{reason}: allowed methods are {', '.join(sorted(self.allow_methods))}", headers)
 
 
 class PathScopedMiddleware:

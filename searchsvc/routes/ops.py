@@ -12,8 +12,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .engine_pool import EngineNotReady
-from .services import RETRY_AFTER_NOT_READY, services
+from ..engine_calls import RETRY_AFTER_NOT_READY
+from ..engine_holder import EngineNotReady
+from ..errors import ErrorCode
+from ..state import app_state
 
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -23,40 +25,40 @@ async def healthz(request: Request) -> Response:
 
 
 def _index_state(request: Request) -> tuple[str, int]:
-    engine = services(request).engines.get()
+    engine = app_state(request).engines.get()
     return str(engine.generation), int(engine.doc_count)
 
 
 async def readyz(request: Request) -> Response:
-    svc = services(request)
+    state = app_state(request)
     try:
         generation, documents = await run_in_threadpool(_index_state, request)
     except (EngineNotReady, FileNotFoundError) as exc:  # none yet, or removed under an open engine
-        svc.metrics.set_index(None, None)
+        state.metrics.set_index(None, None)
         return JSONResponse(
-            {"status": "not_ready", "error": {"code": "not_ready", "message": str(exc)}},
+            {"status": "not_ready", "error": {"code": ErrorCode.NOT_READY.value, "message": str(exc)}},
             status_code=503,
             headers={**NO_STORE, "Retry-After": RETRY_AFTER_NOT_READY},
         )
-    svc.metrics.set_index(generation, documents)
+    state.metrics.set_index(generation, documents)
     return JSONResponse({"status": "ready", "articles": documents, "generation": generation}, headers=NO_STORE)
 
 
 def _scrape(request: Request) -> bytes:
     """Refresh the index gauges, then render every metric (blocking: file reads in multiprocess mode)."""
-    svc = services(request)
-    engine = svc.engines.engine
+    state = app_state(request)
+    engine = state.engines.engine
     if engine is not None:
         try:
-            svc.metrics.set_index(str(engine.generation), int(engine.doc_count))
+            state.metrics.set_index(str(engine.generation), int(engine.doc_count))
         except Exception:  # a scrape must not fail because the index is being swapped
             pass
-    return svc.metrics.render()
+    return state.metrics.render()
 
 
 async def metrics(request: Request) -> Response:
     body = await run_in_threadpool(_scrape, request)
-    return Response(body, media_type=services(request).metrics.content_type, headers=NO_STORE)
+    return Response(body, media_type=app_state(request).metrics.content_type, headers=NO_STORE)
 
 
 routes = [

@@ -1,5 +1,5 @@
-"""Known-item query generator for the relevance evaluation (``eval_relevance.py``) and the latency
-benchmark (``bench_search.py``). Deterministic: the same corpus, limit and seed give the same queries.
+"""Known-item query generator for the relevance evaluation (``scripts/eval_relevance.py``) and the
+latency benchmark (``scripts/bench_search.py``). Deterministic: the same corpus, limit and seed give the same queries.
 
 Articles come through the project's reader (so titles are the cleaned titles that are indexed). Only
 articles whose title is unique in the corpus are drawn — compared folded, lowercased and with
@@ -28,14 +28,13 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
-from index.analysis import analyze, fold, nfc
+from index.analysis import analyze, fold, nfc, split_tone
 
 KINDS = ("title_unaccented", "title_nfd_oldtone", "body_span", "title_typo")
 SPAN_SYLLABLES = 6
 TYPO_MIN_LETTERS = 4
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 _WORD_RE = re.compile(r"[^\W\d_]+")
-_TONES = {"\u0300", "\u0301", "\u0303", "\u0309", "\u0323"}
 _OLD_TONE_NUCLEI = {("o", "a"), ("o", "e"), ("u", "y")}
 
 
@@ -47,7 +46,7 @@ class KnownItem:
     title: str
     note: str = ""  # what the generator did (which syllable was folded or edited...)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, str]:
         return asdict(self)
 
 
@@ -77,17 +76,10 @@ def unique_title_docs(docs: Iterable[Doc]) -> tuple[list[Doc], int]:
 
 def old_tone(word: str) -> str:
     """hòa -> hoà, thủy -> thuỷ, khỏe -> khoẻ (case kept); other words unchanged. Returns NFC."""
-    letters: list[str] = []  # NFC letters with their shape marks
-    tone, tone_at = None, -1
-    for ch in unicodedata.normalize("NFD", word):
-        if ch in _TONES:
-            tone, tone_at = ch, len(letters) - 1
-        elif unicodedata.combining(ch):
-            if not letters:
-                return word
-            letters[-1] = unicodedata.normalize("NFC", letters[-1] + ch)
-        else:
-            letters.append(ch)
+    parts = split_tone(word)
+    if parts is None:
+        return word
+    letters, tone, tone_at = parts
     if tone is None or tone_at < 0 or tone_at != len(letters) - 2:
         return word  # the tone must sit on the first vowel of a final two-vowel nucleus
     if (letters[tone_at].lower(), letters[tone_at + 1].lower()) not in _OLD_TONE_NUCLEI:
@@ -100,7 +92,7 @@ def old_tone(word: str) -> str:
     return unicodedata.normalize("NFC", "".join(letters))
 
 
-def _replace_word(text: str, m: re.Match, new: str) -> str:
+def _replace_word(text: str, m: re.Match[str], new: str) -> str:
     return text[: m.start()] + new + text[m.end():]
 
 
@@ -112,7 +104,8 @@ def title_nfd_oldtone(doc: Doc, rng: random.Random) -> KnownItem:
     title = nfc(doc.title)
     words = list(_WORD_RE.finditer(title))
     moved = 0
-    out, last = [], 0
+    out: list[str] = []
+    last = 0
     folded_at = rng.randrange(len(words)) if words else -1
     folded_word = ""
     for i, m in enumerate(words):
@@ -152,7 +145,8 @@ def body_span(doc: Doc, rng: random.Random) -> KnownItem | None:
         for i in (start - d, start + d):
             if 0 <= i <= len(toks) - n and ok(i):
                 span = " ".join(fold(text[t.start : t.end]) for t in toks[i : i + n])
-                return KnownItem("body_span", span, doc.id, doc.title, note=f"syllables {i}..{i + n - 1} of {len(toks)}")
+                note = f"syllables {i}..{i + n - 1} of {len(toks)}"
+                return KnownItem("body_span", span, doc.id, doc.title, note=note)
     return None
 
 

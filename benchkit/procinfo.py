@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 
 def children(pid: int) -> list[int]:
@@ -33,12 +34,13 @@ def cmdline(pid: int) -> str:
 
 
 def free_port() -> int:
+    """A loopback port free at the time of the call (the kernel picks it)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
-def stop(proc: subprocess.Popen, timeout: float = 30) -> bool:
+def stop(proc: subprocess.Popen[Any], timeout: float = 30) -> bool:
     """SIGTERM, then SIGKILL after ``timeout`` seconds; True when SIGTERM alone was enough."""
     if proc.poll() is not None:
         return True

@@ -1,4 +1,4 @@
-"""A SQLite FTS5 baseline shared by the benchmark scripts (bench_index, eval_relevance, bench_search).
+"""The SQLite FTS5 baseline the search benchmarks compare with (bench_index, eval_relevance, bench_search).
 
 What the baseline is: one FTS5 table with ``title`` and ``body`` columns and the stock tokenizer
 ``unicode61 remove_diacritics 2`` (case folding and removal of every combining mark, including the
@@ -26,76 +26,20 @@ import sqlite3
 import sys
 import time
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from benchkit.corpus import CORPUS_ARTICLES, REPO_ROOT, iter_articles, require_corpus
+from index.article import VN_TZ, Article
 
-CORPUS = ROOT.parent / "shared" / "corpus" / "vntc.jsonl.gz"
-CORPUS_ARTICLES = 65_553
-DEFAULT_DB = ROOT / "var" / "bench-fts5.sqlite"
+DEFAULT_DB = REPO_ROOT / "var" / "bench-fts5.sqlite"
 TOKENIZE = "unicode61 remove_diacritics 2"
 BM25 = "bm25(t, 3.0, 1.0)"
 
 _D_MAP = str.maketrans({"đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "ɖ": "d", "Ɖ": "D"})
 _WORD_RE = re.compile(r"\w+")
 _PHRASE_RE = re.compile(r'"([^"]*)"?')
-
-
-def require_corpus() -> Path:
-    """The shared corpus, or exit with a message saying where it was expected."""
-    if not CORPUS.is_file():
-        sys.exit(f"error: corpus not found at {CORPUS}\n"
-                 "(expected /work/shared/corpus/vntc.jsonl.gz beside the repository; see its README.md)")
-    return CORPUS
-
-
-def load_note() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
-
-
-def code_version() -> str:
-    """The commit and any uncommitted change under index/ (read-only git calls): which engine was measured."""
-    import subprocess
-
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    head = git("rev-parse", "--short", "HEAD").strip() or "unknown"
-    dirty = [line[3:] for line in git("status", "--porcelain", "--", "index").splitlines() if line.strip()]
-    return f"code: commit {head}" + (f" + uncommitted changes in {', '.join(dirty)}" if dirty else " (index/ clean)")
-
-
-def no_result_cache(engine) -> str:
-    """Turn the engine's result LRU off so every query is measured, not a cache hit."""
-    if hasattr(engine, "RESULT_CACHE_SIZE"):
-        engine.RESULT_CACHE_SIZE = 0
-        return "engine result cache disabled (every query runs)"
-    return "engine has no result cache"
-
-
-def iter_articles(limit: int | None = None, errors: list | None = None) -> Iterator:
-    """The first ``limit`` Articles of the corpus through the project's reader (ReadErrors counted)."""
-    from index.article import Article
-    from index.readers import read_sources
-
-    n = 0
-    for item in read_sources([str(require_corpus())]):
-        if not isinstance(item, Article):
-            if errors is not None:
-                errors.append(item)
-            continue
-        yield item
-        n += 1
-        if limit is not None and n >= limit:
-            return
 
 
 def fts_text(text: str) -> str:
@@ -115,7 +59,7 @@ def fts_query(text: str) -> str | None:
     by a reader are never syntax errors. Returns None when nothing searchable is left.
     """
     parts: list[str] = []
-    rest = []
+    rest: list[str] = []
     last = 0
     for m in _PHRASE_RE.finditer(text):
         rest.append(text[last:m.start()])
@@ -162,10 +106,15 @@ def existing(db_path: Path, articles: int) -> bool:
             conn.close()
     except sqlite3.Error:
         return False
-    return meta.get("complete") == "1" and meta.get("corpus") == _corpus_stamp() and meta.get("articles") == str(articles)
+    return (
+        meta.get("complete") == "1"
+        and meta.get("corpus") == _corpus_stamp()
+        and meta.get("articles") == str(articles)
+    )
 
 
-def build(db_path: Path, limit: int | None, articles: Iterable | None = None, progress: bool = True) -> BuildReport:
+def build(db_path: Path, limit: int | None, articles: Iterable[Article] | None = None,
+          progress: bool = True) -> BuildReport:
     """(Re)build the FTS5 db from the first ``limit`` corpus articles; written to a temp file, renamed."""
     db_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = db_path.with_suffix(".sqlite.tmp")
@@ -179,13 +128,12 @@ def build(db_path: Path, limit: int | None, articles: Iterable | None = None, pr
     conn.execute("CREATE TABLE docs (rowid INTEGER PRIMARY KEY, id TEXT NOT NULL, title TEXT NOT NULL, "
                  "category_slug TEXT NOT NULL, published INTEGER NOT NULL, year TEXT NOT NULL, month TEXT NOT NULL)")
     conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
-    from index.article import VN_TZ
-
     source = iter(articles if articles is not None else iter_articles(limit))
     start = time.perf_counter()
     read_seconds = 0.0
     n = 0
-    batch_t, batch_d = [], []
+    batch_t: list[tuple[int, str, str]] = []
+    batch_d: list[tuple[int, str, str, str, int, str, str]] = []
 
     def flush() -> None:
         conn.executemany("INSERT INTO t (rowid, title, body) VALUES (?, ?, ?)", batch_t)
@@ -246,7 +194,8 @@ class Fts5:
         if expr is None:
             return []
         if with_snippets:
-            sql = (f"SELECT d.id, d.title, snippet(t, 1, '<b>', '</b>', '…', 24) FROM t JOIN docs d ON d.rowid = t.rowid "
+            sql = ("SELECT d.id, d.title, snippet(t, 1, '<b>', '</b>', '…', 24) "
+                   "FROM t JOIN docs d ON d.rowid = t.rowid "
                    f"WHERE t MATCH ? ORDER BY {BM25} LIMIT ?")
         else:
             sql = (f"SELECT d.id, d.title FROM t JOIN docs d ON d.rowid = t.rowid "
@@ -261,7 +210,7 @@ class Fts5:
         expr = fts_query(text)
         if expr is None:
             return 0
-        return self.conn.execute("SELECT count(*) FROM t WHERE t MATCH ?", (expr,)).fetchone()[0]
+        return int(self.conn.execute("SELECT count(*) FROM t WHERE t MATCH ?", (expr,)).fetchone()[0])
 
     def close(self) -> None:
         self.conn.close()

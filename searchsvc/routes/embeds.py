@@ -10,8 +10,8 @@
   data-theme="light" async></script>`` renders the same list right after its own tag, in a Shadow
   DOM, from ``/feeds/{slug}.json`` (fetched with CORS). See ``static/embed.js``.
 
-Both are cached like the feeds (``feed_cache``: per generation, ETag, 304, gzip) and carry
-``Access-Control-Allow-Origin: *``.
+Both are cached like the feeds (``searchsvc.http.feed_cache``: per generation, ETag, 304, gzip),
+show what a ``searchsvc.selection.Selection`` selects, and carry ``Access-Control-Allow-Origin: *``.
 """
 
 from __future__ import annotations
@@ -26,19 +26,21 @@ import feeds
 from feeds.text import one_line
 from index.api import SearchEngine
 
-from .config import Config
-from .errors import ApiError
-from .feed_cache import Document, make_document, respond, serve_cached
-from .middleware import BASE_SECURITY_HEADERS, HeaderPolicy
-from .params import bad, parse_int
-from .presenters import format_date
-from .routes_feeds import Selection, current_generation, fetch, parse_selection, with_cors
-from .services import engine_call, services
+from ..config import Config
+from ..engine_calls import current_generation, map_engine_errors
+from ..errors import ApiError, ErrorCode
+from ..http.cors import with_cors
+from ..http.feed_cache import Document, make_document, respond, serve_cached
+from ..http.middleware import BASE_SECURITY_HEADERS, HeaderPolicy
+from ..params import bad, parse_int
+from ..presenters import format_date
+from ..selection import Selection, fetch, parse_selection
+from ..state import app_state
 
 EMBED_DEFAULT_LIMIT = 10
 EMBED_MAX_LIMIT = 50
 THEMES = ("light", "dark")
-EMBED_JS_PATH = Path(__file__).resolve().parent / "static" / "embed.js"
+EMBED_JS_PATH = Path(__file__).resolve().parent.parent / "static" / "embed.js"
 
 # Framable by any site (http/https), and nothing else: no script, no inline style, only our CSS.
 EMBED_CSP = (
@@ -53,7 +55,7 @@ HEADER_POLICIES: dict[str, HeaderPolicy] = {
 def parse_theme(params: object) -> str:
     theme = (params.get("theme") or "").strip() or "light"  # type: ignore[attr-defined]
     if theme not in THEMES:
-        raise bad("bad_theme", f"'theme' must be one of: {', '.join(THEMES)}")
+        raise bad(ErrorCode.BAD_THEME, f"'theme' must be one of: {', '.join(THEMES)}")
     return theme
 
 
@@ -77,7 +79,7 @@ def render_embed(request: Request, engine: SearchEngine, config: Config, selecti
         "theme": theme,
         "show_category": selection.kind != "category",
     }
-    html = services(request).templates.env.get_template("embed.html").render(context)
+    html = app_state(request).templates.env.get_template("embed.html").render(context)
     return make_document(html.encode("utf-8"), "text/html; charset=utf-8")
 
 
@@ -87,12 +89,14 @@ async def embed(request: Request) -> Response:
     name = request.path_params["name"]
     params = request.query_params
     selection = parse_selection(name, params)
-    limit = parse_int(params, "limit", EMBED_DEFAULT_LIMIT, "bad_limit", 1, EMBED_MAX_LIMIT)
+    limit = parse_int(params, "limit", EMBED_DEFAULT_LIMIT, ErrorCode.BAD_LIMIT, 1, EMBED_MAX_LIMIT)
     theme = parse_theme(params)
     engine, generation = await current_generation(request)
-    config = services(request).config
+    state = app_state(request)
     key = (generation, "embed", selection, limit, theme)
-    return await serve_cached(request, key, lambda: engine_call(render_embed, request, engine, config, selection, limit, theme))
+    return await serve_cached(request, state.feed_cache, key,
+                              lambda: map_engine_errors(render_embed, request, engine, state.config, selection, limit,
+                                                        theme))
 
 
 _EMBED_JS: Document | None = None
@@ -104,7 +108,7 @@ async def embed_js(request: Request) -> Response:
     global _EMBED_JS
     if _EMBED_JS is None:
         if not EMBED_JS_PATH.is_file():
-            raise ApiError(404, "not_found", "embed.js is missing")
+            raise ApiError(ErrorCode.NOT_FOUND, "embed.js is missing")
         _EMBED_JS = make_document(EMBED_JS_PATH.read_bytes(), "text/javascript; charset=utf-8")
     # Partners with Cross-Origin-Embedder-Policy: require-corp may load it too.
     return respond(request, _EMBED_JS, {"Cross-Origin-Resource-Policy": "cross-origin"})

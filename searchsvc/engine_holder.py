@@ -106,18 +106,19 @@ class EngineHolder:
         self._next_attempt = time.monotonic() + self._retry_interval
         raise EngineNotReady(message)
 
+    def close(self, timeout: float) -> None:
+        """Close the engine (on shutdown), after up to ``timeout`` seconds for a warm-up still
+        running: it opens index files of its own, which closing first would leave open. A later
+        ``get`` opens the engine again."""
+        self.wait_warm(timeout)
+        with self._lock:
+            engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.close()
+
     async def aget(self) -> SearchEngine:
         """``get`` for async code: the fast path stays on the event loop, opening goes to a thread."""
         engine = self._engine
         if engine is not None:
             return engine
         return await run_in_threadpool(self.get)
-
-    def close(self) -> None:
-        engine, self._engine = self._engine, None
-        close = getattr(engine, "close", None)
-        if callable(close):
-            try:
-                close()
-            except Exception:  # shutting down: a failing close must not turn a clean exit into an error
-                logger.exception("closing the search engine failed")

@@ -1,0 +1,172 @@
+"""``WhooshIndexWriter``: the publishing path's ``IndexWriter`` for the embedded Whoosh index.
+
+One ``apply`` is one Whoosh commit in the live generation, under the same writer lock as
+``searchsvc index`` (``index.store.writer_lock``), so the two never write at once. The commit
+records the last journal sequence number it applies (``index.store``, "Why journal-<n>.seq"):
+the seq file of the generation the commit will write is fsynced before ``writer.commit()``
+renames the table of contents, so the number belongs to that commit and to no other.
+
+Why the batch is collapsed to the last entry per id: Whoosh deletes by searching the segments
+already on disk, so a document added earlier in the same writer cannot be deleted or replaced by
+a later entry of the batch; applying only each id's last entry gives the outcome of applying
+them all in order.
+
+Why the new files are fsynced after the commit: the applier compacts the journal once ``apply``
+returns, and Whoosh itself fsyncs nothing, so without it a power cut could lose both the journal
+entries and the commit that applied them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from index import store
+from index.builder import MERGE_AT_SEGMENTS, TINY_SEGMENT_DOCS, CanonicalLabels, article_fields, merge_tiny_segments
+from index.publishing import AppliedBatch, Entry, Op
+
+logger = logging.getLogger("searchsvc.applier")
+
+WRITER_LIMITMB = 64  # a batch is at most a few thousand articles: far below Whoosh's pool size
+
+
+def collapse(entries: list[Entry]) -> list[Entry]:
+    """Each id's last entry, in the order of those last entries."""
+    last: dict[str, Entry] = {}
+    for entry in entries:
+        last.pop(entry.article_id, None)
+        last[entry.article_id] = entry
+    return list(last.values())
+
+
+def _merge_when_many(writer: Any, segments: list[Any]) -> list[Any]:
+    """A Whoosh merge policy: each commit adds a small segment; past MERGE_AT_SEGMENTS of them
+    they are merged into one (the large segments of a build are never touched)."""
+    tiny = [seg for seg in segments if seg.doc_count_all() < TINY_SEGMENT_DOCS]
+    if len(tiny) <= MERGE_AT_SEGMENTS:
+        return segments
+    return merge_tiny_segments(writer, segments)
+
+
+def _fsync_commit(generation_dir: Path, toc_gen: int, new_segments: set[str]) -> None:
+    """Make the commit ``toc_gen`` durable: its table of contents, its new segments' files and
+    the directory that names them."""
+    toc = f"_MAIN_{toc_gen}.toc"
+    prefixes = tuple(f"{segment_id}." for segment_id in new_segments)  # MAIN_<id>.seg, or its parts
+    for child in generation_dir.iterdir():
+        if child.name == toc or (prefixes and child.name.startswith(prefixes)):
+            fd = os.open(child, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    fd = os.open(generation_dir, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class WhooshIndexWriter:
+    """Applies journal entries to the Whoosh index in ``index_dir`` (``index.publishing.IndexWriter``).
+
+    ``lock_wait``: seconds to wait for the writer lock before ``IndexBusy`` (the applier retries;
+    a ``searchsvc index`` run can hold the lock for minutes).
+    """
+
+    def __init__(self, index_dir: Path, *, lock_wait: float = 0.0, limitmb: int = WRITER_LIMITMB) -> None:
+        self.index_dir = Path(index_dir)
+        self.lock_wait = lock_wait
+        self.limitmb = limitmb
+
+    def applied_seq(self) -> int:
+        live = store.current_generation(self.index_dir)
+        if live is None:
+            return 0
+        return store.read_applied_seq(self.index_dir / live)
+
+    def apply(self, entries: list[Entry]) -> AppliedBatch:
+        """Apply ``entries`` (sequence order) in one commit recording ``entries[-1].seq``.
+
+        Entries at or below the sequence number the index has already applied are dropped (read
+        under the lock): a second applier, or one that read its batch before another commit,
+        never rolls an article back to older content. Creates the index (a first generation)
+        when there is none, so that publishing works on an empty install.
+        """
+        if not entries:
+            raise ValueError("apply needs at least one entry")
+        with store.writer_lock(self.index_dir, wait=self.lock_wait):
+            live = store.current_generation(self.index_dir)
+            if live is None:
+                return self._apply_to_new_index(entries)
+            generation_dir = self.index_dir / live
+            store.remove_uncommitted_seq_files(generation_dir)
+            applied = store.read_applied_seq(generation_dir)
+            pending = [e for e in entries if e.seq > applied]
+            if not pending:
+                return AppliedBatch(first_seq=applied, last_seq=applied, committed=False,
+                                    generation=f"{live}.{store.toc_generation(generation_dir)}")
+            ix = store.storage(generation_dir).open_index()
+            return self._commit(live, ix, pending)
+
+    def _apply_to_new_index(self, entries: list[Entry]) -> AppliedBatch:
+        for n in store.generation_numbers(self.index_dir):  # half-built ones (no live index)
+            shutil.rmtree(self.index_dir / f"gen-{n:06d}", ignore_errors=True)
+        name, ix = store.new_generation(self.index_dir)
+        try:
+            batch = self._commit(name, ix, entries)
+            store.switch_to(self.index_dir, name)
+        except BaseException:
+            shutil.rmtree(self.index_dir / name, ignore_errors=True)
+            raise
+        logger.info("created the index %s for the first published articles", name)
+        return batch
+
+    def _commit(self, name: str, ix: Any, entries: list[Entry]) -> AppliedBatch:
+        generation_dir = self.index_dir / name
+        started = time.monotonic()
+        batch = AppliedBatch(first_seq=entries[0].seq, last_seq=entries[-1].seq)
+        labels = CanonicalLabels.load(self.index_dir, name, ix, lambda message: logger.warning("%s", message))
+        writer = ix.writer(limitmb=self.limitmb)
+        try:
+            toc_gen = int(writer.generation)
+            known = {seg.segment_id() for seg in writer.segments}
+            searcher = writer.searcher()
+            for entry in collapse(entries):
+                old = searcher.document(id=entry.article_id)
+                if entry.op is Op.UPSERT:
+                    assert entry.article is not None  # the journal stores an article with every upsert
+                    article = labels.apply(entry.article)
+                    try:
+                        fields = article_fields(article)
+                    except (OverflowError, ValueError) as exc:  # e.g. a date no index field can hold
+                        logger.error("journal entry %d: cannot index %r: %s; skipped", entry.seq,
+                                     entry.article_id, exc)
+                        batch.skipped += 1
+                        continue
+                    writer.update_document(**fields)
+                    batch.upserted += 1
+                    batch.categories.add(article.category_slug)
+                else:
+                    batch.deleted += int(writer.delete_by_term("id", entry.article_id))
+                if old:
+                    batch.categories.add(str(old["category_slug"]))
+            labels.save()
+            store.write_applied_seq(generation_dir, toc_gen, entries[-1].seq)
+            writer.commit(mergetype=_merge_when_many)
+        except BaseException:
+            try:
+                writer.cancel()
+                store.remove_uncommitted_seq_files(generation_dir)
+            except Exception:
+                pass
+            raise
+        _fsync_commit(generation_dir, toc_gen, {seg.segment_id() for seg in ix._segments()} - known)
+        store.prune_seq_files(generation_dir, toc_gen)
+        batch.generation = f"{name}.{toc_gen}"
+        batch.commit_seconds = time.monotonic() - started
+        return batch

@@ -1,0 +1,447 @@
+#!/usr/bin/env python3
+"""Publishing benchmark: the admin API under sustained publishing while readers search, and bulk
+NDJSON publishing against ``searchsvc index`` on the same articles.
+
+Everything runs in a temporary directory, on loopback, in one run:
+
+1. A base index of ``--base`` corpus articles (default: as many as ``--articles``), built with
+   ``searchsvc index`` (or a copy of ``--index-dir``), and an ``ingest`` key (``searchsvc keys create``).
+2. Bulk, the CLI: ``searchsvc index`` of the next ``--articles`` corpus articles into a copy of the
+   base index, timed as a process (start to exit).
+3. Bulk, the API: ``searchsvc serve`` on the base index; the same articles as NDJSON batches of
+   ``--batch`` (1,000) POSTed one after another to ``/api/admin/articles``; timed from the first
+   POST until ``GET /api/admin/status`` reports the last batch's sequence number applied.
+4. Readers alone: wrk with ``--connections`` (16) connections on ``/api/search`` for ``--duration``
+   seconds, every query a distinct one (two words of a title), so the response caches answer none.
+5. Readers while publishing: the same, with ``--publishers`` (4) clients POSTing one article at a
+   time (as fast as they are answered) for the whole run. Per article: the ``202`` latency, and
+   commit-to-visible, from its ``202`` to the first ``200`` of ``/api/articles/{id}``: a checker
+   follows every ``--sample``-th acknowledged article, oldest first (the oldest alone every 50 ms
+   until it shows, then the next eight at once), until each shows or ``DRAIN_TIMEOUT`` after the run.
+   Each reader run has its own queries (and its own warm-up queries), so neither finds the other's
+   answers cached.
+
+The figures are printed beside the targets of issue 12 (on this 2-core machine: ≥ 50 articles/s
+acknowledged, commit-to-visible p99 ≤ 5 s, reader p95 at most doubled, bulk ≥ 80 % of the CLI),
+with the load average, since the machine is shared (``benchkit.report``).
+
+    .venv/bin/python scripts/bench_ingest.py                           # 5,000 + 5,000 articles, 20 s runs
+    .venv/bin/python scripts/bench_ingest.py --duration 5 --articles 1000   # a smoke check (about a minute)
+
+wrk comes from Debian's package; the script installs it with apt-get when missing (as root).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import httpx
+
+from benchkit.corpus import CORPUS, REPO_ROOT, corpus_articles, write_jsonl
+from benchkit.report import banner, load_note, percentile
+from benchkit.wrk import Result, ensure_wrk, run_wrk, start_service
+
+TARGET_ACK_RATE = 50.0  # articles/s acknowledged by 4 publishers
+TARGET_VISIBLE_P99 = 5.0  # seconds from 202 to visible
+TARGET_READER_RATIO = 2.0  # reader p95 while publishing / alone, at most
+TARGET_BULK_SHARE = 0.80  # API bulk articles/s / ``searchsvc index`` articles/s, at least
+CHECK_EVERY = 0.05  # seconds between the visibility checker's rounds
+CHECK_AT_ONCE = 8  # articles the checker asks about concurrently
+DRAIN_TIMEOUT = 300.0  # seconds to wait after publishing for the last sampled article to show
+APPLY_TIMEOUT = 1800.0  # seconds for the bulk batches to be applied
+INGEST = "/api/admin/articles"
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("SEARCHSVC_")}
+
+
+def searchsvc(*args: str, timeout: float = 3600) -> tuple[subprocess.CompletedProcess[str], float]:
+    """``python -m searchsvc ARGS`` with no SEARCHSVC_* settings; (result, wall seconds). Exits on failure."""
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "searchsvc", *args], cwd=REPO_ROOT, env=clean_env(),
+                          capture_output=True, text=True, timeout=timeout)
+    elapsed = time.monotonic() - started
+    if proc.returncode != 0:
+        sys.exit(f"searchsvc {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return proc, elapsed
+
+
+def reader_queries(records: list[dict[str, Any]], rng: random.Random) -> list[str]:
+    """Distinct two-word queries from the titles, shuffled: each one a fresh search for the caches."""
+    queries: dict[str, None] = {}
+    for record in records:
+        words = re.findall(r"\w+", str(record["title"]).lower())
+        for a, b in itertools.pairwise(words):
+            queries[f"{a} {b}"] = None
+    found = list(queries)
+    rng.shuffle(found)
+    return found
+
+
+def search_paths(queries: list[str]) -> list[str]:
+    return [f"/api/search?{urlencode({'q': q})}" for q in queries]
+
+
+def wrk_args(args: argparse.Namespace, duration: int) -> argparse.Namespace:
+    """What ``benchkit.wrk.run_wrk`` reads; its warm-up is ours (with other queries): 0 here."""
+    return argparse.Namespace(threads=args.threads, connections=args.connections, duration=duration, warmup=0)
+
+
+def readers(wrk: str, url: str, args: argparse.Namespace, tmp: Path, name: str, warm: list[str],
+            measured: list[str]) -> Result:  # fmt: skip
+    if args.warmup > 0:
+        run_wrk(wrk, url, warm, 200, wrk_args(args, args.warmup), tmp, f"{name}-warmup")
+    return run_wrk(wrk, url, measured, 200, wrk_args(args, args.duration), tmp, name)
+
+
+# -- sustained publishing ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Sustained:
+    """What the publishers and the visibility checker measured."""
+
+    acked: int = 0
+    seconds: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
+    ack_latencies: list[float] = field(default_factory=list)  # seconds per 202
+    visible_delays: list[float] = field(default_factory=list)  # seconds from 202 to visible
+    sampled: int = 0
+    never_visible: int = 0
+
+
+class Publishing:
+    """``publishers`` threads POSTing one article each at a time, and a checker timing visibility."""
+
+    def __init__(self, url: str, key: str, articles: list[dict[str, Any]], publishers: int, sample: int) -> None:
+        self.url = url
+        self.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        self.articles = articles
+        self.publishers = publishers
+        self.sample = max(1, sample)
+        self.result = Sustained()
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.serial = itertools.count()
+        self.pending: deque[tuple[str, float]] = deque()  # (id, time of its 202), sampled, in ack order
+        self.threads: list[threading.Thread] = []
+        self.started = 0.0
+
+    def next_article(self) -> dict[str, Any]:
+        n = next(self.serial)  # itertools.count is atomic under the GIL
+        record = self.articles[n % len(self.articles)]
+        rounds = n // len(self.articles)
+        return record if rounds == 0 else {**record, "id": f"{record['id']}~{rounds}"}  # past the pool: new ids
+
+    def publish(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=60, headers=self.headers) as http:
+            while not self.stop.is_set():
+                article = self.next_article()
+                body = json.dumps(article, ensure_ascii=False).encode("utf-8")
+                sent = time.monotonic()
+                try:
+                    response = http.post(INGEST, content=body)
+                    status = str(response.status_code)
+                except httpx.HTTPError as exc:
+                    status = type(exc).__name__
+                acked = time.monotonic()
+                with self.lock:
+                    if status != "202":
+                        self.result.errors[status] = self.result.errors.get(status, 0) + 1
+                        continue
+                    self.result.acked += 1
+                    self.result.ack_latencies.append(acked - sent)
+                    if self.result.acked % self.sample == 0:
+                        self.pending.append((str(article["id"]), acked))
+                        self.result.sampled += 1
+
+    def check(self) -> None:
+        """Oldest sampled article first. While it is not visible, only it is asked about (every
+        ``CHECK_EVERY`` s, so that waiting costs the server little); once it is, the next
+        ``CHECK_AT_ONCE`` are asked about at once, and those visible up to the first that is not are done."""
+        with httpx.Client(base_url=self.url, timeout=30) as http, ThreadPoolExecutor(CHECK_AT_ONCE) as pool:
+
+            def visible_at(item: tuple[str, float]) -> float | None:
+                try:
+                    response = http.get(f"/api/articles/{quote(item[0], safe='')}")
+                except httpx.HTTPError:
+                    return None  # asked again next round
+                return time.monotonic() if response.status_code == 200 else None
+
+            deadline: float | None = None
+            width = 1
+            while True:
+                with self.lock:
+                    batch = list(itertools.islice(self.pending, width))
+                if not batch:
+                    if self.stop.is_set():
+                        return
+                    time.sleep(CHECK_EVERY)
+                    continue
+                seen = list(pool.map(visible_at, batch))
+                done = 0
+                with self.lock:
+                    for (_, acked), when in zip(batch, seen, strict=True):
+                        if when is None:
+                            break
+                        self.result.visible_delays.append(when - acked)
+                        done += 1
+                    for _ in range(done):
+                        self.pending.popleft()
+                width = CHECK_AT_ONCE if done == len(batch) else 1
+                if done < len(batch):
+                    if self.stop.is_set():
+                        deadline = deadline or time.monotonic() + DRAIN_TIMEOUT
+                        if time.monotonic() > deadline:
+                            with self.lock:
+                                self.result.never_visible = len(self.pending)
+                            return
+                    time.sleep(CHECK_EVERY)
+
+    def __enter__(self) -> Publishing:
+        self.started = time.monotonic()
+        self.threads = [threading.Thread(target=self.publish, name=f"publisher-{i}") for i in range(self.publishers)]
+        self.checker = threading.Thread(target=self.check, name="visibility")
+        for thread in [*self.threads, self.checker]:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join()
+        self.result.seconds = time.monotonic() - self.started
+        self.checker.join()
+
+
+# -- bulk ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Bulk:
+    articles: int
+    batches: int
+    acked_seconds: float  # first POST to the last 202
+    applied_seconds: float  # first POST to the last batch applied
+    rejected: int
+
+
+def bulk_api(url: str, key: str, lines: list[str], batch: int) -> Bulk:
+    headers = {"Authorization": f"Bearer {key}"}
+    rejected, last_seq = 0, 0
+    with httpx.Client(base_url=url, timeout=300, headers=headers) as http:
+        started = time.monotonic()
+        chunks = [lines[i:i + batch] for i in range(0, len(lines), batch)]
+        for chunk in chunks:
+            body = ("\n".join(chunk) + "\n").encode("utf-8")
+            response = http.post(INGEST, content=body, headers={"Content-Type": "application/x-ndjson"})
+            if response.status_code != 202:
+                sys.exit(f"bulk batch answered {response.status_code}: {response.text[:500]}")
+            answer = response.json()
+            rejected += int(answer.get("rejected_total", len(answer["rejected"])))
+            last_seq = int(answer["seq"])
+        acked = time.monotonic() - started
+        while True:
+            status = http.get("/api/admin/status").json()
+            if int(status["last_applied_seq"]) >= last_seq:
+                break
+            if time.monotonic() - started > APPLY_TIMEOUT:
+                sys.exit(f"bulk: not applied within {APPLY_TIMEOUT:.0f} s: {status}")
+            time.sleep(0.05)
+        applied = time.monotonic() - started
+    return Bulk(len(lines) - rejected, len(chunks), acked, applied, rejected)
+
+
+# -- what the applier logged -----------------------------------------------------------------------------
+
+COMMIT_LINE = re.compile(r"applied journal entries (\d+)-(\d+): (\d+) upserted, (\d+) deleted in ([\d.]+) s")
+
+
+def applier_commits(log: Path) -> list[tuple[int, float]]:
+    """(entries, seconds) of every commit the applier logged in the server's log, in order."""
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return [(int(m[2]) - int(m[1]) + 1, float(m[5])) for m in COMMIT_LINE.finditer(text)]
+
+
+def commits_note(commits: list[tuple[int, float]]) -> str:
+    if not commits:
+        return "no commit logged"
+    sizes = [float(n) for n, _ in commits]
+    seconds = [s for _, s in commits]
+    return (f"{len(commits)} commits of {percentile(sizes, 50):.0f} entries (median), each "
+            f"p50 {percentile(seconds, 50):.2f} s, max {max(seconds):.2f} s")
+
+
+# -- the run ---------------------------------------------------------------------------------------------
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def verdict(ok: bool) -> str:
+    return "meets" if ok else "MISSES"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--articles", type=int, default=5000, help="articles of the bulk runs (default 5000)")
+    parser.add_argument("--base", type=int, help="articles of the base index (default: --articles)")
+    parser.add_argument("--index-dir", type=Path, help="copy this index as the base instead of building one")
+    parser.add_argument("--duration", type=int, default=20, help="seconds of each reader run (default 20)")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured load before each (default 2)")
+    parser.add_argument("--publishers", type=int, default=4, help="publishing clients (default 4)")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections searching (default 16)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers (default 2)")
+    parser.add_argument("--batch", type=int, default=1000, help="articles per NDJSON batch (default 1000)")
+    parser.add_argument("--sample", type=int, default=4,
+                        help="time the visibility of every N-th acknowledged article (default 4)")
+    parser.add_argument("--no-access-log", action="store_true", help="run the service without its access log")
+    parser.add_argument("--synthetic", action="store_true", help="generated articles instead of the corpus")
+    parser.add_argument("--seed", type=int, default=20140627)
+    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+    if min(args.articles, args.duration, args.publishers, args.connections, args.batch) < 1:
+        parser.error("--articles, --duration, --publishers, --connections and --batch must be at least 1")
+    base_count = args.base if args.base is not None else args.articles
+    wrk = ensure_wrk()
+    print(banner("bench_ingest"), flush=True)
+    rng = random.Random(args.seed)
+    # Enough fresh articles for the sustained run at a few hundred a second; past them, ids repeat with a suffix.
+    pool_size = max(2000, 50 * (args.duration + args.warmup))
+    records = corpus_articles(args.synthetic, base_count + args.articles + pool_size, args.seed)
+    if len(records) < base_count + args.articles + 1:
+        sys.exit(f"only {len(records)} articles in {CORPUS}: ask for fewer (--base, --articles)")
+    base, bulk_records, pool = (records[:base_count], records[base_count:base_count + args.articles],
+                                records[base_count + args.articles:])
+    queries = reader_queries(base, rng)
+    quarter = len(queries) // 4
+    warm_alone, alone, warm_busy, busy = (search_paths(queries[i * quarter:(i + 1) * quarter]) for i in range(4))
+    results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "base_articles": base_count}
+
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp_name:
+        tmp = Path(tmp_name)
+        index_dir = tmp / "index"
+        if args.index_dir is not None:
+            shutil.copytree(args.index_dir, index_dir, ignore=shutil.ignore_patterns("journal.sqlite3*", "keys.json",
+                                                                                     "applier*"))
+            print(f"base index: a copy of {args.index_dir}", flush=True)
+        else:
+            _, seconds = searchsvc("index", str(write_jsonl(tmp / "base.jsonl", base)), "--index-dir", str(index_dir),
+                                   "--quiet")
+            print(f"base index: {base_count} articles built in {seconds:.1f} s", flush=True)
+        cli_dir = tmp / "cli-index"
+        shutil.copytree(index_dir, cli_dir)
+        bulk_file = write_jsonl(tmp / "bulk.jsonl", bulk_records)
+        bulk_lines = bulk_file.read_text(encoding="utf-8").splitlines()
+
+        # Bulk, the CLI: the same articles into a copy of the same base index.
+        print(f"bulk, searchsvc index: {len(bulk_lines)} articles ({load_note()})...", file=sys.stderr, flush=True)
+        _, cli_seconds = searchsvc("index", str(bulk_file), "--index-dir", str(cli_dir), "--quiet")
+        shutil.rmtree(cli_dir)
+
+        key_proc, _ = searchsvc("keys", "create", "bench", "--scope", "ingest", "--index-dir", str(index_dir))
+        key = key_proc.stdout.strip().splitlines()[-1]
+        serve_args = argparse.Namespace(index_dir=index_dir, workers=args.workers, engine_threads=None,
+                                        no_access_log=args.no_access_log)
+        with start_service(serve_args, tmp) as server:
+            print(f"bulk, the API: {len(bulk_lines)} articles in batches of {args.batch} ({load_note()})...",
+                  file=sys.stderr, flush=True)
+            bulk = bulk_api(server.url, key, bulk_lines, args.batch)
+            bulk_commits = applier_commits(tmp / "server.log")
+
+            print(f"readers alone: {args.duration} s ({load_note()})...", file=sys.stderr, flush=True)
+            quiet = readers(wrk, server.url, args, tmp, "alone", warm_alone, alone)
+            print(f"readers while {args.publishers} clients publish: {args.duration} s ({load_note()})...",
+                  file=sys.stderr, flush=True)
+            with Publishing(server.url, key, pool, args.publishers, args.sample) as publishing:
+                loaded = readers(wrk, server.url, args, tmp, "publishing", warm_busy, busy)
+            sustained = publishing.result
+            sustained_commits = applier_commits(tmp / "server.log")[len(bulk_commits):]
+    load_end = load_note()
+
+    # -- report ----------------------------------------------------------------------------------------
+    rate = sustained.acked / sustained.seconds if sustained.seconds else 0.0
+    lat = sustained.ack_latencies
+    vis = sustained.visible_delays
+    vis_p99 = percentile(vis, 99) if not sustained.never_visible else float("inf")
+    ratio = loaded.p95_ms / quiet.p95_ms if quiet.p95_ms else float("inf")
+    cli_rate = bulk.articles / cli_seconds
+    api_rate = bulk.articles / bulk.applied_seconds
+    share = api_rate / cli_rate
+    distinct = len(alone)
+    print(f"\nsustained: {args.publishers} publishers (one article a request) for {sustained.seconds:.1f} s, "
+          f"while wrk -t{args.threads} -c{args.connections} searches ({distinct} distinct queries a run), "
+          f"{args.workers} workers, base index {base_count} + bulk {bulk.articles} articles")
+    print(f"  acknowledged       {sustained.acked} articles, {rate:.1f}/s   target >= {TARGET_ACK_RATE:.0f}/s: "
+          f"{verdict(rate >= TARGET_ACK_RATE)}"
+          + (f"   (failed requests: {sustained.errors})" if sustained.errors else ""))
+    print(f"  202 latency        p50 {ms(percentile(lat, 50))}  p95 {ms(percentile(lat, 95))}  "
+          f"p99 {ms(percentile(lat, 99))}")
+    print(f"  commit-to-visible  p50 {percentile(vis, 50):.2f} s  p99 {vis_p99:.2f} s  "
+          f"({len(vis)} of {sustained.sampled} sampled articles, 202 to first 200 of /api/articles/{{id}})   "
+          f"target p99 <= {TARGET_VISIBLE_P99:.0f} s: {verdict(vis_p99 <= TARGET_VISIBLE_P99)}"
+          + (f"   ({sustained.never_visible} not visible within {DRAIN_TIMEOUT:.0f} s)"
+             if sustained.never_visible else ""))
+    print(f"  applier            {commits_note(sustained_commits)}")
+    print(f"  readers /api/search alone            {quiet.rps:6.1f} req/s  p50 {quiet.p50_ms:.0f} ms  "
+          f"p95 {quiet.p95_ms:.0f} ms  p99 {quiet.p99_ms:.0f} ms  errors {quiet.errors}")
+    print(f"  readers /api/search while publishing {loaded.rps:6.1f} req/s  p50 {loaded.p50_ms:.0f} ms  "
+          f"p95 {loaded.p95_ms:.0f} ms  p99 {loaded.p99_ms:.0f} ms  errors {loaded.errors}")
+    print(f"  reader p95 ratio   x{ratio:.2f}   target <= x{TARGET_READER_RATIO:.0f}: "
+          f"{verdict(ratio <= TARGET_READER_RATIO)}")
+    print(f"\nbulk: {bulk.articles} articles, NDJSON batches of {args.batch}, one client"
+          + (f" ({bulk.rejected} rejected)" if bulk.rejected else ""))
+    print(f"  searchsvc index    {cli_seconds:6.1f} s   {cli_rate:6.1f} articles/s (process start to exit)")
+    print(f"  the API            {bulk.applied_seconds:6.1f} s   {api_rate:6.1f} articles/s (first POST to applied; "
+          f"all acknowledged after {bulk.acked_seconds:.1f} s)")
+    print(f"  applier            {commits_note(bulk_commits)}")
+    print(f"  API / CLI          {share:.0%}   target >= {TARGET_BULK_SHARE:.0%}: "
+          f"{verdict(share >= TARGET_BULK_SHARE)}")
+    print(f"\nmachine: {load_end} (end)")
+
+    results.update({
+        "sustained": {"acked": sustained.acked, "seconds": round(sustained.seconds, 3), "rate": round(rate, 2),
+                      "errors": sustained.errors,
+                      "ack_ms": {f"p{p}": round(percentile(lat, p) * 1000, 1) for p in (50, 95, 99)},
+                      "visible_s": {"p50": round(percentile(vis, 50), 3), "p99": round(vis_p99, 3),
+                                    "measured": len(vis), "sampled": sustained.sampled,
+                                    "never_visible": sustained.never_visible}},
+        "readers": {"alone": asdict(quiet), "publishing": asdict(loaded), "p95_ratio": round(ratio, 3)},
+        "bulk": {**asdict(bulk), "cli_seconds": round(cli_seconds, 3), "cli_rate": round(cli_rate, 2),
+                 "api_rate": round(api_rate, 2), "share": round(share, 3)},
+        "applier_commits": {"bulk": bulk_commits, "sustained": sustained_commits},
+        "load_end": load_end,
+    })  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

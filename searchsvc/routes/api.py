@@ -1,0 +1,63 @@
+"""The JSON API under ``/api``: search, suggest, articles, categories and the OpenAPI document.
+
+Handlers validate the query string (``searchsvc.params``), run the engine in a worker thread
+(``searchsvc.engine_calls.run_engine``) and shape the answer (``searchsvc.presenters``); errors
+are raised as ``ApiError`` and rendered as ``{"error": {"code", "message"}}`` by the app's handlers.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..engine_calls import fetch_article, run_engine, run_search
+from ..errors import ErrorCode
+from ..openapi import openapi_document
+from ..params import DEFAULT_SUGGEST_LIMIT, MAX_SUGGEST_LIMIT, parse_int, parse_q, parse_search
+from ..presenters import absolute, article_json, result_json
+from ..state import app_state
+
+
+async def api_search(request: Request) -> Response:
+    params = parse_search(request.query_params)
+    result = await run_search(request, params.to_request())
+    return JSONResponse(result_json(result, app_state(request).config.base_url))
+
+
+async def api_suggest(request: Request) -> Response:
+    q = parse_q(request.query_params)
+    limit = parse_int(request.query_params, "limit", DEFAULT_SUGGEST_LIMIT, ErrorCode.BAD_LIMIT, 1, MAX_SUGGEST_LIMIT)
+    suggestions = await run_engine(request, lambda e: e.suggest(q, limit), heavy=False, charged=True) if q else []
+    return JSONResponse({"query": q, "suggestions": list(suggestions)[:limit]})
+
+
+async def api_article(request: Request) -> Response:
+    article = await fetch_article(request, request.path_params["article_id"])
+    return JSONResponse(article_json(article, app_state(request).config.base_url))
+
+
+async def api_categories(request: Request) -> Response:
+    values = await run_engine(request, lambda e: e.categories(), heavy=False)
+    base_url = app_state(request).config.base_url
+    return JSONResponse(
+        {
+            "categories": [
+                {"label": v.value, "slug": v.slug, "count": v.count, "url": absolute(base_url, f"/c/{v.slug}")}
+                for v in values
+            ]
+        }
+    )
+
+
+async def api_openapi(request: Request) -> Response:
+    return JSONResponse(openapi_document(app_state(request).config.base_url))
+
+
+routes = [
+    Route("/api/search", api_search, methods=["GET"], name="api_search"),
+    Route("/api/suggest", api_suggest, methods=["GET"], name="api_suggest"),
+    Route("/api/articles/{article_id:path}", api_article, methods=["GET"], name="api_article"),
+    Route("/api/categories", api_categories, methods=["GET"], name="api_categories"),
+    Route("/api/openapi.json", api_openapi, methods=["GET"], name="api_openapi"),
+]
