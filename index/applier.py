@@ -10,6 +10,13 @@ Batching: a commit at most every ``interval`` seconds (``SEARCHSVC_COMMIT_INTERV
 when ``max_batch`` entries are waiting. A single article published after a quiet spell is
 committed as soon as the applier sees it (it polls the journal every ``POLL`` seconds).
 
+Merging: a commit never merges segments (that would delay what it publishes); after a commit,
+the applier asks the writer to merge small segments (``IndexWriter.merge_small_segments``), as
+"busy" when entries are waiting (the writer then merges only past a hard bound), and goes on
+asking while the journal is empty until there is nothing to merge. Publishing has priority: the
+journal is read again between two merges. A failed merge (or one the writer lock refuses) is
+logged and left to the next commit.
+
 Failures never stop the loop: a busy writer lock (a ``searchsvc index`` run) is waited out, any
 other error (a full disk, an unreadable journal) is retried with exponential backoff while the
 journal keeps every entry. Exceptions in ``on_commit`` are logged and ignored: the index and the
@@ -163,6 +170,7 @@ class Applier:
         self._applied: tuple[int, float] | None = None  # (applied number, monotonic time learnt)
         self._status_written = -math.inf
         self._behind: str | None = None  # why the journal looks replaced (see _check_not_behind)
+        self._merge_due = True  # a merge may be needed (the last commit, or an earlier run, left segments)
 
     # -- one step ---------------------------------------------------------------------------------
 
@@ -172,6 +180,8 @@ class Applier:
         entries = self.journal.read_after(applied, self.max_batch)
         if not entries:
             self.status.applied_seq = applied
+            if self._merge_due:
+                self._merge(busy=False)
             return None
         wait = self._last_commit + self.interval - time.monotonic()
         if wait > 0 and len(entries) < self.max_batch:
@@ -200,7 +210,30 @@ class Applier:
             except Exception:
                 logger.exception("the commit hook failed (entries %d-%d are applied)", batch.first_seq,
                                  batch.last_seq)
+        if batch.committed:
+            self._merge_due = True
+            self._merge(busy=bool(self.journal.read_after(batch.last_seq, 1)))
         return batch
+
+    def _merge(self, *, busy: bool) -> None:
+        """One merge step; keeps ``_merge_due`` while another may be needed. Never raises: the index
+        is consistent whether or not a merge commits."""
+        from index.store import IndexBusy  # here: the service reads this module's settings without Whoosh
+
+        self._set_state("merging")
+        try:
+            merged = self.writer.merge_small_segments(busy=busy)
+        except IndexBusy:  # a ``searchsvc index`` run (which merges small segments itself)
+            self._merge_due = False
+            return
+        except Exception:
+            logger.exception("merging small segments failed (tried again after the next commit)")
+            self._merge_due = False
+            return
+        finally:
+            self._set_state("idle")
+        if merged == 0 and not busy:
+            self._merge_due = False
 
     def _applied_seq(self) -> int:
         now = time.monotonic()

@@ -84,6 +84,12 @@ class IndexWriter(Protocol):
         also records ``entries[-1].seq``; returns what changed."""
         ...
 
+    def merge_small_segments(self, *, busy: bool = False) -> int:
+        """Merge some of the small segments the commits left, in a commit of its own that keeps the
+        applied number; returns how many were merged (0: none needed). ``busy``: entries are
+        waiting, so merge only when the segment count is past its hard bound."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class JournalStats:
@@ -97,7 +103,7 @@ class ApplierStatus:
     """Written by the applier after each step (a small JSON file replaced atomically), read by
     ``GET /api/admin/status`` in any worker."""
 
-    state: str = "stopped"  # "starting", "idle", "applying", "backing-off", "stopped"
+    state: str = "stopped"  # "starting", "idle", "applying", "merging", "backing-off", "stopped"
     applied_seq: int = 0
     last_commit_at: datetime | None = None
     last_commit_seconds: float | None = None

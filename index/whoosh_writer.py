@@ -14,6 +14,14 @@ them all in order.
 Why the new files are fsynced after the commit: the applier compacts the journal once ``apply``
 returns, and Whoosh itself fsyncs nothing, so without it a power cut could lose both the journal
 entries and the commit that applied them.
+
+Why an apply never merges: merging re-adds every document of the merged segments, about as costly
+as indexing them, and nothing published meanwhile is visible. So ``apply`` costs only its own
+documents and merging is its own commit, ``merge_small_segments``, which the applier runs when
+the journal has nothing waiting (or, past ``MERGE_CAP`` small segments, even when busy, so the
+count stays bounded). A merge takes the smallest ``MERGE_AT_SEGMENTS`` segments, segments of
+similar size, so a merged segment is merged again only with others as large (size tiers), and
+each merge re-adds a bounded number of documents.
 """
 
 from __future__ import annotations
@@ -26,12 +34,17 @@ from pathlib import Path
 from typing import Any
 
 from index import store
-from index.builder import MERGE_AT_SEGMENTS, TINY_SEGMENT_DOCS, CanonicalLabels, article_fields, merge_tiny_segments
+from index.builder import DEFAULT_LIMITMB, MERGE_AT_SEGMENTS, TINY_SEGMENT_DOCS, CanonicalLabels, article_fields
 from index.publishing import AppliedBatch, Entry, Op
 
 logger = logging.getLogger("searchsvc.applier")
 
-WRITER_LIMITMB = 64  # a batch is at most a few thousand articles: far below Whoosh's pool size
+# The builder's pool size: a smaller pool spills a batch's postings to disk and applies it slower
+# (docs/benchmarks.md, "Publishing"); the applier is one process, so this is paid once.
+WRITER_LIMITMB = DEFAULT_LIMITMB
+# Past this many small segments a merge runs even while entries are waiting: searching slows with
+# every segment, and a merge of the smallest MERGE_AT_SEGMENTS is short.
+MERGE_CAP = 4 * MERGE_AT_SEGMENTS
 
 
 def collapse(entries: list[Entry]) -> list[Entry]:
@@ -43,13 +56,16 @@ def collapse(entries: list[Entry]) -> list[Entry]:
     return list(last.values())
 
 
-def _merge_when_many(writer: Any, segments: list[Any]) -> list[Any]:
-    """A Whoosh merge policy: each commit adds a small segment; past MERGE_AT_SEGMENTS of them
-    they are merged into one (the large segments of a build are never touched)."""
-    tiny = [seg for seg in segments if seg.doc_count_all() < TINY_SEGMENT_DOCS]
-    if len(tiny) <= MERGE_AT_SEGMENTS:
-        return segments
-    return merge_tiny_segments(writer, segments)
+def segments_to_merge(segments: list[Any], *, busy: bool = False, max_docs: int = TINY_SEGMENT_DOCS,
+                      at: int = MERGE_AT_SEGMENTS, cap: int = MERGE_CAP) -> list[Any]:
+    """The segments one merge takes: none while at most ``at`` segments are below ``max_docs``
+    documents (or, when ``busy``, at most ``cap``); else the ``at`` smallest of them (ties by id,
+    so the choice is stable). Large segments (a build's) are never taken."""
+    small = sorted((seg for seg in segments if seg.doc_count_all() < max_docs),
+                   key=lambda seg: (seg.doc_count_all(), seg.segment_id()))
+    if len(small) <= (cap if busy else at):
+        return []
+    return small[:max(at, 2)]
 
 
 def _fsync_commit(generation_dir: Path, toc_gen: int, new_segments: set[str]) -> None:
@@ -69,6 +85,18 @@ def _fsync_commit(generation_dir: Path, toc_gen: int, new_segments: set[str]) ->
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _merge_into(writer: Any, segments: list[Any], chosen: set[str]) -> list[Any]:
+    """A Whoosh merge policy: the documents of the ``chosen`` segments into the writer's new one."""
+    from whoosh.reading import SegmentReader
+
+    for seg in segments:
+        if seg.segment_id() in chosen:
+            reader = SegmentReader(writer.storage, writer.schema, seg)
+            writer.add_reader(reader)
+            reader.close()
+    return [seg for seg in segments if seg.segment_id() not in chosen]
 
 
 class WhooshIndexWriter:
@@ -112,6 +140,41 @@ class WhooshIndexWriter:
                                     generation=f"{live}.{store.toc_generation(generation_dir)}")
             ix = store.storage(generation_dir).open_index()
             return self._commit(live, ix, pending)
+
+    def merge_small_segments(self, *, busy: bool = False, max_docs: int = TINY_SEGMENT_DOCS) -> int:
+        """Merge the segments ``segments_to_merge`` picks into one, in a commit of its own; returns
+        how many were merged (0: nothing to do, no commit).
+
+        The commit writes no seq file, so it inherits the applied number of the commit before it
+        (``index.store``, "Why journal-<n>.seq"); a seq file left above the live table of contents
+        by a killed writer is removed first, as it would otherwise be read as this commit's.
+        """
+        with store.writer_lock(self.index_dir, wait=self.lock_wait):
+            live = store.current_generation(self.index_dir)
+            if live is None:
+                return 0
+            generation_dir = self.index_dir / live
+            ix = store.storage(generation_dir).open_index()
+            chosen = {seg.segment_id() for seg in segments_to_merge(ix._segments(), busy=busy, max_docs=max_docs)}
+            if not chosen:
+                return 0
+            store.remove_uncommitted_seq_files(generation_dir)
+            started = time.monotonic()
+            writer = ix.writer(limitmb=self.limitmb)
+            try:
+                toc_gen = int(writer.generation)
+                known = {seg.segment_id() for seg in writer.segments}
+                writer.commit(mergetype=lambda w, segments: _merge_into(w, segments, chosen))
+            except BaseException:
+                try:
+                    writer.cancel()
+                except Exception:
+                    pass
+                raise
+            _fsync_commit(generation_dir, toc_gen, {seg.segment_id() for seg in ix._segments()} - known)
+            logger.info("merged %d small segments in %.3f s (%s.%d)", len(chosen), time.monotonic() - started,
+                        live, toc_gen)
+            return len(chosen)
 
     def _apply_to_new_index(self, entries: list[Entry]) -> AppliedBatch:
         for n in store.generation_numbers(self.index_dir):  # half-built ones (no live index)
@@ -157,7 +220,7 @@ class WhooshIndexWriter:
                     batch.categories.add(str(old["category_slug"]))
             labels.save()
             store.write_applied_seq(generation_dir, toc_gen, entries[-1].seq)
-            writer.commit(mergetype=_merge_when_many)
+            writer.commit(merge=False)  # merging is merge_small_segments' (see the module docstring)
         except BaseException:
             try:
                 writer.cancel()

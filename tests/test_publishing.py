@@ -352,6 +352,101 @@ def test_a_rebuild_carries_the_applied_number_into_the_new_generation(tmp_path: 
     assert index_state(index_dir) == {"r": ["Rebuilt"]}
 
 
+def segment_sizes(index_dir: Path) -> list[int]:
+    _name, ix = store.open_live(index_dir)
+    return sorted(seg.doc_count_all() for seg in ix._segments())
+
+
+def searchable_ids(index_dir: Path, ids: list[str]) -> set[str]:
+    """The ids a search (the postings, not the stored fields) finds in the live index."""
+    from whoosh.query import Term
+
+    _name, ix = store.open_live(index_dir)
+    with ix.searcher() as searcher:
+        return {article_id for article_id in ids if len(searcher.search(Term("id", article_id))) == 1}
+
+
+def test_an_apply_never_merges_and_the_idle_merge_takes_the_smallest_segments(tmp_path: Path) -> None:
+    """An apply commit costs its own documents only (a merge inside it delayed what it published);
+    merging is a separate commit that keeps the applied number and every document."""
+    from index.builder import MERGE_AT_SEGMENTS
+
+    index_dir = tmp_path / "ix"
+    writer = WhooshIndexWriter(index_dir)
+    ids: list[str] = []
+    with Journal(tmp_path / "journal.sqlite3") as journal:
+        for n in range(MERGE_AT_SEGMENTS + 4):  # batches of 3, then 1, 2, 1, 2, ...: sizes to choose from
+            batch_ids = [f"a{n}-{i}" for i in range(3 if n == 0 else 1 + n % 2)]
+            ids += batch_ids
+            before = len(segment_sizes(index_dir)) if n else 0
+            journal.append([upsert(art(i, f"Tin {i}")) for i in batch_ids])
+            writer.apply(entries_of(journal, writer.applied_seq()))
+            assert len(segment_sizes(index_dir)) == before + 1, f"apply {n} merged"
+        applied = writer.applied_seq()
+    generation_dir = index_dir / "gen-000001"
+    sizes = segment_sizes(index_dir)
+    toc = store.toc_generation(generation_dir)
+    seq_files = sorted(p.name for p in generation_dir.glob("journal-*.seq"))
+
+    assert writer.merge_small_segments(busy=True) == 0  # entries waiting: only past the hard cap
+    assert segment_sizes(index_dir) == sizes and store.toc_generation(generation_dir) == toc
+
+    assert writer.merge_small_segments() == MERGE_AT_SEGMENTS
+    smallest = sizes[:MERGE_AT_SEGMENTS]
+    assert segment_sizes(index_dir) == sorted([*sizes[MERGE_AT_SEGMENTS:], sum(smallest)])
+    assert store.toc_generation(generation_dir) == toc + 1
+    assert sorted(p.name for p in generation_dir.glob("journal-*.seq")) == seq_files  # it writes none
+    assert writer.applied_seq() == applied
+    assert set(index_state(index_dir)) == set(ids)
+    assert searchable_ids(index_dir, ids) == set(ids)
+    assert writer.merge_small_segments() == 0  # at most MERGE_AT_SEGMENTS small segments left
+
+
+def test_segments_to_merge_bounds_the_count_even_when_busy() -> None:
+    from index.whoosh_writer import segments_to_merge
+
+    class Seg:
+        def __init__(self, docs: int, n: int) -> None:
+            self.docs, self.n = docs, n
+
+        def doc_count_all(self) -> int:
+            return self.docs
+
+        def segment_id(self) -> str:
+            return f"s{self.n:03d}"
+
+    build = Seg(50_000, 0)
+    small = [Seg(10 + n % 5, n) for n in range(1, 11)]
+    assert segments_to_merge([build, *small[:4]], at=4, cap=8) == []
+    picked = segments_to_merge([build, *small], at=4, cap=8)
+    assert [s.n for s in picked] == [5, 10, 1, 6]  # the smallest four, never the build's segment
+    assert segments_to_merge([build, *small[:8]], busy=True, at=4, cap=8) == []
+    assert len(segments_to_merge([build, *small], busy=True, at=4, cap=8)) == 4
+
+
+def test_the_applier_merges_when_the_journal_is_idle(tmp_path: Path) -> None:
+    from index.builder import MERGE_AT_SEGMENTS
+
+    index_dir = tmp_path / "ix"
+    writer = WhooshIndexWriter(index_dir)
+    journal = Journal(tmp_path / "journal.sqlite3")
+    applier = Applier(journal, writer, interval=0, max_batch=1)
+    ids = [f"m{n}" for n in range(MERGE_AT_SEGMENTS + 3)]
+    journal.append([upsert(art(i, f"Tin {i}")) for i in ids])
+    for n in range(len(ids)):  # one entry per commit; entries are waiting until the last one
+        batch = applier.step()
+        assert batch is not None and batch.committed
+        if n < len(ids) - 1:
+            assert len(segment_sizes(index_dir)) == n + 1, "merged while entries were waiting"
+    # After the last commit nothing waits: the applier merged (and merges no more when idle).
+    assert len(segment_sizes(index_dir)) == len(ids) - MERGE_AT_SEGMENTS + 1
+    assert applier.step() is None
+    assert len(segment_sizes(index_dir)) == len(ids) - MERGE_AT_SEGMENTS + 1
+    assert writer.applied_seq() == len(ids)
+    assert searchable_ids(index_dir, ids) == set(ids)
+    journal.close()
+
+
 # --- the applier ----------------------------------------------------------------------------------
 
 
