@@ -113,7 +113,11 @@ class WhooshEngine:
             old = getattr(local, "searcher", None)
             token, searcher, ix = self._open_searcher(token)
             name = token.split(".")[0]
-            actual = f"{name}.{ix.latest_generation()}"
+            # The generation the searcher actually reads, not the newest on disk: a commit between
+            # opening the searcher and asking the index would key this searcher's per-generation
+            # data (document counts, publication keys) under a generation with other documents.
+            read = searcher.reader().generation()
+            actual = f"{name}.{read if read is not None and read >= 0 else ix.latest_generation()}"
             with self._lock:
                 ended = [s for s, thread in self._open.items() if not thread.is_alive()]
                 for s in ended:

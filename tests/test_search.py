@@ -357,3 +357,35 @@ def test_telex_decoder_leaves_ordinary_words_alone():
     assert decode("ddawks") == "đắk" and decode("ho6i5") == "hội"
     for word in ("news", "covid", "tuoi", "hoi", "ubnd", "2014"):
         assert decode(word) is None, word
+
+
+def test_a_commit_while_a_searcher_opens_keys_its_data_by_what_it_reads(tmp_path):
+    """A commit landing between opening a searcher and naming its generation must not file the
+    searcher's per-generation data (publication keys, counts) under the newer generation: with
+    commits every fraction of a second (the publishing applier) a date sort then read past the end
+    of the keys of a generation with fewer documents (IndexError, a 500)."""
+    from index.builder import index_articles
+    from index.engine import WhooshEngine
+
+    index_dir = tmp_path / "ix"
+    index_articles(index_dir, [article(i, f"Bài {i} hội nghị", "Nội dung hội nghị") for i in range(3)], procs=1)
+    with WhooshEngine(index_dir) as engine:
+        original = engine._open_searcher
+        committed = []
+
+        def open_then_commit(token: str):  # type: ignore[no-untyped-def]
+            opened = original(token)
+            if not committed:  # a commit by another process, right after the searcher opened
+                index_articles(index_dir, [article(9, "Bài mới hội nghị", "Nội dung hội nghị")], procs=1)
+                committed.append(True)
+            return opened
+
+        engine._open_searcher = open_then_commit  # type: ignore[method-assign]
+        searcher, _gen = engine._state()
+        assert engine._local.token.endswith(f".{searcher.reader().generation()}")
+        assert searcher.doc_count() == 3
+        engine._open_searcher = original  # type: ignore[method-assign]
+        engine._checked = 0.0  # see the new commit now
+        result = engine.search(SearchRequest(q="hội nghị", sort="newest", per_page=10))
+        assert result.total == 4
+        assert [h.article.id for h in result.hits][0] == "9"
