@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from index_helpers import wait_until
 from service_helpers import REPO_ROOT, ServiceProcess, clean_env, free_port, running_service
 
 from index import store
@@ -51,13 +52,6 @@ def delete(article_id: str) -> Change:
     return Change(Op.DELETE, article_id)
 
 
-def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.05) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
 
 
 def python(code: str, *args: str, **kwargs: object) -> subprocess.Popen[str]:

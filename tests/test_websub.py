@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl
 
 import httpx
 import pytest
+from index_helpers import wait_until
 from lxml import etree
 from service_helpers import REPO_ROOT, clean_env, running_service
 
@@ -154,13 +155,6 @@ def closed_port_url() -> str:
         return f"http://127.0.0.1:{sock.getsockname()[1]}/hub"
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.02):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
 
 
 def config(hub: str) -> Config:
