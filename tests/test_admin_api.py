@@ -21,9 +21,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from service_helpers import ServiceProcess, clean_env, run_cli, running_service
 
 from index.journal import Journal
@@ -513,3 +516,46 @@ def test_an_unwritable_journal_or_unusable_keys_file_answer_503(built_index: Pat
         assert broken.json()["error"]["code"] == "keys_unavailable"
         keys_file.write_text(good)
         wait_until(lambda: http.get("/api/admin/status", headers=bearer(key)).status_code == 200, timeout=5)
+
+
+# --- hostile input on every admin route ------------------------------------------------------------
+
+_JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=50),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=6),
+    max_leaves=20,
+)
+_FIELDS = st.fixed_dictionaries({}, optional={
+    "id": st.text(max_size=40) | st.integers(), "title": st.text(max_size=60) | st.integers(),
+    "body": st.text(max_size=200) | st.lists(st.text(max_size=40), max_size=5),
+    "category": st.text(max_size=30), "published": st.text(max_size=30) | st.sampled_from(
+        ["0001-01-01", "9999-12-31T23:59:59-12:00", "2024-02-30", "2024-05-01T08:00:00+07:00"]),
+    "views": st.integers() | st.text(max_size=5), "url": st.text(max_size=40), "source": st.text(max_size=30)})
+_BODIES = (
+    st.binary(max_size=300)
+    | _JSONISH.map(lambda v: json.dumps(v).encode())
+    | _FIELDS.map(lambda v: json.dumps(v, ensure_ascii=False).encode())
+    | st.lists(_FIELDS.map(lambda v: json.dumps(v)), max_size=5).map(lambda lines: "\n".join(lines).encode())
+)
+_TYPES = st.sampled_from(["application/json", "application/x-ndjson", "text/plain", "",
+                          "application/json; charset=latin-1", "application/x-ndjson; charset=utf-8",
+                          "multipart/form-data; boundary=x"])
+_IDS = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=60)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(method=st.sampled_from(["POST", "PUT", "DELETE", "GET", "PATCH"]), article_id=_IDS, body=_BODIES,
+       content_type=_TYPES)
+def test_hostile_admin_requests_get_a_coded_4xx_or_are_accepted(admin: Admin, method: str, article_id: str,
+                                                                 body: bytes, content_type: str) -> None:
+    """Whatever a key holder sends, every admin route answers 2xx or a 4xx with a JSON code: never a
+    500 (the readers' validation is the API's, so a bad article is a per-line rejection)."""
+    path = "/api/admin/articles" if method in ("POST", "GET") else "/api/admin/articles/" + quote(article_id, safe="")
+    headers = {**bearer(admin.ingest), "Content-Type": content_type}
+    with admin.client() as client:
+        response = client.request(method, path, content=body, headers=headers)
+    assert response.status_code < 500, (method, path, content_type, body[:200], response.text[:500])
+    if response.status_code >= 400:
+        assert response.json()["error"]["code"], response.text
+    assert "Traceback" not in admin.service.log()
