@@ -196,11 +196,13 @@ def run_wrk(wrk: str, url: str, paths: list[str], expect: int, args: argparse.Na
 
 
 @contextlib.contextmanager
-def start_service(args: argparse.Namespace, tmp: Path) -> Iterator[Server]:
-    """``searchsvc serve`` on ``args.index_dir`` with ``args.workers`` workers, until ready."""
+def start_service(args: argparse.Namespace, tmp: Path, settings: dict[str, str] | None = None) -> Iterator[Server]:
+    """``searchsvc serve`` on ``args.index_dir`` with ``args.workers`` workers, until ready.
+    ``settings``: ``SEARCHSVC_*`` variables for it (none is inherited from this environment)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEARCHSVC_")}
+    env.update(settings or {})
     if args.no_access_log:
         env["SEARCHSVC_ACCESS_LOG"] = "0"
     log = open(tmp / "server.log", "ab")

@@ -127,6 +127,64 @@ class SearchResult:
     partial: bool = False  # True when not every syllable matched (TIER_PARTIAL)
 
 
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What changed in the index between two generations: the ids of the articles added, corrected
+    or removed, and the category slugs they were in before or are in now.
+
+    ``everything``: the change is not known in detail (another index was switched in, or the older
+    generation is no longer remembered), so every answer must be treated as changed. Re-writing an
+    article with the same content (a merge of segments, an identical re-index) is no change.
+    """
+
+    ids: frozenset[str] = frozenset()
+    categories: frozenset[str] = frozenset()
+    everything: bool = False
+
+    def __bool__(self) -> bool:
+        return self.everything or bool(self.ids)
+
+    def __or__(self, other: Changes) -> Changes:
+        if self.everything or other.everything:
+            return EVERYTHING
+        return Changes(self.ids | other.ids, self.categories | other.categories)
+
+    def touches(self, shown: Shows) -> bool:
+        """Whether an answer that shows ``shown`` may read differently after these changes."""
+        if not self:
+            return False
+        if self.everything or shown.any_change:
+            return True
+        return not (self.ids.isdisjoint(shown.ids) and self.categories.isdisjoint(shown.categories))
+
+
+EVERYTHING = Changes(everything=True)
+NOTHING = Changes()
+
+
+@dataclass(frozen=True, slots=True)
+class Shows:
+    """What an answer (a page, an API answer, a feed) is made of, so that a cache can tell whether a
+    commit changed it: the articles it shows by id, the categories whose lists or counts it shows,
+    and ``any_change`` for an answer that any change may alter (a search, the newest articles of
+    all categories, every category's count). The default is the cautious one."""
+
+    ids: frozenset[str] = frozenset()
+    categories: frozenset[str] = frozenset()
+    any_change: bool = True
+
+    @classmethod
+    def article(cls, article_id: str) -> Shows:
+        return cls(ids=frozenset((article_id,)), any_change=False)
+
+    @classmethod
+    def category(cls, slug: str) -> Shows:
+        return cls(categories=frozenset((slug,)), any_change=False)
+
+
+ANY_CHANGE = Shows()
+
+
 class SearchEngine(Protocol):
     def search(self, request: SearchRequest) -> SearchResult: ...
 
@@ -143,6 +201,11 @@ class SearchEngine(Protocol):
 
     @property
     def doc_count(self) -> int: ...
+
+    def changes_between(self, old: str, new: str) -> Changes:
+        """What changed from generation ``old`` to generation ``new`` (both seen by this engine);
+        ``EVERYTHING`` when the engine cannot tell. Blocking: it may read the index."""
+        ...
 
     def close(self) -> None:
         """Release what the engine holds open (index files): the service calls it on shutdown."""

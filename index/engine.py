@@ -12,18 +12,18 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cachetools import LRUCache
-from whoosh import query as Q
 from whoosh import scoring
 from whoosh.index import TOC
 from whoosh.searching import Searcher
 
-from index import store
-from index.api import FacetValue, SearchRequest, SearchResult
+from index import catalog, store
+from index.api import EVERYTHING, NOTHING, Changes, FacetValue, SearchRequest, SearchResult
 from index.article import Article
 from index.docsets import DocSets, SharedSets
 from index.search import Context, search
@@ -52,6 +52,7 @@ class _Generation:
     vocabulary_built: float = 0.0
     vocabulary_refreshing: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+    catalog: catalog.Snapshot | None = None  # built when the generation is first opened
 
 
 class WhooshEngine:
@@ -77,6 +78,15 @@ class WhooshEngine:
         # Holding them here would keep the searcher of a thread that has ended (the service's
         # worker threads end when idle) open for good, so each opening closes those first.
         self._open: dict[Searcher, threading.Thread] = {}
+        # The catalog (index.catalog) of the newest generation built, and what each generation
+        # changed from the one its catalog was built from: to-token -> (from-token, changes).
+        self._catalog: catalog.Snapshot | None = None
+        self._changes: OrderedDict[str, tuple[str, Changes]] = OrderedDict()
+        self._catalog_lock = threading.Lock()
+        # Parsed articles by (id, content version): the newest lists ask for the same few again
+        # and again, and parsing an article's JSON is most of what answering them costs.
+        self._articles: LRUCache[tuple[str, int], Article] = LRUCache(self.ARTICLE_CACHE_SIZE)
+        self._articles_lock = threading.Lock()
 
     @classmethod
     def open(cls, index_dir: Path | str) -> WhooshEngine:
@@ -100,10 +110,19 @@ class WhooshEngine:
 
     @property
     def generation(self) -> str:
+        """The newest generation seen on disk (re-read at most every ``CHECK_INTERVAL``).
+
+        It never goes back: threads read the disk concurrently, and a slow reader could otherwise
+        store an older token after a faster one stored a newer one. The service keys its caches
+        by the generation read before a handler runs and relies on the handler's answer being at
+        least that new (``searchsvc.freshness``)."""
         now = time.monotonic()
         if now - self._checked >= CHECK_INTERVAL or not self._token:
-            self._token = self._disk_token()
-            self._checked = now
+            token = self._disk_token()
+            with self._lock:
+                if not self._token or _token_order(token) > _token_order(self._token):
+                    self._token = token
+                self._checked = now
         return self._token
 
     def _state(self) -> tuple[Searcher, _Generation]:
@@ -184,6 +203,7 @@ class WhooshEngine:
                 if gen is None:
                     gen = _Generation(token=token, labels=_labels(self.index_dir / token.split(".")[0], searcher),
                                       doc_count=searcher.doc_count())
+                    gen.catalog = self._build_catalog(token, searcher)
                     previous = next(iter(self._shared.values()), None)
                     if previous is not None and previous.token.split(".")[0] == token.split(".")[0]:
                         # An update commit only adds syllables: the previous vocabulary stays
@@ -192,6 +212,46 @@ class WhooshEngine:
                         gen.vocabulary, gen.vocabulary_built = previous.vocabulary, previous.vocabulary_built
                     self._shared = {token: gen}
         return gen
+
+    # Generations whose changes are remembered (``changes_between``): at a commit a second, the
+    # last few minutes; an older validator is simply treated as changed.
+    CHANGE_LOG_SIZE = 512
+    ARTICLE_CACHE_SIZE = 2048
+
+    def _build_catalog(self, token: str, searcher: Searcher) -> catalog.Snapshot:
+        """The catalog of ``token``, built from the newest one built so far (a commit costs what it
+        changed), and the changes recorded for ``changes_between``."""
+        with self._catalog_lock:
+            previous = self._catalog
+            if previous is not None and previous.token == token:
+                return previous
+            snapshot, changes = catalog.build(token, searcher.reader(), previous)
+            if previous is not None and token not in self._changes:
+                self._changes[token] = (previous.token, changes)
+                while len(self._changes) > self.CHANGE_LOG_SIZE:
+                    self._changes.popitem(last=False)
+            self._catalog = snapshot
+            return snapshot
+
+    def changes_between(self, old: str, new: str) -> Changes:
+        """What changed from generation ``old`` to ``new``: the union of the recorded changes on the
+        way back from ``new`` to ``old``; ``EVERYTHING`` when that way is not known (a generation
+        no thread of this engine opened, one forgotten, another index directory)."""
+        if old == new:
+            return NOTHING
+        self._state()  # the newest generation's catalog, and its changes, exist from here on
+        total = NOTHING
+        current = new
+        with self._catalog_lock:
+            for _ in range(self.CHANGE_LOG_SIZE):
+                step = self._changes.get(current)
+                if step is None:
+                    return EVERYTHING
+                current, changes = step
+                total = total | changes
+                if total.everything or current == old:
+                    return total
+        return EVERYTHING
 
     def _context(self) -> Context:
         searcher, gen = self._state()
@@ -261,20 +321,34 @@ class WhooshEngine:
         return Article.from_dict(json.loads(fields["doc"]))
 
     def categories(self) -> list[FacetValue]:
+        """Every category with its article count, largest first: from the catalog, kept current
+        commit by commit, so never a pass over the postings."""
         searcher, gen = self._state()
         if gen.categories is None:
-            counts = self._local.docsets.counts("category_slug", self._local.docsets.all())
-            gen.categories = sorted((FacetValue(gen.labels.get(s, s), s, n) for s, n in counts.items()),
+            counts = gen.catalog.counts if gen.catalog is not None else {}
+            gen.categories = sorted((FacetValue(gen.labels.get(s, s), s, n) for s, n in counts.items() if s),
                                     key=lambda f: (-f.count, f.slug))
         return gen.categories
 
     def latest(self, category_slug: str | None = None, limit: int = 50, offset: int = 0) -> list[Article]:
-        from whoosh import sorting
-
-        searcher, _ = self._state()
-        q = Q.Term("category_slug", category_slug) if category_slug else Q.Every()
-        results = searcher.search(q, limit=offset + limit, sortedby=sorting.FieldFacet("published", reverse=True))
-        return [Article.from_dict(json.loads(hit["doc"])) for hit in results[offset : offset + limit]]
+        """The newest articles (of one category), newest first, ties by id: a slice of the
+        catalog's lists, then the stored articles read by document number."""
+        searcher, gen = self._state()
+        snapshot = gen.catalog
+        assert snapshot is not None  # built with the generation
+        out: list[Article] = []
+        for article_id in snapshot.latest_ids(category_slug or None, limit, offset):
+            entry = snapshot.live[article_id]
+            key = (article_id, entry.version)
+            with self._articles_lock:
+                article = self._articles.get(key)
+            if article is None:
+                docnum = snapshot.offsets[entry.segment] + entry.docnum
+                article = Article.from_dict(json.loads(searcher.stored_fields(docnum)["doc"]))
+                with self._articles_lock:
+                    self._articles[key] = article
+            out.append(article)
+        return out
 
     def suggest(self, prefix: str, limit: int = 10) -> list[str]:
         suggester = self._current_suggester()
@@ -326,6 +400,13 @@ class WhooshEngine:
         self.categories()
         searcher, gen = self._state()
         _vocabulary(gen, searcher)
+
+
+def _token_order(token: str) -> tuple[str, int]:
+    """Generations in the order they were made: the generation directory (``gen-000002`` is a
+    later build than ``gen-000001``), then the commit number inside it."""
+    name, _, toc = token.rpartition(".")
+    return name, int(toc) if toc.lstrip("-").isdigit() else -1
 
 
 def _close_quietly(searcher: Searcher) -> None:

@@ -10,7 +10,8 @@ What it does (everything on 127.0.0.1):
 3. Runs ``--concurrency`` asyncio clients (httpx) for ``--duration`` seconds: searches (API and
    page; queries cut from real titles, with and without tone marks, some with filters, sorts and
    pages), suggestions, category and search feeds (RSS, Atom, JSON), article, category and home
-   pages, and revalidations with ``If-None-Match`` (304 expected unless the index changed).
+   pages, and revalidations with ``If-None-Match`` (304 expected unless the answer changed; each is
+   classified by comparing the answer with the copy being revalidated, and some 304s are checked).
 4. Meanwhile runs ``searchsvc index`` every ``--index-every`` seconds with new articles (each with
    a unique marker word) and updates of existing ones, and measures the time from the indexer's
    exit (its commit) until the new article is found by ``/api/search?q=<marker>`` and listed in
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import heapq
 import itertools
 import json
@@ -162,6 +164,10 @@ class State:
     samples: list[Sample] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     not_modified: int = 0
+    # Revalidations by what happened: 304; 200 with the same answer as the copy being revalidated
+    # (a validator that should have held); 200 with another answer (it had changed). A 304 is
+    # checked now and then against a fresh copy: one that hid a change is counted as stale.
+    revalidated: Counter = field(default_factory=Counter)
     visibility: list[Visibility] = field(default_factory=list)
     update_visible: list[float] = field(default_factory=list)
     index_runs: list[dict] = field(default_factory=list)
@@ -216,12 +222,25 @@ def make_query(rng: random.Random, corpus: Corpus) -> str:
 # --- clients ---------------------------------------------------------------------------------------
 
 
+def answer_digest(response: httpx.Response) -> str:
+    """What an answer says, for telling a changed answer from an unchanged one: its bytes, except
+    a search's raw scores, which drift with the whole collection's statistics at every commit (the
+    hits and their order are the answer; the service's validators are weak for that reason)."""
+    body = response.content
+    if response.headers.get("content-type", "").startswith("application/json") and b'"score"' in body:
+        data = response.json()
+        for hit in data.get("hits", []) if isinstance(data, dict) else []:
+            hit.pop("score", None)
+        body = json.dumps(data, sort_keys=True, ensure_ascii=False).encode()
+    return hashlib.sha1(body).hexdigest()
+
+
 def next_request(rng: random.Random, corpus: Corpus, etags: OrderedDict) -> tuple[str, str, dict]:
     route = rng.choices(list(WEIGHTS), weights=list(WEIGHTS.values()))[0]
     headers: dict[str, str] = {}
     if route == "revalidate" and etags:
         url = rng.choice(list(etags))
-        headers["If-None-Match"] = etags[url]
+        headers["If-None-Match"] = etags[url][0]
         return route, url, headers
     if route == "revalidate":
         route = "api_search"
@@ -256,9 +275,21 @@ def next_request(rng: random.Random, corpus: Corpus, etags: OrderedDict) -> tupl
     return route, url, headers
 
 
+async def classify_revalidation(client: httpx.AsyncClient, url: str, response: httpx.Response, held: str,
+                                state: State, rng: random.Random) -> None:
+    if response.status_code == 200:
+        state.revalidated["200 unchanged" if answer_digest(response) == held else "200 changed"] += 1
+        return
+    state.revalidated["304"] += 1
+    if rng.random() < 0.2:  # is the copy the client kept really current?
+        fresh = await client.get(url)
+        if fresh.status_code == 200 and answer_digest(fresh) != held:
+            state.revalidated["304 stale"] += 1
+
+
 async def client_loop(n: int, client: httpx.AsyncClient, corpus: Corpus, state: State, seed: int) -> None:
     rng = random.Random(seed * 1000 + n)
-    etags: OrderedDict[str, str] = OrderedDict()
+    etags: OrderedDict[str, tuple[str, str]] = OrderedDict()  # url -> (etag, answer digest)
     while not state.stop.is_set():
         route, url, headers = next_request(rng, corpus, etags)
         started = time.monotonic()
@@ -272,8 +303,10 @@ async def client_loop(n: int, client: httpx.AsyncClient, corpus: Corpus, state: 
             elif status == 304:
                 state.not_modified += 1
             etag = response.headers.get("etag")
+            if route == "revalidate" and status in (200, 304) and url in etags:
+                await classify_revalidation(client, url, response, etags[url][1], state, rng)
             if etag and status == 200:
-                etags[url] = etag
+                etags[url] = (etag, answer_digest(response))
                 etags.move_to_end(url)
                 while len(etags) > 300:
                     etags.popitem(last=False)
@@ -541,6 +574,15 @@ def process_summary(state: State) -> list[str]:
     return lines
 
 
+def revalidation_line(state: State) -> str:
+    r = state.revalidated
+    unchanged = r["304"] + r["200 unchanged"]
+    share = f"{r['304'] / unchanged:.1%}" if unchanged else "-"
+    return (f"revalidations: {sum(r[k] for k in ('304', '200 unchanged', '200 changed'))}; answered 304 when the "
+            f"answer had not changed: {share} ({r['304']} of {unchanged}); 200 with a changed answer "
+            f"{r['200 changed']}; 304s checked and found stale: {r['304 stale']}")
+
+
 def p50_max(seconds: list[float]) -> dict[str, float] | None:
     """A commit-to-visible series for the JSON figures (None when there is none)."""
     if not seconds:
@@ -559,6 +601,7 @@ def final_report(state: State, elapsed: float, args: argparse.Namespace, setup: 
           f"errors {len(state.errors)}, 304s {state.not_modified}")
     for line in route_table(state.samples):
         print(line)
+    print(revalidation_line(state))
     print("p95 per 30 s window (ms):")
     windows = int(elapsed // REPORT_EVERY) + 1
     routes = [r for r in WEIGHTS if any(s.route == r for s in state.samples)]
@@ -607,7 +650,7 @@ def final_report(state: State, elapsed: float, args: argparse.Namespace, setup: 
     return {
         "setup": setup, "duration_s": round(elapsed, 1), "concurrency": args.concurrency,
         "index_every_s": args.index_every, "requests": len(state.samples), "errors": state.errors,
-        "not_modified": state.not_modified,
+        "not_modified": state.not_modified, "revalidated": dict(state.revalidated),
         "routes": {r: {"n": len(v), "p50_ms": round(percentile(v, 50), 1), "p95_ms": round(percentile(v, 95), 1),
                        "p99_ms": round(percentile(v, 99), 1), "max_ms": round(max(v), 1)} for r, v in by_route.items()},
         "visible_search_s": p50_max(search),

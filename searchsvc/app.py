@@ -18,13 +18,16 @@ The middleware stack, outermost first, and why in that order (``searchsvc.http``
    the per-request headers of the layers above still added around it.
 7. GZip, for everything but feeds and embeds (they keep their documents compressed already),
    outside the conditional layer so that the ETag it sets passes through unchanged.
-8. Conditional GET: ETag and 304 computed before the handler, so revalidation costs no search.
+8. Conditional GET: a tag hashed from the answer's bytes; a revalidation whose remembered tag still
+   holds (no commit changed what the answer shows) is a 304 before the handler runs.
 
 Inside them Starlette's exception middleware turns ``ApiError`` and ``HTTPException`` into the
 service's error responses (``searchsvc.errors``), and the router's default answers trailing-slash
 redirects (``searchsvc.http.redirects``). The rate limit is not a layer: a request pays a token
 where costly work starts (``searchsvc.engine_calls.charge``, called by the engine calls and feed
-renders), so a route cannot be left out and answers from a cache are free.
+renders), so a route cannot be left out and answers from a cache are free. Admission control is
+not a layer either, for the same reason: expensive work waits for an engine thread in
+``searchsvc.admission`` (503 ``overloaded`` past its queue or deadline), cheap work and caches never.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
-import anyio
 import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -44,10 +46,12 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from .admission import Admission
 from .config import Config
 from .engine_calls import charge
 from .engine_holder import EngineHolder, EngineNotReady, Opener, open_whoosh
 from .errors import EXCEPTION_HANDLERS
+from .freshness import Freshness
 from .http import auth, redirects
 from .http.caching import (
     ConditionalGetMiddleware,
@@ -120,16 +124,24 @@ def build_state(config: Config, opener: Opener = open_whoosh) -> AppState:
     """The per-app state: the engine (opened lazily), metrics, templates, limiters, feed cache."""
     app_fingerprint = fingerprint([TEMPLATES_DIR, STATIC_DIR], config.base_url, config.site_title)
     metrics = Metrics()
-    engine_limiter = anyio.CapacityLimiter(config.engine_threads)
+    # The engine threads, behind a bounded wait: expensive work past the queue or the deadline is
+    # refused with 503 overloaded (searchsvc.admission); the bounds are the machine's, shared out.
+    admission = Admission(config.engine_threads, config.admission_queue_per_worker, config.admission_deadline,
+                          on_shed=metrics.shed, on_wait=metrics.admission_wait.observe)
+    engines = EngineHolder(config.index_dir, opener=opener)
+    freshness = Freshness(engines)
     return AppState(
         config=config,
-        engines=EngineHolder(config.index_dir, opener=opener),
+        engines=engines,
         metrics=metrics,
         templates=build_templates(config, app_fingerprint[:10]),
         fingerprint=app_fingerprint,
-        engine_limiter=engine_limiter,
-        # Renders run on the engine threads, like searches, and cost the client a token, like one.
-        feed_cache=FeedCache(limiter=engine_limiter, on_render=metrics.feed_renders.inc, charge=charge),
+        admission=admission,
+        # Renders run on the engine threads, like searches, admitted like them, and cost the client a
+        # token, like one.
+        feed_cache=FeedCache(admission=admission, on_render=metrics.feed_renders.inc, charge=charge,
+                             changed=freshness.changed),
+        freshness=freshness,
         tombstones=Tombstones(config.journal_path),
         journal_writer=JournalWriter(config.journal_path),
         rate_limiter=TokenBucketLimiter(config.rate_limit) if config.rate_limit > 0 else None,
@@ -160,6 +172,7 @@ def build_middleware(state: AppState, routes: Callable[[], Sequence[BaseRoute]])
     """The stack described in the module docstring, outermost first; ``routes`` gives the app's
     routes for the metrics' route templates."""
     config, metrics = state.config, state.metrics
+    changed = state.freshness.changed  # one memo of changes for every cache
     return [
         Middleware(ObservabilityMiddleware, metrics=metrics, routes=routes, access_log=config.access_log),
         Middleware(SecurityHeadersMiddleware, policies=HEADER_POLICIES),
@@ -193,6 +206,7 @@ def build_middleware(state: AppState, routes: Callable[[], Sequence[BaseRoute]])
             max_bytes=config.response_cache_mb << 20,
             on_hit=lambda tier: _count_cache_hit(metrics, tier),
             shared=SharedResponseStore.from_env(max_bytes=4 * (config.response_cache_mb << 20)),
+            changed=changed,
         ),
         Middleware(
             PathScopedMiddleware,
@@ -209,6 +223,7 @@ def build_middleware(state: AppState, routes: Callable[[], Sequence[BaseRoute]])
             prefixes=CACHEABLE_PREFIXES,
             max_age=config.cache_max_age,
             on_not_modified=metrics.not_modified.inc,
+            changed=changed,
         ),
     ]
 

@@ -8,6 +8,7 @@ process rebuilds the same ``Config`` with ``Config.from_env()`` inside ``create_
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -24,6 +25,16 @@ from .keys import KEYS_FILE
 DEFAULT_SITE_TITLE = "Tin tức – Lưu trữ"
 DEFAULT_ADMIN_MAX_BODY = 16 << 20  # bytes of one admin API request (an NDJSON batch of articles)
 DEFAULT_RATE_LIMIT = 120  # costly requests per minute per client (searchsvc.http.ratelimit says which)
+# Admission control of expensive work (searchsvc.admission). The deadline is what a reader should
+# wait at most for a search or a feed: 4-8x the p95 of searches that are all new, 16 connections on
+# the full corpus (237 and 465 ms in two runs, README and docs/service.md), so ordinary load is
+# never refused, while a flood is told to come back (503 + Retry-After) within 2 s instead of
+# queueing for ever. The queue bound holds the memory of waiting requests when the deadline cannot
+# (before any run time is known, or with the deadline off): 256 waiting on the machine is more than
+# the deadline lets wait at the ~170 distinct searches/s two cores reach, so it binds only then.
+DEFAULT_ADMISSION_QUEUE = 256  # waiting expensive requests, whole machine
+DEFAULT_ADMISSION_DEADLINE = 2.0  # seconds for one expensive request, waiting and running; 0: none
+MAX_ADMISSION_DEADLINE = 3600.0  # a deadline longer than an hour is a mistake (milliseconds meant?)
 
 # field name -> environment variable. Every field of ``Config`` is listed once.
 ENV_NAMES: dict[str, str] = {
@@ -47,6 +58,8 @@ ENV_NAMES: dict[str, str] = {
     "applier": "SEARCHSVC_APPLIER",
     "keys_file": "SEARCHSVC_KEYS_FILE",
     "admin_max_body": "SEARCHSVC_ADMIN_MAX_BODY",
+    "admission_queue": "SEARCHSVC_ADMISSION_QUEUE",
+    "admission_deadline": "SEARCHSVC_ADMISSION_DEADLINE",
 }
 
 
@@ -121,6 +134,13 @@ class Config:
     keys_file: Path | None = None
     # Bytes one admin API request body may hold (413 above); other requests keep the app's own cap.
     admin_max_body: int = DEFAULT_ADMIN_MAX_BODY
+    # Expensive requests (a search no cache answers, the newest articles, an uncached feed render)
+    # that may wait for an engine thread on the whole machine; each worker takes its share
+    # (``admission_queue_per_worker``). 0: none waits, all threads busy means 503 overloaded.
+    admission_queue: int = DEFAULT_ADMISSION_QUEUE
+    # Seconds an expensive request may take, waiting included: it waits only as long as leaves
+    # time to run, and is refused at once when its wait is predicted to be longer; 0: no deadline.
+    admission_deadline: float = DEFAULT_ADMISSION_DEADLINE
 
     @property
     def journal_path(self) -> Path:
@@ -129,6 +149,14 @@ class Config:
     @property
     def keys_path(self) -> Path:
         return self.keys_file if self.keys_file is not None else self.index_dir / KEYS_FILE
+
+    @property
+    def admission_queue_per_worker(self) -> int:
+        """One worker's share of the machine's wait queue: never more than the machine's bound in
+        all (rounded down), never 0 unless the bound is (one waiting request per worker at least)."""
+        if self.admission_queue == 0:
+            return 0
+        return max(1, self.admission_queue // self.workers)
 
     @classmethod
     def from_env(
@@ -168,7 +196,7 @@ class Config:
                 origins = [o.strip() for o in origins.split(",")]
             values["cors_origins"] = tuple(o for o in origins if o)
         for name in ("workers", "engine_threads", "response_cache_mb", "port", "timeout_graceful_shutdown",
-                     "cache_max_age", "rate_limit", "admin_max_body"):
+                     "cache_max_age", "rate_limit", "admin_max_body", "admission_queue"):
             if name in raw:
                 values[name] = _as_int(name, raw[name])
         for name in ("host", "site_title", "log_level"):
@@ -184,6 +212,8 @@ class Config:
             values["journal"] = Path(str(raw["journal"])).expanduser()
         if "keys_file" in raw:
             values["keys_file"] = Path(str(raw["keys_file"])).expanduser()
+        if "admission_deadline" in raw:
+            values["admission_deadline"] = _as_float("admission_deadline", raw["admission_deadline"])
         if "commit_interval" in raw:
             try:
                 values["commit_interval"] = commit_interval_from_env({INTERVAL_ENV: str(raw["commit_interval"])})
@@ -203,11 +233,15 @@ class Config:
                 raise ConfigError(f"{ENV_NAMES[name]} must be at least 1")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"{ENV_NAMES['port']} must be a TCP port (0-65535)")
-        for name in ("rate_limit", "timeout_graceful_shutdown", "cache_max_age", "response_cache_mb"):
+        for name in ("rate_limit", "timeout_graceful_shutdown", "cache_max_age", "response_cache_mb",
+                     "admission_queue"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{ENV_NAMES[name]} must not be negative")
         if self.admin_max_body < 1:
             raise ConfigError(f"{ENV_NAMES['admin_max_body']} must be a number of bytes, at least 1")
+        if not (math.isfinite(self.admission_deadline) and 0 <= self.admission_deadline <= MAX_ADMISSION_DEADLINE):
+            raise ConfigError(f"{ENV_NAMES['admission_deadline']} must be a number of seconds from 0 (no deadline) "
+                              f"to {MAX_ADMISSION_DEADLINE:g}")
 
     def to_env(self) -> dict[str, str]:
         """The environment that makes ``Config.from_env()`` in a worker return this same config."""
@@ -257,6 +291,17 @@ def _as_int(name: str, value: Any) -> int:
     if number.is_integer():
         return int(number)
     raise ConfigError(f"{ENV_NAMES[name]} must be an integer, not {value!r}")
+
+
+def _as_float(name: str, value: Any) -> float:
+    """A finite number ("2", "0.5"); NaN and infinities are refused with the variable's name."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise ConfigError(f"{ENV_NAMES[name]} must be a number, not {value!r}")
+    return number
 
 
 def _as_bool(name: str, value: Any) -> bool:

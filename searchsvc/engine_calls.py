@@ -100,16 +100,19 @@ async def run_engine(request: Request, fn: Callable[[SearchEngine], T], *, heavy
     """``fn(engine)`` in a worker thread, with not-ready and refusals mapped.
 
     ``heavy``: work that can take a lot of CPU (a search, the newest articles) runs on the worker's
-    few engine threads (``Config.engine_threads`` says why few); cheap lookups (an article by id,
-    suggestions, the category list) use the ordinary thread pool, so that they never wait in line
-    behind searches. ``charged``: the client pays a rate-limit token (``charge``); by default heavy
-    work does, and so should suggestions, which a client can ask for on every keystroke.
+    few engine threads (``Config.engine_threads`` says why few), admitted by the worker's
+    ``Admission`` (503 ``overloaded`` when it cannot be done within the queue and deadline bounds,
+    ``searchsvc.admission``); cheap lookups (an article by id, suggestions, the category list) use
+    the ordinary thread pool, so that they never wait in line behind searches and are never refused.
+    ``charged``: the client pays a rate-limit token (``charge``); by default heavy work does, and so
+    should suggestions, which a client can ask for on every keystroke.
     """
     if heavy if charged is None else charged:
         charge(request)
     engine = await current_engine(request)
-    limiter = app_state(request).engine_limiter if heavy else None
-    return await anyio.to_thread.run_sync(map_engine_errors, fn, engine, limiter=limiter)
+    if heavy:
+        return await app_state(request).admission.run_sync(lambda: map_engine_errors(fn, engine))
+    return await anyio.to_thread.run_sync(map_engine_errors, fn, engine)
 
 
 async def fetch_article(request: Request, article_id: str) -> Article:

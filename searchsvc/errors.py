@@ -89,6 +89,8 @@ class ErrorCode(StrEnum):
     # the service itself
     INTERNAL_ERROR = "internal_error", 500, "Đã có lỗi xảy ra. Vui lòng thử lại sau."
     NOT_READY = "not_ready", 503, "Kho lưu trữ đang được chuẩn bị, vui lòng thử lại sau ít phút."
+    # too much expensive work waiting on this machine (searchsvc.admission); cheap routes never get it
+    OVERLOADED = "overloaded", 503, "Máy chủ đang quá tải, vui lòng thử lại sau ít giây."
     JOURNAL_UNAVAILABLE = "journal_unavailable", 503  # the publishing journal cannot be written
     KEYS_UNAVAILABLE = "keys_unavailable", 503  # the keys file exists but cannot be used
     INSUFFICIENT_STORAGE = "insufficient_storage", 507  # the journal's disk is full

@@ -32,6 +32,11 @@ OTHER_METHOD = "other"
 # "Bearer <key>", a key that matches nothing, a revoked key, a key in the query string, a valid key
 # without the route's scope, a client refused because of its earlier failures.
 AUTH_FAILURE_REASONS = ("missing", "malformed", "unknown", "revoked", "in_query", "scope", "throttled")
+# Why expensive work was refused with 503 overloaded (searchsvc.admission): the wait queue was full,
+# or the wait (predicted, or real) would have left too little of the deadline.
+SHED_REASONS = ("queue", "deadline")
+# Seconds admitted expensive work waited for an engine thread: 0 for most while the machine keeps up.
+WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 def method_label(method: str) -> str:
@@ -95,6 +100,21 @@ class Metrics:
         )
         for reason in AUTH_FAILURE_REASONS:  # every series from the start, at 0: rates need no gap-filling
             self.auth_failures.labels(reason)
+        # ``reason`` is one of ``SHED_REASONS``.
+        self.admission_shed = Counter(
+            "searchsvc_admission_shed_total",
+            "Expensive requests (searches, newest-article lists, feed renders) refused with 503 overloaded, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in SHED_REASONS:
+            self.admission_shed.labels(reason)
+        self.admission_wait = Histogram(
+            "searchsvc_admission_wait_seconds",
+            "Time admitted expensive requests waited for an engine thread.",
+            buckets=WAIT_BUCKETS,
+            registry=registry,
+        )
         self.feed_renders = Counter(
             "searchsvc_feed_renders_total",
             "Feed, OPML, embed and /feeds documents rendered because no feed-cache entry held them.",
@@ -137,6 +157,11 @@ class Metrics:
         if reason not in AUTH_FAILURE_REASONS:
             raise ValueError(f"unknown authentication failure reason {reason!r}")
         self.auth_failures.labels(reason).inc()
+
+    def shed(self, reason: str) -> None:
+        if reason not in SHED_REASONS:
+            raise ValueError(f"unknown shedding reason {reason!r}")
+        self.admission_shed.labels(reason).inc()
 
     def set_index(self, generation: str | None, documents: int | None) -> None:
         if generation is None:

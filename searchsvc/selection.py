@@ -25,7 +25,7 @@ from starlette.datastructures import QueryParams
 
 import feeds
 from feeds.model import TAG_DATE
-from index.api import MAX_PER_PAGE, MAX_RESULT_DEPTH, SearchEngine, SearchRequest
+from index.api import ANY_CHANGE, MAX_PER_PAGE, MAX_RESULT_DEPTH, SearchEngine, SearchRequest, Shows
 from index.article import Article
 
 from .config import Config
@@ -81,6 +81,11 @@ class Selection:
             "from": self.date_from.isoformat() if self.date_from else None,
             "to": self.date_to.isoformat() if self.date_to else None,
         }
+
+    def shows(self) -> Shows:
+        """What its documents show, for the caches (``searchsvc.freshness``): a category's feed
+        changes only with that category; the whole archive and a search, with any change."""
+        return Shows.category(self.slug) if self.kind == "category" else ANY_CHANGE
 
     def html_path(self) -> str:
         """The page of the site that shows the same articles."""

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import anyio
 from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
+from .admission import Admission
 from .config import Config
 from .engine_holder import EngineHolder
+from .freshness import Freshness
 from .http.feed_cache import FeedCache
 from .http.ratelimit import TokenBucketLimiter
 from .metrics import Metrics
@@ -30,10 +31,11 @@ class AppState:
     metrics: Metrics
     templates: Jinja2Templates
     fingerprint: str  # hash of templates, static files and config shown in responses
-    engine_limiter: anyio.CapacityLimiter  # Config.engine_threads tokens: who may run heavy engine work
+    admission: Admission  # the Config.engine_threads threads that run heavy engine work, and who may wait for them
     feed_cache: FeedCache  # rendered feed, OPML, embed and /feeds documents of the current generation
     tombstones: Tombstones  # unpublished article ids (410 rather than 404), from the publishing journal
     journal_writer: JournalWriter  # where the admin API appends changes (opened on first use)
+    freshness: Freshness  # whether a commit changed what a cached answer shows (every cache asks it)
     rate_limiter: TokenBucketLimiter | None = None  # per-client requests that cost work; None: off
 
     def generation(self) -> str | None:

@@ -19,6 +19,7 @@ import errno
 import logging
 import os
 import re
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ from index.api import (
     SearchResult,
 )
 from index.article import Article
+from index.tiers import Tier
 from searchsvc.app import MAX_BODY_BYTES, create_app
 from searchsvc.config import Config
 from searchsvc.errors import (
@@ -232,6 +234,9 @@ ON_THE_SERVER: dict[ErrorCode, Probe] = {
 # Why the others need a set-up of their own, and the test that provides it.
 SPECIAL: dict[ErrorCode, str] = {
     ErrorCode.NOT_READY: "a server with no index (test_not_ready_and_rate_limited)",
+    ErrorCode.OVERLOADED: "an engine thread kept busy, and no room to wait for it: an engine whose search blocks "
+    "until released, in process (test_overloaded_in_process; tests/test_admission.py does it with a real "
+    "server and a burst of distinct searches)",
     ErrorCode.RATE_LIMITED: "a server with a rate limit, and a client that is not loopback: a trusted "
     "X-Forwarded-For from 127.0.0.1, as a local proxy sends (test_not_ready_and_rate_limited)",
     ErrorCode.BAD_REQUEST: "a Content-Length that is not a number: uvicorn's parser refuses it with its own "
@@ -346,6 +351,47 @@ class RefusingEngine:
 
     def close(self) -> None:
         pass
+
+
+class BlockingEngine(RefusingEngine):
+    """Searches wait for ``release`` (``started`` says one is running), then find nothing."""
+
+    generation = "gen-blocking"
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def search(self, request: SearchRequest) -> SearchResult:
+        self.started.set()
+        self.release.wait(30)
+        return SearchResult(request=request, query=request.q, total=0, tier=Tier.NONE, hits=[], facets={})
+
+
+def test_overloaded_in_process(tmp_path: Path) -> None:
+    """One engine thread and no room to wait: while a search holds the thread, the next expensive
+    request is refused at once with 503 overloaded and Retry-After, a cheap one still answers."""
+    engine = BlockingEngine()
+    environ = {"SEARCHSVC_INDEX_DIR": str(tmp_path), "SEARCHSVC_ENGINE_THREADS": "1", "SEARCHSVC_ADMISSION_QUEUE": "0"}
+    app = create_app(Config.from_env(environ=environ), opener=lambda index_dir: engine)
+
+    async def requests(client: httpx.AsyncClient) -> None:
+        first = asyncio.ensure_future(client.get("/api/search", params={"q": "bão"}))
+        try:
+            while not engine.started.is_set():
+                await asyncio.sleep(0.01)
+            refused = await client.get("/api/search", params={"q": "lũ"})
+            assert_error(refused, ErrorCode.OVERLOADED)
+            assert int(refused.headers["retry-after"]) >= 1
+            page = await client.get("/search", params={"q": "lũ"})
+            assert_error(page, ErrorCode.OVERLOADED)
+            assert ErrorCode.OVERLOADED.page_message and ErrorCode.OVERLOADED.page_message in page.text
+            assert (await client.get("/api/categories")).status_code == 200  # cheap: never refused
+        finally:
+            engine.release.set()
+        assert (await first).status_code == 200
+
+    in_process(app, requests)
 
 
 def test_internal_error_in_process(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

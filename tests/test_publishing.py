@@ -62,12 +62,17 @@ def python(code: str, *args: str, **kwargs: object) -> subprocess.Popen[str]:
 
 
 def index_state(index_dir: Path) -> dict[str, list[str]]:
-    """Every document in the live index: id -> the titles stored under it (one, unless duplicated)."""
-    _name, ix = store.open_live(index_dir)
-    found: dict[str, list[str]] = {}
-    with ix.searcher() as searcher:
-        for fields in searcher.all_stored_fields():
-            found.setdefault(fields["id"], []).append(json.loads(fields["doc"])["title"])
+    """Every document in the live index: id -> the titles stored under it (one, unless duplicated).
+
+    Read under the writer lock: an applier that merges segments while the journal is idle would
+    otherwise delete a segment file while Whoosh opens it, and Whoosh's retry leaves the segments
+    it had opened unclosed (a ResourceWarning, an error here)."""
+    with store.writer_lock(index_dir, wait=60):
+        _name, ix = store.open_live(index_dir)
+        found: dict[str, list[str]] = {}
+        with ix.searcher() as searcher:
+            for fields in searcher.all_stored_fields():
+                found.setdefault(fields["id"], []).append(json.loads(fields["doc"])["title"])
     return found
 
 

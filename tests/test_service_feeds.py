@@ -690,24 +690,59 @@ def test_feed_cache_is_bounded_per_generation_and_single_flight() -> None:
         assert renders == ["a"] and len({id(d) for d in docs}) == 1  # ten waiters, one render
         for name in "bcd":
             await cache.get_or_render(("g1", name), render(name))
-        assert len(cache) == 3 and cache.get(("g1", "a")) is None  # LRU evicted the oldest
-        await cache.get_or_render(("g2", "a"), render("a2"))
-        assert len(cache) == 1  # a new generation drops the old one's entries
+        assert len(cache) == 3 and await cache.get(("g1", "a")) is None  # LRU evicted the oldest
+        doc = await cache.get_or_render(("g2", "b"), render("b2"))
+        assert doc.body.startswith(b"b2"), "without a way to tell what changed, a new generation re-renders"
         with pytest.raises(ValueError):
             await cache.get_or_render(("g2", "bad"), lambda: (_ for _ in ()).throw(ValueError("boom")))
-        assert cache.get(("g2", "bad")) is None
+        assert await cache.get(("g2", "bad")) is None
         # the request that started a render goes away: the others still get the document
         leader = asyncio.ensure_future(cache.get_or_render(("g2", "slow"), render("slow")))
         await asyncio.sleep(0.01)
         waiter = asyncio.ensure_future(cache.get_or_render(("g2", "slow"), render("never")))
         leader.cancel()
         assert (await waiter).body.startswith(b"slow") and "never" not in renders
-        assert cache.get(("g2", "slow")) is not None
+        assert await cache.get(("g2", "slow")) is not None
 
         small = FeedCache(max_entries=100, max_bytes=1000)
         for i in range(5):
             await small.get_or_render(("g", i), lambda i=i: make_document(bytes(300), "x"))
         assert small.bytes <= 1000
+
+    asyncio.run(scenario())
+
+
+def test_feed_cache_keeps_documents_a_commit_did_not_touch() -> None:
+    from index.api import ANY_CHANGE, Shows
+
+    touched = {("g1", "g2"): {"thoi-su"}, ("g2", "g3"): set(), ("g1", "g3"): {"thoi-su"}}
+    asked: list[tuple[str, str]] = []
+
+    async def changed(old: str, new: str, shows: Shows) -> bool:
+        asked.append((old, new))
+        return shows.any_change or bool(shows.categories & touched[(old, new)])
+
+    async def scenario() -> None:
+        cache = FeedCache(max_entries=10, max_bytes=10_000_000, changed=changed)
+        renders: list[str] = []
+
+        def render(name: str):
+            def run():
+                renders.append(name)
+                return make_document(name.encode() * 50, "text/plain")
+            return run
+
+        await cache.get_or_render(("g1", "thoi-su"), render("thoi-su@1"), shows=Shows.category("thoi-su"))
+        await cache.get_or_render(("g1", "the-thao"), render("the-thao@1"), shows=Shows.category("the-thao"))
+        await cache.get_or_render(("g1", "all"), render("all@1"), shows=ANY_CHANGE)
+        # g2 changed thoi-su only: its feed and the whole archive's are rendered again, the-thao's is not
+        for name in ("thoi-su", "the-thao", "all"):
+            await cache.get_or_render(("g2", name), render(f"{name}@2"),
+                                      shows=ANY_CHANGE if name == "all" else Shows.category(name))
+        assert renders == ["thoi-su@1", "the-thao@1", "all@1", "thoi-su@2", "all@2"]
+        kept = await cache.get(("g3", "the-thao"))  # g3 changed nothing: carried over again, from g2
+        assert kept is not None and kept.body.startswith(b"the-thao@1")
+        assert ("g2", "g3") in asked and cache.hits >= 2
 
     asyncio.run(scenario())
 
@@ -725,22 +760,26 @@ def test_feed_cache_evicts_the_least_recently_used_by_size() -> None:
     size = docs["a"].size
     assert all(doc.size == size for doc in docs.values())
     cache = FeedCache(max_entries=100, max_bytes=2 * size + size // 2)  # room for two, by bytes
+
+    def get(key: tuple[str, str]):
+        return asyncio.run(cache.get(key))
+
     cache.observe("g")
     cache.put(("g", "a"), docs["a"])
     cache.put(("g", "b"), docs["b"])
-    assert cache.get(("g", "a")) is docs["a"]  # now "b" is the least recently used
+    assert get(("g", "a")) is docs["a"]  # now "b" is the least recently used
     cache.put(("g", "c"), docs["c"])
-    assert cache.get(("g", "b")) is None and cache.get(("g", "a")) is docs["a"]
+    assert get(("g", "b")) is None and get(("g", "a")) is docs["a"]
     assert len(cache) == 2 and cache.bytes == 2 * size
     # a document larger than the whole cache is not kept and evicts nothing
     huge = make_document(bytes(range(256)) * 40, "text/plain")
     assert huge.size > cache.max_bytes
     cache.put(("g", "huge"), huge)
-    assert cache.get(("g", "huge")) is None and len(cache) == 2 and cache.bytes == 2 * size
+    assert get(("g", "huge")) is None and len(cache) == 2 and cache.bytes == 2 * size
     cache.put(("old", "d"), docs["d"])  # a render finished for a generation no longer current
-    assert cache.get(("old", "d")) is None
+    assert get(("old", "d")) is None
     cache.observe("g2")
-    assert len(cache) == 0 and cache.bytes == 0
+    assert get(("g2", "a")) is None, "without a way to tell what changed, a new generation drops it"
 
 
 def test_every_variant_tag_of_a_document_revalidates_it() -> None:

@@ -220,8 +220,12 @@ def test_etag_and_304(http: httpx.Client, path: str) -> None:
     again = http.get(path, headers={"If-None-Match": etag})
     assert again.status_code == 304 and again.content == b""
     assert again.headers["etag"] == etag
-    changed = http.get(path + ("&" if "?" in path else "?") + "page=1", headers={"If-None-Match": etag})
-    assert changed.status_code == 200  # a different request is a different representation
+    # The tag names the bytes: another request with the same answer matches it, one with another
+    # answer does not.
+    same = path + ("&" if "?" in path else "?") + "page=1"
+    assert http.get(same, headers={"If-None-Match": etag}).status_code == 304
+    changed = http.get("/api/search?q=b%C3%B3ng+%C4%91%C3%A1&sort=oldest", headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["etag"] != etag
 
 
 def test_etag_ignores_parameter_order_and_varies_by_encoding(http: httpx.Client) -> None:

@@ -17,7 +17,15 @@ from index.api import FacetValue, Span
 from index.urls import web_url
 from searchsvc.config import DEFAULT_RATE_LIMIT, Config, ConfigError, is_loopback_host
 from searchsvc.errors import ApiError
-from searchsvc.http.caching import cache_control, compute_etag, etag_digest, etag_matches, make_etag, not_modified
+from searchsvc.http.caching import (
+    cache_control,
+    content_etag,
+    etag_digest,
+    etag_matches,
+    make_etag,
+    not_modified,
+    request_key,
+)
 from searchsvc.http.ratelimit import TokenBucketLimiter, client_key
 from searchsvc.metrics import generation_number
 from searchsvc.params import parse_search
@@ -231,14 +239,19 @@ def scope(path: str, qs: bytes = b"", encoding: bytes = b"gzip") -> dict:
     }
 
 
-def test_etag_normalises_query_order_and_tracks_inputs() -> None:
-    a = compute_etag("7", "fp", scope("/api/search", b"q=x&sort=newest"))
-    assert a.startswith('W/"')
-    assert a == compute_etag("7", "fp", scope("/api/search", b"sort=newest&q=x"))
-    assert a != compute_etag("8", "fp", scope("/api/search", b"q=x&sort=newest"))  # new generation
-    assert a != compute_etag("7", "fp2", scope("/api/search", b"q=x&sort=newest"))  # new deploy
-    assert a != compute_etag("7", "fp", scope("/api/search", b"q=x&sort=newest", b"identity"))  # Vary
-    assert a != compute_etag("7", "fp", scope("/search", b"q=x&sort=newest"))
+def test_request_key_normalises_query_order_and_tracks_inputs() -> None:
+    a = request_key("fp", scope("/api/search", b"q=x&sort=newest"))
+    assert a == request_key("fp", scope("/api/search", b"sort=newest&q=x"))
+    assert a != request_key("fp2", scope("/api/search", b"q=x&sort=newest"))  # new deploy
+    assert a != request_key("fp", scope("/api/search", b"q=x&sort=newest", b"identity"))  # Vary
+    assert a != request_key("fp", scope("/search", b"q=x&sort=newest"))
+
+
+def test_content_etag_follows_the_bytes_and_the_encoding() -> None:
+    a = content_etag(b"answer", "gzip")
+    assert a.startswith('W/"') and a == content_etag(b"answer", "gzip")
+    assert a != content_etag(b"answer!", "gzip")  # other bytes, another tag
+    assert a != content_etag(b"answer", "identity")  # another content coding, another tag
 
 
 def test_etag_matching() -> None:
@@ -293,7 +306,7 @@ def test_make_etag_is_the_one_format() -> None:
     assert make_etag(validator, weak=True) == f'W/"{validator}"'
     assert make_etag(validator, weak=False) == f'"{validator}"'
     assert make_etag(validator, "gz", "view", weak=False) == f'"{validator}-gz-view"'
-    page = compute_etag("7", "fp", scope("/api/search", b"q=x"))
+    page = content_etag(b"<html>", "gzip")
     assert re.fullmatch(r'W/"[0-9a-f]{32}"', page)  # page and API tags are built the same way
 
 
@@ -558,3 +571,58 @@ def test_shutdown_closes_the_index_files(tmp_path) -> None:
         assert open_files_under(index_dir) == 0
 
     asyncio.run(serve())
+
+
+def test_validators_and_cached_answers_hold_across_commits_that_change_nothing_they_show() -> None:
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from index.api import Shows
+    from searchsvc.http.caching import SHOWS_KEY, ConditionalGetMiddleware, ResponseCacheMiddleware
+
+    calls: list[str] = []
+    generation = {"value": "g1"}
+    content = {"a": "article a", "b": "article b"}
+    changed_ids: dict[tuple[str, str], set[str]] = {}
+
+    async def page(request):
+        name = request.path_params["name"]
+        calls.append(name)
+        setattr(request.state, SHOWS_KEY, Shows.article(name))
+        return PlainTextResponse(content[name])
+
+    async def changed(old: str, new: str, shows: Shows) -> bool:
+        return bool(shows.ids & changed_ids.get((old, new), set()))
+
+    inner = Starlette(routes=[Route("/p/{name}", page)])
+    conditional = ConditionalGetMiddleware(inner, generation=lambda: generation["value"], app_fingerprint="f",
+                                           prefixes=("/p/",), changed=changed)
+    cached = ResponseCacheMiddleware(conditional, generation=lambda: generation["value"], app_fingerprint="f",
+                                     prefixes=("/p/",), changed=changed)
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=cached), base_url="http://t") as client:
+            tags = {name: (await client.get(f"/p/{name}")).headers["etag"] for name in "ab"}
+            assert calls == ["a", "b"]
+            generation["value"] = "g2"
+            changed_ids[("g1", "g2")] = {"b"}  # the commit corrected b
+            content["b"] = "article b, corrected"
+            # a: nothing it shows changed, so its tag holds without running the handler...
+            assert (await client.get("/p/a", headers={"If-None-Match": tags["a"]})).status_code == 304
+            assert (await client.get("/p/a")).text == "article a"  # ...and the cached bytes too
+            assert calls == ["a", "b"]
+            # b changed: the handler runs, a new tag, new bytes
+            answer = await client.get("/p/b", headers={"If-None-Match": tags["b"]})
+            assert answer.status_code == 200 and answer.headers["etag"] != tags["b"]
+            assert (await client.get("/p/b")).text == "article b, corrected"  # the old bytes were dropped
+            assert calls == ["a", "b", "b", "b"]  # (a conditional request is not the response cache's)
+            # a commit said to touch a, that changed none of its bytes: computed again, still a 304
+            generation["value"] = "g3"
+            changed_ids[("g2", "g3")] = {"a"}
+            assert (await client.get("/p/a", headers={"If-None-Match": tags["a"]})).status_code == 304
+            assert calls == ["a", "b", "b", "b", "a"]
+
+    asyncio.run(scenario())

@@ -1,19 +1,19 @@
-"""HTTP caching: the app's one ETag format and conditional-GET rule, ETags that cost no search,
-``304 Not Modified``, Cache-Control, and the per-worker and shared response caches.
+"""HTTP caching: the app's one ETag format and conditional-GET rule, validators that survive
+unrelated commits, ``304 Not Modified``, Cache-Control, and the per-worker and shared response caches.
 
 Validators (used here and by ``feed_cache``): every ETag is built by ``make_etag`` from an opaque
-hash (``etag_digest``) of what the representation is a function of, and every ``If-None-Match``
-is evaluated by ``not_modified`` / ``etag_matches`` (RFC 9110 weak comparison). Only the inputs of
-the hash differ, and for a reason: a page or API answer needs a search, so its tag is a hash of
-the request's inputs, known before the handler runs; a feed document is cached whole, so its tag
-is a hash of its bytes, and a re-index that does not touch a feed keeps that feed's tag.
+hash (``etag_digest``) of the representation's bytes, and every ``If-None-Match`` is evaluated by
+``not_modified`` / ``etag_matches`` (RFC 9110 weak comparison). A tag therefore changes exactly when
+the answer does: after any number of commits an unchanged answer still revalidates as 304, and a
+changed one never does.
 
-Every cacheable page or API response is a pure function of (index generation, deployed templates
-and static files, configuration, normalised request). So its ETag is a hash of exactly those,
-computed *before* the handler runs, and a matching ``If-None-Match`` is answered 304 without
-touching the engine. The generation is read before the search runs, so a tag can only ever be
-older than the content it labels, never newer: after a re-index the next revalidation sees a new
-tag and gets fresh content.
+What keeps revalidation cheap: each worker remembers the tag it last sent for each request (by
+path, normalised query and encoding) with the generation it was computed on and what it shows
+(``index.api.Shows``, declared by the handler). When the index has moved on, the engine says what
+changed in between (``freshness``): if nothing the answer shows changed, the tag still holds and
+the 304 is sent at once, with no search; otherwise the answer is computed again, and if its bytes
+come out the same the client still gets a 304. The response cache carries its entries across
+commits by the same rule.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import os
 import pickle
 import re
 import shutil
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -35,9 +35,26 @@ from cachetools import LRUCache
 from starlette.datastructures import Headers, MutableHeaders, QueryParams
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from index.api import ANY_CHANGE, Shows
+
 from .encoding import ACCEPT_ENCODING, add_vary, request_encoding
 
 GenerationSource = Callable[[], "str | None"]
+# ``changed(old, new, shows)``: whether an answer computed on generation ``old`` that shows
+# ``shows`` may read differently on ``new`` (searchsvc.freshness); None: always.
+Changed = Callable[[str, str, Shows], Awaitable[bool]]
+
+SHOWS_KEY = "shows"  # scope["state"] key where a handler leaves what its answer shows
+# scope["state"] key of the bytes a weak tag is computed from when they are not the body's: an
+# answer with parts that drift without changing what it means (a search's raw scores move with
+# the collection's statistics at every commit; the hits and their order are what it says).
+ETAG_BASIS_KEY = "etag_basis"
+
+
+def shown(scope: Scope) -> Shows:
+    """What the finished request ``scope`` declared its answer shows (``ANY_CHANGE`` if nothing)."""
+    value = (scope.get("state") or {}).get(SHOWS_KEY)
+    return value if isinstance(value, Shows) else ANY_CHANGE
 
 # Never cached or shared, whatever paths and prefixes a cache is given: the admin API's answers
 # depend on who asks (an API key), not only on the index generation.
@@ -142,14 +159,23 @@ def not_modified(headers: Headers, etags: Iterable[str], last_modified: datetime
     return False
 
 
-def compute_etag(generation: str, app_fingerprint: str, scope: Scope) -> str:
-    """Weak ETag of a page or API GET/HEAD, from its inputs: equal tags promise the same content."""
+def request_key(app_fingerprint: str, scope: Scope) -> str:
+    """What a cacheable GET/HEAD's answer is a function of, besides the index: the deployed code
+    and configuration, the path, the normalised query and the encoding the gzip layer will choose
+    (``encoding.request_encoding``)."""
     headers = Headers(scope=scope)
     query = sorted(QueryParams(scope.get("query_string", b"")).multi_items())
-    # The encoding the gzip layer will choose, by the same rule (encoding.request_encoding): part of
-    # the hash rather than a ``-gz`` variant, since a small response stays plain whatever it is.
-    validator = etag_digest(generation, app_fingerprint, "GET", scope["path"], repr(query), request_encoding(headers))
-    return make_etag(validator, weak=True)
+    return etag_digest(app_fingerprint, "GET", scope["path"], repr(query), request_encoding(headers))
+
+
+def content_etag(body: bytes, encoding: str) -> str:
+    """The weak ETag of a page or API answer: a hash of its bytes before compression (or of the
+    basis its handler gave, ``ETAG_BASIS_KEY``) and of the encoding they will be sent in (two
+    content codings of one answer need two tags, RFC 9110 8.8.3). Weak (RFC 9110 8.8.1: equivalent,
+    not byte-identical): the gzip layer may compress the same bytes differently from one release
+    of the library to the next, and a search whose hits are the same in the same order is the same
+    answer when its raw scores drift."""
+    return make_etag(etag_digest(body, encoding), weak=True)
 
 
 def cache_control(max_age: int) -> str:
@@ -161,12 +187,21 @@ class _GenerationKeyed:
     fingerprint, and which paths they cover (exact ``paths`` or ``prefixes``)."""
 
     def __init__(self, app: ASGIApp, generation: GenerationSource, app_fingerprint: str,
-                 paths: Iterable[str], prefixes: Iterable[str]) -> None:
+                 paths: Iterable[str], prefixes: Iterable[str], changed: Changed | None = None) -> None:
         self.app = app
         self.generation = generation
         self.app_fingerprint = app_fingerprint
         self.paths = frozenset(paths)
         self.prefixes = tuple(prefixes)
+        self.changed = changed
+
+    async def still_holds(self, computed_on: str, generation: str, what: Shows) -> bool:
+        """Whether an answer computed on ``computed_on`` that shows ``what`` holds on ``generation``."""
+        if computed_on == generation:
+            return True
+        if self.changed is None:
+            return False
+        return not await self.changed(computed_on, generation, what)
 
     def cacheable(self, path: str) -> bool:
         return (path in self.paths or path.startswith(self.prefixes)) and not path.startswith(PRIVATE_PREFIXES)
@@ -181,12 +216,29 @@ class _GenerationKeyed:
         return self.generation() if self.handles(scope) else None
 
 
+@dataclass(frozen=True, slots=True)
+class Validator:
+    """The tag a worker last sent for a request, the generation it was computed on, and what the
+    answer shows (to tell whether a later commit can have changed it)."""
+
+    etag: str
+    generation: str
+    shows: Shows
+
+
 class ConditionalGetMiddleware(_GenerationKeyed):
-    """Adds ETag/Cache-Control/Vary to cacheable 200 responses and answers 304 early.
+    """Adds ETag/Cache-Control/Vary to cacheable 200 responses and answers 304.
 
     ``paths`` are exact paths, ``prefixes`` path prefixes; anything else (health checks, metrics,
     static files with their own validators) passes through untouched. ``generation`` returns the
     current index generation, or None while no index is open (then nothing is cached).
+
+    The tag is a hash of the answer's bytes (``content_etag``). A request naming the tag this
+    worker last sent for it is answered 304 before the handler runs when that tag still holds: it
+    was computed on the current generation, or nothing it shows changed since (``changed``).
+    Otherwise the handler runs, and a 304 is still sent if the new bytes hash to a tag the client
+    named. The generation is read before the handler runs, so a remembered tag is never newer than
+    the content it labels.
     """
 
     def __init__(
@@ -198,39 +250,75 @@ class ConditionalGetMiddleware(_GenerationKeyed):
         prefixes: Iterable[str] = (),
         max_age: int = 0,
         on_not_modified: Callable[[], None] | None = None,
+        changed: Changed | None = None,
+        max_validators: int = 16_384,
     ) -> None:
-        super().__init__(app, generation, app_fingerprint, paths, prefixes)
+        super().__init__(app, generation, app_fingerprint, paths, prefixes, changed)
         self.cache_control = cache_control(max_age)
         self.on_not_modified = on_not_modified
+        # Tags by request key: a count bound (an entry is ~200 bytes), least recently used first out.
+        self._validators: LRUCache[str, Validator] = LRUCache(max(1, max_validators))
 
     def handles(self, scope: Scope) -> bool:
         return scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and self.cacheable(scope["path"])
+
+    async def _not_modified(self, send: Send, etag: str) -> None:
+        if self.on_not_modified is not None:
+            self.on_not_modified()
+        headers = [(b"etag", etag.encode()), (b"cache-control", self.cache_control.encode()),
+                   (b"vary", ACCEPT_ENCODING.encode())]
+        await send({"type": "http.response.start", "status": 304, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         generation = self.keyed_generation(scope)
         if generation is None:
             await self.app(scope, receive, send)
             return
-        etag = compute_etag(generation, self.app_fingerprint, scope)
-        validators = [("etag", etag), ("cache-control", self.cache_control), ("vary", ACCEPT_ENCODING)]
-        if not_modified(Headers(scope=scope), (etag,)):
-            if self.on_not_modified is not None:
-                self.on_not_modified()
-            raw = [(k.encode(), v.encode()) for k, v in validators]
-            await send({"type": "http.response.start", "status": 304, "headers": raw})
-            await send({"type": "http.response.body", "body": b""})
-            return
+        request_headers = Headers(scope=scope)
+        key = request_key(self.app_fingerprint, scope)
+        known = self._validators.get(key)
+        conditional = bool(request_headers.getlist("if-none-match"))
+        if known is not None and conditional and not_modified(request_headers, (known.etag,)):
+            if await self.still_holds(known.generation, generation, known.shows):
+                if known.generation != generation:
+                    self._validators[key] = replace(known, generation=generation)
+                await self._not_modified(send, known.etag)
+                return
 
-        async def send_with_etag(message: Message) -> None:
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def buffer_ok(message: Message) -> None:
+            # A 200 is held until its last byte (the tag hashes them all); anything else streams.
+            nonlocal start
             if message["type"] == "http.response.start" and message["status"] == 200:
-                headers = MutableHeaders(scope=message)
-                if "etag" not in headers:
-                    headers["ETag"] = etag
-                headers.setdefault("Cache-Control", self.cache_control)
-                add_vary(headers, ACCEPT_ENCODING)
-            await send(message)
+                start = message
+                return
+            if start is None:
+                await send(message)
+                return
+            if message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    await finish(start, b"".join(chunks))
 
-        await self.app(scope, receive, send_with_etag)
+        async def finish(message: Message, body: bytes) -> None:
+            basis = (scope.get("state") or {}).get(ETAG_BASIS_KEY)
+            etag = content_etag(basis if isinstance(basis, bytes) else body, request_encoding(request_headers))
+            self._validators[key] = Validator(etag, generation, shown(scope))
+            if conditional and not_modified(request_headers, (etag,)):
+                await self._not_modified(send, etag)
+                return
+            headers = MutableHeaders(scope=message)
+            if "etag" not in headers:
+                headers["ETag"] = etag
+            headers.setdefault("Cache-Control", self.cache_control)
+            add_vary(headers, ACCEPT_ENCODING)
+            await send(message)
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, buffer_ok)
 
 
 class StaticCacheControl:
@@ -254,6 +342,8 @@ class CachedResponse:
     headers: list[tuple[bytes, bytes]]
     body: bytes
     note: object  # what the handler left in ``scope["state"][NOTE_KEY]`` (a search tier), replayed on hits
+    generation: str = ""  # the generation it was computed on, or last found to hold on
+    shows: Shows = ANY_CHANGE  # what it shows (``freshness``): whether a commit can have changed it
 
     @property
     def size(self) -> int:
@@ -317,8 +407,9 @@ class SharedResponseStore:
     def get(self, generation: str, key: str) -> CachedResponse | None:
         try:
             data = (self._dir(generation) / self._name(key)).read_bytes()
-            headers, body, note = pickle.loads(data)  # our own files, in a 0700 directory
-            return CachedResponse([(bytes(k), bytes(v)) for k, v in headers], bytes(body), note)
+            headers, body, note, shows = pickle.loads(data)  # our own files, in a 0700 directory
+            return CachedResponse([(bytes(k), bytes(v)) for k, v in headers], bytes(body), note, generation,
+                                  shows if isinstance(shows, Shows) else ANY_CHANGE)
         except (OSError, ValueError, TypeError, pickle.UnpicklingError, EOFError):
             return None
 
@@ -330,7 +421,8 @@ class SharedResponseStore:
         tmp = directory / f".{target.name}.{os.getpid()}.tmp"
         try:
             directory.mkdir(exist_ok=True)
-            tmp.write_bytes(pickle.dumps((entry.headers, entry.body, entry.note), protocol=pickle.HIGHEST_PROTOCOL))
+            tmp.write_bytes(pickle.dumps((entry.headers, entry.body, entry.note, entry.shows),
+                                         protocol=pickle.HIGHEST_PROTOCOL))
             os.replace(tmp, target)  # readers see a whole file or none
             self._written += entry.size
         except OSError:
@@ -339,11 +431,12 @@ class SharedResponseStore:
 
 
 class ResponseCacheMiddleware(_GenerationKeyed):
-    """Answers a repeated GET from the bytes of its first answer, as long as the index generation
-    is the same.
+    """Answers a repeated GET from the bytes of its first answer, as long as that answer holds: on
+    the generation it was computed on, and on later ones as long as no commit changed anything it
+    shows (``changed``, as for validators).
 
     Why: every cacheable response is a pure function of (generation, code and configuration,
-    normalised request, gzip or not) — the same inputs as its ETag — so a worker can keep the final
+    normalised request, gzip or not), so a worker can keep the final
     bytes, compressed if they were, and skip the handler, the engine, the templates and gzip for
     every repeat. Clients that revalidate already get a 304 for free (``ConditionalGetMiddleware``);
     this serves the many that do not (first visits, partner widgets, API clients without a cache).
@@ -351,7 +444,8 @@ class ResponseCacheMiddleware(_GenerationKeyed):
     It sits outside gzip and inside CORS, security headers and the request id, so what it replays
     is exactly what the route and gzip produced, and everything per request is still added around
     it. Bounded by ``max_bytes`` (least recently used entries go first) and
-    ``max_entry_bytes``; emptied when the generation changes. Requests carrying ``If-None-Match``
+    ``max_entry_bytes``; an entry a commit changed is dropped when next asked for (and meanwhile
+    ages out like any other). Requests carrying ``If-None-Match``
     and ``HEAD`` requests pass through (the conditional middleware answers those cheaply).
 
     The entries are a ``cachetools.LRUCache`` sized in bytes, without a lock: an ASGI middleware
@@ -369,10 +463,11 @@ class ResponseCacheMiddleware(_GenerationKeyed):
         max_entry_bytes: int = 1 << 20,
         on_hit: Callable[[object | None], None] | None = None,
         shared: SharedResponseStore | None = None,
+        changed: Changed | None = None,
     ) -> None:
         """``on_hit(note)`` runs for every answer from the cache, with what the handler noted;
         ``shared``: the other workers' answers, looked up after this worker's own."""
-        super().__init__(app, generation, app_fingerprint, paths, prefixes)
+        super().__init__(app, generation, app_fingerprint, paths, prefixes, changed)
         self.shared = shared
         self.max_bytes = max_bytes
         self.max_entry_bytes = max_entry_bytes
@@ -405,12 +500,18 @@ class ResponseCacheMiddleware(_GenerationKeyed):
             await self.app(scope, receive, send)
             return
         if generation != self._generation:
-            self._entries.clear()
             self._generation = generation
             if self.shared is not None:
                 self.shared.new_generation(generation)
-        key = compute_etag(generation, self.app_fingerprint, scope)
+        key = request_key(self.app_fingerprint, scope)
         entry = self._entries.get(key)
+        if entry is not None and entry.generation != generation:
+            if await self.still_holds(entry.generation, generation, entry.shows):
+                entry = replace(entry, generation=generation)
+                self._store(key, entry)
+            else:
+                self._entries.pop(key, None)
+                entry = None
         if entry is None and self.shared is not None:
             entry = self.shared.get(generation, key)
             if entry is not None:
@@ -446,7 +547,7 @@ class ResponseCacheMiddleware(_GenerationKeyed):
                     chunks.append(body)
                     if not message.get("more_body", False) and start_headers is not None:
                         note = scope.get("state", {}).get(NOTE_KEY)
-                        entry = CachedResponse(start_headers, b"".join(chunks), note)
+                        entry = CachedResponse(start_headers, b"".join(chunks), note, generation, shown(scope))
                         self._store(key, entry)
                         if self.shared is not None:
                             self.shared.put(generation, key, entry)

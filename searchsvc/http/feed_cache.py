@@ -39,7 +39,7 @@ import asyncio
 import functools
 import gzip
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
@@ -49,7 +49,10 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .caching import etag_digest, make_etag, not_modified
+from index.api import ANY_CHANGE, Shows
+
+from ..admission import Admission
+from .caching import Changed, etag_digest, make_etag, not_modified
 from .cors import CORS_HEADERS
 from .encoding import ACCEPT_ENCODING, GZIP, GZIP_LEVEL, GZIP_MINIMUM_SIZE, request_encoding, vary_names
 
@@ -107,17 +110,30 @@ def make_document(body: bytes, media_type: str, last_modified: datetime | None =
     )
 
 
-def _document_size(doc: Document) -> int:
-    return doc.size
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A cached document, the generation it was rendered on (or last found to hold on), and what
+    it shows (``index.api.Shows``): whether a later commit can have changed it."""
+
+    doc: Document
+    generation: Hashable
+    shows: Shows
+
+
+def _held_size(held: _Held) -> int:
+    return held.doc.size
 
 
 class FeedCache:
     """Bounded LRU of ``Document``s keyed by ``(generation, …)``, with single-flight rendering.
 
-    Keys must start with the index generation. When a request shows a new generation, every
-    entry of the old one is dropped at once (they can never be served again), and a render that
-    finishes for a generation that is no longer current is returned but not stored.
-    Concurrent requests for a key that is being rendered wait for that one render.
+    Keys start with the index generation the request saw; the entry is stored under the rest of
+    the key, with that generation and what the document shows. A document survives commits that
+    change nothing it shows (``changed``, ``searchsvc.freshness``): a commit that touches two
+    categories re-renders their feeds, not every other category's. One that it does show is
+    dropped when next asked for and rendered again. A render that finishes for a generation older
+    than the newest seen is returned but not stored. Concurrent requests for a key that is being
+    rendered wait for that one render.
 
     The entries are a ``cachetools.LRUCache`` sized in bytes (plain + gzip), with a bound on their
     number too; no lock: the cache is used from the event loop only (renders run in threads, but
@@ -125,19 +141,23 @@ class FeedCache:
     """
 
     def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES, max_bytes: int = DEFAULT_MAX_BYTES,
-                 limiter: anyio.CapacityLimiter | None = None,
+                 admission: Admission | None = None,
                  on_render: Callable[[], None] | None = None,
-                 charge: Callable[[Request], None] | None = None) -> None:
-        """``limiter``: the threads renders may use (the service's engine threads); anyio's default
-        pool when omitted. ``on_render``: called after each finished render (a metric).
+                 charge: Callable[[Request], None] | None = None,
+                 changed: Changed | None = None) -> None:
+        """``admission``: the threads renders run on (the service's engine threads, which may refuse
+        a render with 503 ``overloaded``: every waiter for it gets that, nothing is cached); anyio's
+        default pool when omitted. ``on_render``: called after each finished render (a metric).
         ``charge(request)``: what starting a render costs the client (the rate limit; it may
-        raise); a hit, or joining a render in progress, costs nothing."""
-        self.limiter = limiter
+        raise); a hit, or joining a render in progress, costs nothing. ``changed``: whether a
+        commit changed what a document shows (None: every commit changes everything)."""
+        self.admission = admission
+        self.changed = changed
         self.on_render = on_render
         self.charge = charge
         self.max_entries = max_entries
         self.max_bytes = max_bytes
-        self._entries: LRUCache[FeedKey, Document] = LRUCache(max(0, max_bytes), getsizeof=_document_size)
+        self._entries: LRUCache[FeedKey, _Held] = LRUCache(max(0, max_bytes), getsizeof=_held_size)
         self._pending: dict[FeedKey, asyncio.Future[Document]] = {}  # renders in progress
         self._generation: Hashable | None = None
         self.hits = 0
@@ -152,29 +172,36 @@ class FeedCache:
         return int(self._entries.currsize)
 
     def observe(self, generation: Hashable) -> None:
-        """Note the current generation; entries of any other generation are dropped."""
-        if generation != self._generation:
-            self._generation = generation
-            self._entries.clear()
+        """Note the newest generation seen: renders of older ones are no longer stored."""
+        self._generation = generation
 
-    def get(self, key: FeedKey) -> Document | None:
-        doc = self._entries.get(key)
-        if doc is not None:
-            self.hits += 1
-        return doc
+    async def get(self, key: FeedKey) -> Document | None:
+        """The document for ``key`` if one is held that still holds on ``key[0]``'s generation."""
+        generation, rest = key[0], key[1:]
+        held = self._entries.get(rest)
+        if held is None:
+            return None
+        if held.generation != generation:
+            if self.changed is None or await self.changed(str(held.generation), str(generation), held.shows):
+                self._entries.pop(rest, None)
+                return None
+            held = replace(held, generation=generation)
+            self._entries[rest] = held
+        self.hits += 1
+        return held.doc
 
-    def put(self, key: FeedKey, doc: Document) -> None:
+    def put(self, key: FeedKey, doc: Document, shows: Shows = ANY_CHANGE) -> None:
         if key[0] != self._generation:
             return
         try:
-            self._entries[key] = doc
+            self._entries[key[1:]] = _Held(doc, key[0], shows)
         except ValueError:  # larger than the whole cache: not kept, nothing evicted for it
             return
         while len(self._entries) > self.max_entries:
             self._entries.popitem()  # the least recently used
 
     async def get_or_render(self, key: FeedKey, render: Callable[[], Document],
-                            charge: Callable[[], None] | None = None) -> Document:
+                            charge: Callable[[], None] | None = None, shows: Shows = ANY_CHANGE) -> Document:
         """The cached document, or ``render()`` run once in the thread pool for all waiters.
 
         ``charge`` is called only by the request that starts a render (it may raise, a 429 say,
@@ -183,30 +210,33 @@ class FeedCache:
         The render is a task of its own that every requester awaits through ``asyncio.shield``:
         a client that disconnects cancels only its own wait, never the render the others need.
         ``render`` may raise (an ``ApiError`` for an unknown category, say): every waiter gets the
-        same exception and nothing is cached.
+        same exception and nothing is cached. ``shows``: what the document shows.
         """
         self.observe(key[0])
-        doc = self.get(key)
+        doc = await self.get(key)
         if doc is not None:
             return doc
         task = self._pending.get(key)
         if task is None:
             if charge is not None:
                 charge()
-            task = asyncio.ensure_future(self._render_and_store(key, render))
+            task = asyncio.ensure_future(self._render_and_store(key, render, shows))
             task.add_done_callback(_retrieve_exception)
             self._pending[key] = task
         return await asyncio.shield(task)
 
-    async def _render_and_store(self, key: FeedKey, render: Callable[[], Document]) -> Document:
+    async def _render_and_store(self, key: FeedKey, render: Callable[[], Document], shows: Shows) -> Document:
         try:
-            doc = await anyio.to_thread.run_sync(render, limiter=self.limiter)
+            if self.admission is None:
+                doc = await anyio.to_thread.run_sync(render)
+            else:
+                doc = await self.admission.run_sync(render)
         finally:
             self._pending.pop(key, None)
         self.renders += 1
         if self.on_render is not None:
             self.on_render()
-        self.put(key, doc)
+        self.put(key, doc, shows)
         return doc
 
 
@@ -283,10 +313,12 @@ async def serve_cached(
     render: Callable[[], Document],
     extra_headers: Mapping[str, str] | None = None,
     view_type: str | None = None,
+    shows: Shows = ANY_CHANGE,
 ) -> Response:
     """``respond`` with the document ``cache`` holds for ``key``, rendered first if it holds none;
     a render costs the client what ``cache.charge`` says (a rate-limit token), a cached document
-    nothing."""
+    nothing. ``shows``: what the document shows (which commits change it)."""
     charge = cache.charge
-    doc = await cache.get_or_render(key, render, None if charge is None else functools.partial(charge, request))
+    doc = await cache.get_or_render(key, render, None if charge is None else functools.partial(charge, request),
+                                    shows)
     return respond(request, doc, extra_headers, view_type)

@@ -7,12 +7,18 @@ are raised as ``ApiError`` and rendered as ``{"error": {"code", "message"}}`` by
 
 from __future__ import annotations
 
+import json
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from index.api import Shows
+
 from ..engine_calls import fetch_article, run_engine, run_search
 from ..errors import ErrorCode
+from ..freshness import shows
+from ..http.caching import ETAG_BASIS_KEY
 from ..openapi import openapi_document
 from ..params import DEFAULT_SUGGEST_LIMIT, MAX_SUGGEST_LIMIT, parse_int, parse_q, parse_search
 from ..presenters import absolute, article_json, result_json
@@ -22,7 +28,12 @@ from ..state import app_state
 async def api_search(request: Request) -> Response:
     params = parse_search(request.query_params)
     result = await run_search(request, params.to_request())
-    return JSONResponse(result_json(result, app_state(request).config.base_url))
+    payload = result_json(result, app_state(request).config.base_url)
+    # The validator ignores the raw scores: they move with the whole collection's statistics at
+    # every commit, while the hits, their order and every other field stay what the answer says.
+    steady = {**payload, "hits": [{k: v for k, v in hit.items() if k != "score"} for hit in payload["hits"]]}
+    setattr(request.state, ETAG_BASIS_KEY, json.dumps(steady, ensure_ascii=False, sort_keys=True).encode())
+    return JSONResponse(payload)
 
 
 async def api_suggest(request: Request) -> Response:
@@ -33,7 +44,9 @@ async def api_suggest(request: Request) -> Response:
 
 
 async def api_article(request: Request) -> Response:
-    article = await fetch_article(request, request.path_params["article_id"])
+    article_id = request.path_params["article_id"]
+    shows(request, Shows.article(article_id))  # only a change to this article can change the answer
+    article = await fetch_article(request, article_id)
     return JSONResponse(article_json(article, app_state(request).config.base_url))
 
 
@@ -51,6 +64,7 @@ async def api_categories(request: Request) -> Response:
 
 
 async def api_openapi(request: Request) -> Response:
+    shows(request, Shows(any_change=False))  # the same whatever the index holds
     return JSONResponse(openapi_document(app_state(request).config.base_url))
 
 

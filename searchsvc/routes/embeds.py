@@ -96,7 +96,7 @@ async def embed(request: Request) -> Response:
     key = (generation, "embed", selection, limit, theme)
     return await serve_cached(request, state.feed_cache, key,
                               lambda: map_engine_errors(render_embed, request, engine, state.config, selection, limit,
-                                                        theme))
+                                                        theme), shows=selection.shows())
 
 
 _EMBED_JS: Document | None = None

@@ -150,7 +150,7 @@ async def feed(request: Request) -> Response:
 
     key = (generation, "feed", fmt, selection, limit, page)
     return await serve_cached(request, state.feed_cache, key, render, websub_links(config, selection, fmt, limit, page),
-                              view_type=VIEW_TYPES[fmt])
+                              view_type=VIEW_TYPES[fmt], shows=selection.shows())
 
 
 def websub_links(config: Config, selection: Selection, fmt: str, limit: int, page: int) -> dict[str, str] | None:

@@ -16,12 +16,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from index.api import MAX_RESULT_DEPTH, SORTS, FacetValue, Hit, SearchResult
+from index.api import MAX_RESULT_DEPTH, SORTS, FacetValue, Hit, SearchResult, Shows
 from index.article import Article
 from index.urls import web_url
 
 from ..engine_calls import fetch_article, run_engine, run_search
 from ..errors import ApiError, ErrorCode
+from ..freshness import shows
 from ..params import SearchParams, parse_int, parse_q, parse_search
 from ..presenters import (
     article_path,
@@ -182,7 +183,8 @@ async def home(request: Request) -> Response:
     if not params.is_empty or params.page > 1:
         return await render_search(request, params)
     categories = await run_engine(request, lambda e: e.categories(), heavy=False)
-    latest = await run_engine(request, lambda e: e.latest(None, HOME_LATEST, 0), heavy=True)
+    # The newest articles are a slice of the engine's catalog (cheap: never behind searches).
+    latest = await run_engine(request, lambda e: e.latest(None, HOME_LATEST, 0), heavy=False, charged=True)
     return render(
         request,
         "home.html",
@@ -228,6 +230,7 @@ def article_view(article: Article) -> dict[str, Any]:
 async def article_page(request: Request) -> Response:
     article_id = request.path_params["article_id"]
     q = parse_q(request.query_params)
+    shows(request, Shows.article(article_id))  # the article, and its category's label and feeds
     article = await fetch_article(request, article_id)
     slug = article.category_slug
     return render(
@@ -257,12 +260,14 @@ async def category_page(request: Request) -> Response:
     slug = request.path_params["slug"]
     max_page = MAX_RESULT_DEPTH // CATEGORY_PAGE_SIZE
     page = parse_int(request.query_params, "page", 1, ErrorCode.BAD_PAGE, 1, max_page)
+    shows(request, Shows.category(slug))  # its list and its count: nothing else
     categories = await run_engine(request, lambda e: e.categories(), heavy=False)
     category = next((c for c in categories if c.slug == slug), None)
     if category is None:
         raise ApiError(ErrorCode.CATEGORY_NOT_FOUND, "no such category")
     offset = (page - 1) * CATEGORY_PAGE_SIZE
-    articles = await run_engine(request, lambda e: e.latest(slug, CATEGORY_PAGE_SIZE, offset), heavy=True)
+    articles = await run_engine(request, lambda e: e.latest(slug, CATEGORY_PAGE_SIZE, offset), heavy=False,
+                                charged=True)
     return render(
         request,
         "category.html",
