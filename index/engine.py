@@ -10,6 +10,7 @@ searcher is always right. Opening is cheap because storage is opened without mma
 from __future__ import annotations
 
 import json
+import pickle
 import threading
 import time
 from collections import OrderedDict
@@ -70,7 +71,7 @@ class WhooshEngine:
         self._suggester_building = False
         # Results of the generation ``_results_generation`` (see ``search``); cachetools caches are
         # not thread-safe, and every engine thread and the event loop use this one: hence the lock.
-        self._results: LRUCache[tuple[object, ...], SearchResult] = LRUCache(0)
+        self._results: LRUCache[tuple[object, ...], tuple[bytes, int]] = LRUCache(0)  # (pickled result, hits)
         self._results_generation: str | None = None
         self._cache_lock = threading.Lock()
         # Every searcher still open and the thread it belongs to: close() must reach the searchers
@@ -281,12 +282,18 @@ class WhooshEngine:
 
     def _cached(self, key: tuple[object, ...]) -> SearchResult | None:
         with self._cache_lock:
-            return self._results.get(key)
+            held = self._results.get(key)
+        return None if held is None else pickle.loads(held[0])  # our own bytes; a fresh copy per hit
 
     def _store(self, key: tuple[object, ...], result: SearchResult) -> None:
         max_results, max_hits = self.RESULT_CACHE_SIZE, self.RESULT_CACHE_HITS
         if max_results <= 0 or max_hits <= 0:
             return
+        # Kept pickled: a result is dozens of objects per hit (article, paragraphs, spans), and the
+        # cycle collector walks every object a worker keeps on each full collection; measured under
+        # load, full collections paused a worker's event loop for up to 170 ms with results kept as
+        # objects (docs/benchmarks.md). Bytes are not walked; a hit costs one unpickling.
+        held = (pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL), len(result.hits))
         with self._cache_lock:
             if key[0] != self._results_generation:
                 # The first result of another generation: no key of the old one can be asked for
@@ -295,9 +302,9 @@ class WhooshEngine:
                 # repeats, never a stale answer, since the generation is in every key.)
                 # A result counts its hits, at most the whole budget: the newest result is always
                 # kept, alone if it has to be.
-                self._results = LRUCache(max_hits, getsizeof=lambda r: min(len(r.hits), max_hits))
+                self._results = LRUCache(max_hits, getsizeof=lambda r: min(r[1], max_hits))
                 self._results_generation = str(key[0])
-            self._results[key] = result
+            self._results[key] = held
             while len(self._results) > max_results:
                 self._results.popitem()  # the least recently used
 

@@ -446,14 +446,19 @@ def main(argv: list[str] | None = None) -> int:
         {"workers": args.workers, "engine_threads": args.engine_threads}, environ=settings
     )  # what the workers will run with (the same validation, so a bad value stops here)
     print(banner("bench_overload"), flush=True)
-    print(f"service: {args.workers} workers x {config.engine_threads} engine threads, admission queue "
-          f"{config.admission_queue} on the machine ({config.admission_queue_per_worker} per worker), deadline "
-          f"{config.admission_deadline:g} s; index {args.index_dir}")
+    # Code from before admission control (a baseline run from an older commit) has no such settings.
+    admission = {name: getattr(config, name, None)
+                 for name in ("admission_queue", "admission_queue_per_worker", "admission_deadline")}
+    deadline = float(admission["admission_deadline"] or 0)
+    print(f"service: {args.workers} workers x {config.engine_threads} engine threads, "
+          + (f"admission queue {admission['admission_queue']} on the machine "
+             f"({admission['admission_queue_per_worker']} per worker), deadline {deadline:g} s"
+             if admission["admission_queue"] is not None else "no admission control (older code)")
+          + f"; index {args.index_dir}")
     print(f"load: steps {plan} connections x {args.step_seconds:g} s of distinct /api/search, one asyncio process "
           f"(raw HTTP/1.1 keep-alive); after a 503 a connection waits Retry-After x uniform{BACKOFF}; probes "
           f"/healthz and a cached search page every {PROBE_EVERY * 1000:.0f} ms each", flush=True)
     rng = random.Random(args.seed)
-    deadline = config.admission_deadline
     with tempfile.TemporaryDirectory(prefix="bench-overload-") as tmp_name:
         tmp = Path(tmp_name)
         serve_args = argparse.Namespace(index_dir=args.index_dir, workers=args.workers,
@@ -503,13 +508,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({
             "settings": {k: str(v) for k, v in vars(args).items()},
-            "service": {"workers": args.workers, "engine_threads": config.engine_threads,
-                        "admission_queue": config.admission_queue,
-                        "admission_queue_per_worker": config.admission_queue_per_worker,
-                        "admission_deadline": config.admission_deadline},
+            "service": {"workers": args.workers, "engine_threads": config.engine_threads, **admission},
             "backoff": {"rule": f"Retry-After x uniform{BACKOFF}", "pauses": len(backoffs),
                         "p50_s": percentile(backoffs, 50) if backoffs else None},
-            "steps": [step.summary(config.admission_deadline) for step in steps],
+            "steps": [step.summary(deadline) for step in steps],
             "recovery_s": recovered, "in_flight_at_stop": bench.in_flight_at_stop,
             "worker_rss_mb_after": {str(p): mb for p, mb in rss_after.items()},
             "worker_peak_rss_mb": {str(p): mb for p, mb in peak.items()},

@@ -708,6 +708,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--build-articles", type=int, default=5000, help="corpus articles to index when building")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="a SEARCHSVC_* setting for the server (repeatable), e.g. SEARCHSVC_ENGINE_THREADS=1")
     ap.add_argument("--json", type=Path, help="write the figures as JSON here")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (index copy, server log)")
     args = ap.parse_args(argv)
@@ -732,7 +734,8 @@ def main(argv: list[str] | None = None) -> int:
     server = subprocess.Popen(
         [sys.executable, "-m", "searchsvc", "serve", "--index-dir", str(index_dir), "--host", "127.0.0.1",
          "--port", str(port), "--workers", str(args.workers), "--base-url", url, "--timeout-graceful-shutdown", "10"],
-        cwd=REPO_ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT)
+        cwd=REPO_ROOT, env=child_env(**dict(kv.split("=", 1) for kv in args.server_env)), stdout=log,
+        stderr=subprocess.STDOUT)
     failures: list[str] = []
     result: dict = {}
     try:

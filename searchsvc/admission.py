@@ -10,7 +10,10 @@ cannot finish in time, at once, with ``503 overloaded`` and ``Retry-After`` (``O
 * **queue**: at most ``queue`` requests wait for a thread; one more is refused at once.
 * **deadline** (``deadline`` seconds, 0: none): the budget of one expensive request, waiting and
   running. The time a run takes is learnt as it goes (an exponentially weighted mean of recent
-  runs, ``service_time``), so a request waits at most ``deadline - service_time`` and is refused
+  runs, ``service_time``, and the 95th percentile of the last 64, ``slow_time``), so a request
+  waits at most ``deadline * (1 - MARGIN) - slow_time`` (so that a run slower than most, and the
+  HTTP work around it, still end in time: with the mean alone, measured, the accepted p99 ended
+  just past the deadline) and is refused
   at once when the wait predicted from its place in the queue (``predicted_wait``) already
   exceeds that: a client is never kept waiting only to be refused. Only the wait is bounded: a run
   that has started is never interrupted (a thread cannot be cancelled, and its work would be lost).
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -44,6 +48,8 @@ SHED_DEADLINE = "deadline"  # the wait, predicted or real, would have left too l
 # at the rates the engine reaches, while one slow run moves it only a little.
 EWMA_WEIGHT = 0.1
 MAX_RETRY_AFTER = 30  # seconds: a refusal never sends a client away for longer
+RECENT_RUNS = 64  # run times kept for ``slow_time``
+MARGIN = 0.05  # of the deadline, left for what happens around a run (parsing, rendering, sending)
 
 
 class Overloaded(ApiError):
@@ -85,6 +91,7 @@ class Admission:
         self._threads = anyio.CapacityLimiter(threads)
         self._waiting = 0
         self._service: float | None = None  # None until a run has finished: nothing to predict with
+        self._recent: deque[float] = deque(maxlen=RECENT_RUNS)
 
     @property
     def waiting(self) -> int:
@@ -101,9 +108,18 @@ class Admission:
         """Seconds a run takes, by recent runs (0 before any)."""
         return self._service or 0.0
 
+    @property
+    def slow_time(self) -> float:
+        """Seconds the slower runs take: the 95th percentile of the last ``RECENT_RUNS`` (0 before any)."""
+        if not self._recent:
+            return 0.0
+        ordered = sorted(self._recent)
+        return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+
     def learn(self, seconds: float) -> None:
-        """Fold one run's time into ``service_time`` (done for every run; public for tests)."""
+        """Fold one run's time into ``service_time`` and ``slow_time`` (done for every run; public for tests)."""
         seconds = max(0.0, seconds)
+        self._recent.append(seconds)
         self._service = seconds if self._service is None else self._service + EWMA_WEIGHT * (seconds - self._service)
 
     def predicted_wait(self, ahead: int) -> float:
@@ -148,7 +164,7 @@ class Admission:
             raise self._shed(SHED_QUEUE, f"{ahead} requests are already waiting")
         budget: float | None = None
         if self.deadline > 0:
-            budget = self.deadline - self.service_time
+            budget = self.deadline * (1 - MARGIN) - max(self.service_time, self.slow_time)
             predicted = self.predicted_wait(ahead)
             if predicted > budget:
                 raise self._shed(SHED_DEADLINE, f"the wait ({predicted:.2f} s predicted) would leave too little "

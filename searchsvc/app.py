@@ -33,7 +33,9 @@ not a layer either, for the same reason: expensive work waits for an engine thre
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
@@ -82,6 +84,7 @@ from .routes import embeds as embed_routes
 from .routes import feeds as feed_routes
 from .routes import ops as ops_routes
 from .routes import pages as page_routes
+from .server import SERVE_WORKER_ENV
 from .state import STATE_ATTRIBUTE, AppState
 from .tombstones import Tombstones
 
@@ -238,9 +241,26 @@ async def open_index(state: AppState) -> None:
         # depended on when traffic started.
         if not await run_in_threadpool(state.engines.wait_warm, WARM_UP_WAIT):
             logger.warning("still warming up after %.0f s; serving anyway", WARM_UP_WAIT)
+        settle_heap()
     except EngineNotReady as exc:
         logger.warning("starting without a search index: %s (will retry on requests)", exc)
         state.metrics.set_index(None, None)
+
+
+def settle_heap() -> None:
+    """In a worker of ``searchsvc serve``, move everything the warm-up built (the catalog, the
+    vocabulary, the suggester, the facet tables: ~90,000 objects on the full corpus) out of the
+    cycle collector's reach with ``gc.freeze()``.
+
+    Why: a full collection walks every tracked object and holds the GIL meanwhile, so every
+    request of the worker waits for it; measured under load, those pauses reached 170 ms
+    (docs/benchmarks.md). Reference counting still frees frozen objects when the generation they
+    belong to goes; only garbage held in a reference cycle among them would stay, and the heap is
+    frozen once per worker, so that is bounded by one warm-up's leftovers. An app embedded in
+    another process (the tests) leaves that process's collector alone."""
+    if os.environ.get(SERVE_WORKER_ENV):
+        gc.collect()
+        gc.freeze()
 
 
 @contextlib.asynccontextmanager

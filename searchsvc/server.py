@@ -31,6 +31,9 @@ logger = logging.getLogger("searchsvc")
 
 APP_FACTORY = "searchsvc.app:create_app"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Set for the workers of ``searchsvc serve``: a process of their own, whose warmed-up heap the app
+# may freeze (``searchsvc.app.settle_heap``); an app embedded in another process never does.
+SERVE_WORKER_ENV = "SEARCHSVC_SERVE_WORKER"
 
 # Slow and idle clients (docs/reliability.md). uvicorn has no deadline for a request head: a client
 # that connects and sends nothing, or one header byte a second ("slow loris"), held its connection
@@ -127,6 +130,7 @@ def serve(config: Config) -> None:
     A requested stop is a normal return (exit status 0), whether one or several workers ran.
     """
     os.environ.update(config.to_env())
+    os.environ[SERVE_WORKER_ENV] = "1"
     metrics_dir: str | None = None
     shared_dir: str | None = None
     if config.workers > 1:
@@ -152,6 +156,7 @@ def serve(config: Config) -> None:
     finally:
         if applier is not None:
             applier.stop()
+        os.environ.pop(SERVE_WORKER_ENV, None)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         for directory in (metrics_dir, shared_dir):

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from index.api import MAX_RESULT_DEPTH, SORTS, FacetValue, Hit, SearchResult, Shows
+from index.api import MAX_RESULT_DEPTH, SORTS, FacetValue, Hit, SearchEngine, SearchResult, Shows
 from index.article import Article
 from index.urls import web_url
 
@@ -182,9 +182,10 @@ async def home(request: Request) -> Response:
     params = parse_search(request.query_params, RESULTS_PER_PAGE)
     if not params.is_empty or params.page > 1:
         return await render_search(request, params)
-    categories = await run_engine(request, lambda e: e.categories(), heavy=False)
-    # The newest articles are a slice of the engine's catalog (cheap: never behind searches).
-    latest = await run_engine(request, lambda e: e.latest(None, HOME_LATEST, 0), heavy=False, charged=True)
+    # The counts and the newest articles come from the engine's catalog: cheap, never behind
+    # searches, and asked for in one call (each trip to a thread waits for the GIL under load).
+    categories, latest = await run_engine(request, lambda e: (e.categories(), e.latest(None, HOME_LATEST, 0)),
+                                          heavy=False, charged=True)
     return render(
         request,
         "home.html",
@@ -261,13 +262,16 @@ async def category_page(request: Request) -> Response:
     max_page = MAX_RESULT_DEPTH // CATEGORY_PAGE_SIZE
     page = parse_int(request.query_params, "page", 1, ErrorCode.BAD_PAGE, 1, max_page)
     shows(request, Shows.category(slug))  # its list and its count: nothing else
-    categories = await run_engine(request, lambda e: e.categories(), heavy=False)
-    category = next((c for c in categories if c.slug == slug), None)
+    offset = (page - 1) * CATEGORY_PAGE_SIZE
+
+    def listing(engine: SearchEngine) -> tuple[FacetValue | None, list[Article]]:
+        category = next((c for c in engine.categories() if c.slug == slug), None)
+        return category, engine.latest(slug, CATEGORY_PAGE_SIZE, offset) if category is not None else []
+
+    # One cheap call (the catalog's count and slice), never behind searches.
+    category, articles = await run_engine(request, listing, heavy=False, charged=True)
     if category is None:
         raise ApiError(ErrorCode.CATEGORY_NOT_FOUND, "no such category")
-    offset = (page - 1) * CATEGORY_PAGE_SIZE
-    articles = await run_engine(request, lambda e: e.latest(slug, CATEGORY_PAGE_SIZE, offset), heavy=False,
-                                charged=True)
     return render(
         request,
         "category.html",
