@@ -17,6 +17,12 @@ Kinds (one query per drawn article):
   many articles contain it (an FTS5 phrase query) and reports the unique-span subset separately.
 * ``title_typo``: the title as written, except one syllable of 4+ letters, folded, gets one edit
   (insert, delete, substitute or transpose of a letter a-z).
+* ``body_passage``: a passage a reader pastes or retypes to find its source: 4-8 consecutive
+  syllables (numbers included) from anywhere in the body, in 7 cases of 10 a window that crosses
+  punctuation, a sentence or paragraph break, or holds a number (``body_span`` avoids all of
+  those). Half are pasted (the text as it stands, marks and punctuation kept, line breaks as
+  spaces), half retyped (marks and punctuation dropped; a number with group separators written
+  with them, without them, or with spaces, at random). The note says which boundaries it crosses.
 """
 
 from __future__ import annotations
@@ -28,10 +34,13 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
-from index.analysis import analyze, fold, nfc, split_tone
+from index.analysis import Token, analyze, fold, nfc, split_tone
 
-KINDS = ("title_unaccented", "title_nfd_oldtone", "body_span", "title_typo")
+KINDS = ("title_unaccented", "title_nfd_oldtone", "body_span", "title_typo", "body_passage")
 SPAN_SYLLABLES = 6
+PASSAGE_SYLLABLES = (4, 8)
+PASSAGE_CROSSING = 0.7  # share of passages drawn across a boundary (punctuation, break, number)
+_SENTENCE_END = re.compile(r"[.!?…]")
 TYPO_MIN_LETTERS = 4
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 _WORD_RE = re.compile(r"[^\W\d_]+")
@@ -183,11 +192,64 @@ def title_typo(doc: Doc, rng: random.Random) -> KnownItem | None:
                      note=f"{op}: {m.group()!r} -> {new!r}")
 
 
+def _passage_features(text: str, window: list[Token]) -> list[str]:
+    """Which boundaries a window of tokens crosses: ``paragraph``, ``sentence``, ``punctuation``
+    (any other mark between two syllables), ``number``."""
+    gaps = [text[a.end:b.start] for a, b in zip(window, window[1:])]
+    found = []
+    if any("\n" in g for g in gaps):
+        found.append("paragraph")
+    if any(_SENTENCE_END.search(g) for g in gaps):
+        found.append("sentence")
+    if any(g.strip() and not _SENTENCE_END.search(g) and "\n" not in g for g in gaps):
+        found.append("punctuation")
+    if any(any(ch.isdigit() for ch in text[t.start:t.end]) for t in window):
+        found.append("number")
+    return found
+
+
+def _retyped(word: str, rng: random.Random) -> str:
+    """How a reader types ``word`` from the page: no marks; a number with group separators
+    ("12.500") as written, run together, or spaced."""
+    folded = fold(word)
+    if any(ch.isdigit() for ch in folded) and re.search(r"\d[.,]\d", folded):
+        return rng.choice((folded, re.sub(r"[.,]", "", folded), re.sub(r"[.,]", " ", folded)))
+    return folded
+
+
+def body_passage(doc: Doc, rng: random.Random) -> KnownItem | None:
+    text = nfc(doc.body)
+    toks = [t for t in analyze(text) if t.end_pos == t.pos]
+    n = rng.randint(*PASSAGE_SYLLABLES)
+    if len(toks) < n:
+        return None
+    crossing = rng.random() < PASSAGE_CROSSING
+    start = rng.randrange(len(toks) - n + 1)
+    count = len(toks) - n + 1
+    chosen = start
+    for d in range(count):  # the first window from a random start that crosses (or not) as drawn
+        i = (start + d) % count
+        if bool(_passage_features(text, toks[i:i + n])) == crossing:
+            chosen = i
+            break
+    window = toks[chosen:chosen + n]
+    features = _passage_features(text, window)
+    if rng.random() < 0.5:
+        query = " ".join(text[window[0].start:window[-1].end].split())
+        form = "pasted"
+    else:
+        query = " ".join(_retyped(text[t.start:t.end], rng) for t in window)
+        form = "retyped"
+    note = f"{form}, {n} syllables at {chosen} of {len(toks)}; crosses: {', '.join(features) or 'nothing'}"
+    return KnownItem("body_passage", query, doc.id, doc.title, note=note)
+
+
 GENERATORS = {
     "title_unaccented": title_unaccented,
     "title_nfd_oldtone": title_nfd_oldtone,
     "body_span": body_span,
     "title_typo": title_typo,
+    "body_passage": body_passage,
 }
 
 

@@ -44,6 +44,7 @@ EXACT_TITLE_BOOST = 4.0
 EXACT_BODY_BOOST = 1.5
 PAIR_BOOST = 1.0
 NEAR_MIN_SYLLABLES = 4
+MIN_PASSAGE_SYLLABLES = 4  # index.passages: a query this long may be a copied passage
 
 
 @dataclass(slots=True)
@@ -270,6 +271,15 @@ class Planner:
             if p not in required and self.df("pair", p) > 0:
                 parts.append(_pair(p, PAIR_BOOST))
         return Q.Or(parts) if parts else None
+
+    def passage(self) -> list[str] | None:
+        """For a query that may be a copied passage (``index.passages``): its folded syllables in
+        order; None when the query is short, quoted, has an exclusion or alternatives joined by OR."""
+        parsed = self.parsed
+        if parsed.excluded or any(len(c.units) != 1 or c.units[0].phrase for c in parsed.clauses):
+            return None
+        syllables = parsed.syllables()
+        return syllables if len(syllables) >= MIN_PASSAGE_SYLLABLES else None
 
     def highlight_terms(self, tier: Tier) -> tuple[set[str], set[str]]:
         """(syllables marked alone, pairs marked together). Multi-syllable units that matched as

@@ -26,7 +26,8 @@ from index.api import (
     SearchResult,
 )
 from index.article import Article
-from index.plan import Context, Planner, build_filter
+from index.passages import contiguous_matches, holding
+from index.plan import Context, Planner, Step, build_filter
 from index.query import Alternative, parse
 from index.ranking import rank
 from index.snippets import highlight, snippet
@@ -35,6 +36,7 @@ from index.tiers import Tier
 DocSet = frozenset[int] | set[int]
 
 WEAK_TOTAL = 3  # fewer full matches than this: offer a "did you mean"
+CHECK_RANKED = 10  # best-ranked articles beyond the page also checked for a copied passage
 
 
 def validate(request: SearchRequest) -> None:
@@ -60,12 +62,25 @@ def search(ctx: Context, request: SearchRequest) -> SearchResult:
     sort = "newest" if parsed.empty and request.sort == "relevance" else request.sort
     allowed = ctx.docsets.evaluate(filt) if filt is not None else None
     tier, q, docs = first_match(ctx, planner, allowed)
+    contiguous = _passage(ctx, planner, allowed)
+    if contiguous:
+        # Every syllable is there, in one run: never a fuzzy or partial answer, and those
+        # articles are part of the answer whichever tier matched (index.passages says why).
+        if tier not in (Tier.ADJACENT, Tier.SYLLABLES):
+            tier, q = Tier.SYLLABLES, planner.query(Step(Tier.SYLLABLES))
+        docs = set(docs) | contiguous
     total = len(docs)
     hits: list[Hit] = []
     facets: dict[str, list[FacetValue]] = {"category": [], "year": [], "month": []}
     if total and q is not None:
         need = request.page * request.per_page
-        ranked = rank(ctx, planner, tier, q, docs, sort, need, request.recency_boost)
+        ranked = rank(ctx, planner, tier, q, docs, sort, need + len(contiguous), request.recency_boost)
+        if contiguous and sort == "relevance":
+            # The best-ranked articles may hold the run too without having been checked.
+            syllables = planner.passage() or []
+            top = [d for _, d in ranked[:need + CHECK_RANKED] if d not in contiguous]
+            contiguous |= holding(ctx.searcher, syllables, top)
+            ranked = _contiguous_first(ranked, contiguous)[:need]
         page = [(score, _article(ctx.searcher, d)) for score, d in ranked[need - request.per_page : need]]
         terms, pairs = planner.highlight_terms(tier)
         for score, article in page:
@@ -106,6 +121,22 @@ def first_match(ctx: Context, planner: Planner, allowed: DocSet | None) -> tuple
                 tier = Tier.FUZZY
         return tier, candidate, matched
     return Tier.NONE, None, frozenset()
+
+
+def _passage(ctx: Context, planner: Planner, allowed: DocSet | None) -> set[int]:
+    """The articles holding the query as one run of syllables, if it may be a copied passage."""
+    passage = planner.passage()
+    if passage is None:
+        return set()
+    return contiguous_matches(ctx.searcher, ctx.docsets, passage, allowed)
+
+
+def _contiguous_first(ranked: list[tuple[float, int]], contiguous: set[int]) -> list[tuple[float, int]]:
+    """The articles holding the whole passage first (in the order ranking gave them), then the rest."""
+    first = [r for r in ranked if r[1] in contiguous]
+    seen = {d for _, d in first}
+    first += [(0.0, d) for d in sorted(contiguous - seen)]
+    return first + [r for r in ranked if r[1] not in contiguous]
 
 
 def _within(docs: DocSet, allowed: DocSet | None) -> DocSet:

@@ -1,0 +1,81 @@
+"""Copied passages (index.passages): a passage pasted or retyped from an article finds it first,
+across punctuation, sentence and paragraph breaks and number separators, ahead of articles that
+hold the same pairs scattered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from index_helpers import article, build
+
+from index.analysis import fold
+from index.api import SearchRequest
+from index.passages import fold_text, pattern
+
+SOURCE = [
+    "Giá lúa tăng mạnh trong tháng này ở đồng bằng.",
+    "Theo báo cáo của: người mua, doanh nghiệp và thương lái, mỗi hộ được hỗ trợ 2 triệu đồng. "
+    "Mỗi hộ dân còn được vay vốn ưu đãi để xuất khẩu 12.500 tấn gạo",
+    "trong quý tới, theo UBND tỉnh. Theo đó các huyện phải báo cáo trước cuối tháng.",
+]
+# Every adjacent pair of the passages below, scattered over sentences: these articles satisfy the
+# adjacent-pairs tier without holding any passage as one run.
+SCATTERED = [
+    "Tài sản của người già. Người mua nhà vui. Họ mua doanh nghiệp nhỏ. Doanh nghiệp và ngân hàng ký kết.",
+    "Hoa màu của người dân. Người mua rau nhiều. Ai mua doanh nghiệp cũ? Doanh nghiệp và thương lái gặp nhau.",
+    "Đồng bằng mới. Mỗi hộ gia đình. Ho dân sự. Đồng mỗi ngày. Hộ dân nghèo. Dân còn nghèo.",
+]
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory):
+    articles = [article("nguon", "Vụ lúa đông xuân", SOURCE)]
+    articles += [article(f"rai-{i}", f"Tin vắn số {i}", [body]) for i, body in enumerate(SCATTERED)]
+    articles += [article(f"khac-{i}", f"Tin khác {i}", ["Thời tiết hôm nay nắng nhẹ ở miền Bắc."]) for i in range(5)]
+    with build(tmp_path_factory.mktemp("passages") / "ix", articles) as e:
+        yield e
+
+
+@pytest.mark.parametrize("q", [
+    "cua nguoi mua doanh nghiep va",  # across a colon and a comma, retyped
+    "của: người mua, doanh nghiệp và",  # pasted as it reads
+    "2 trieu dong moi ho dan",  # across a sentence end
+    "dong. Mỗi hộ dân còn",
+    "xuat khau 12 500 tan gao",  # a number with its separator retyped as a space
+    "xuất khẩu 12500 tấn gạo",  # ... or left out
+    "xuat khau 12.500 tan",
+    "tan gao trong quy toi",  # across a paragraph end
+    "ubnd tinh theo do cac huyen",  # an abbreviation, then a sentence end
+])  # fmt: skip
+def test_a_copied_passage_finds_its_article_first(engine, q: str) -> None:
+    result = engine.search(SearchRequest(q=q, per_page=5))
+    assert result.hits and result.hits[0].article.id == "nguon", [h.article.id for h in result.hits]
+    assert result.tier in ("adjacent", "syllables"), "every syllable is present: never a fuzzy answer"
+
+
+def test_the_whole_run_outranks_scattered_pairs_in_the_adjacent_tier(engine) -> None:
+    result = engine.search(SearchRequest(q="nguoi mua doanh nghiep va", per_page=5))
+    ids = [h.article.id for h in result.hits]
+    assert ids[0] == "nguon" and {"rai-0", "rai-1"} <= set(ids), ids
+
+
+def test_short_and_quoted_queries_are_left_to_the_tiers(engine) -> None:
+    quoted = engine.search(SearchRequest(q='"cua nguoi mua doanh nghiep va"', per_page=5))
+    assert "nguon" not in [h.article.id for h in quoted.hits]  # a quoted phrase stays a phrase of pairs
+    short = engine.search(SearchRequest(q="doanh nghiep va", per_page=5))
+    assert short.hits  # three syllables: the ordinary plan
+
+
+def test_the_pattern_and_the_folding() -> None:
+    assert fold_text("Đắk Nông, TP.HCM") == fold("Đắk Nông, TP.HCM").lower()
+    p = pattern(("cua", "nguoi", "mua"))
+    assert p.search("bao cao cua: nguoi mua, doanh") and p.search("cua\n\nnguoi mua")
+    assert not p.search("cuanguoi mua") and not p.search("cua nguoi muas")  # not inside another word
+    numbers = pattern(("12", "500", "tan"))
+    assert numbers.search("12500 tan") and numbers.search("12 500 tan") and not numbers.search("12 5000 tan")
+
+
+def test_a_passage_within_filters_only(engine, tmp_path: Path) -> None:
+    result = engine.search(SearchRequest(q="cua nguoi mua doanh nghiep va", categories=["the-thao"]))
+    assert result.total == 0
