@@ -225,6 +225,26 @@ def _emit_compound(raw: str, start: int, tokens: list[Token], pos: int) -> None:
         tokens.append(joined)
 
 
+def bridges(tokens: list[Token]) -> list[str]:
+    """Folded terms of the two syllables on either side of a gap (punctuation, a sentence end, a
+    line break: ``analyze`` leaves one position empty there): "hien voi" for "thực hiện. Với".
+
+    Pairs never cross a gap, so that a phrase stays a phrase; a passage copied across one still
+    has to be found (``index.passages``), and these terms, indexed in a field of their own, give
+    it the pair its break would otherwise lose.
+    """
+    by_pos: dict[int, list[Token]] = {}
+    for tok in tokens:
+        by_pos.setdefault(tok.pos, []).append(tok)
+    out: list[str] = []
+    for tok in tokens:
+        if tok.end_pos + 1 in by_pos:
+            continue
+        for nxt in by_pos.get(tok.end_pos + 2, ()):
+            out.append(tok.folded + PAIR_SEP + nxt.folded)
+    return out
+
+
 def pairs(tokens: list[Token]) -> list[str]:
     """Folded terms of adjacent syllables ("hoi nghi"), never across a gap.
 

@@ -11,7 +11,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC
 from pathlib import Path
@@ -103,8 +103,11 @@ def reason_key(reason: str) -> str:
     return _REASON_DETAIL.split(reason, maxsplit=1)[0].strip() or reason
 
 
-def article_fields(article: Article) -> dict[str, Any]:
-    """The Whoosh document for an article. Captions are searchable as part of the body."""
+def article_fields(article: Article, schema: Container[str] | None = None) -> dict[str, Any]:
+    """The Whoosh document for an article. Captions are searchable as part of the body.
+
+    ``schema``: the fields of the index written to; a field it lacks (an index built before the
+    field existed, still updated in place) is left out."""
     body = "\n\n".join([*article.body, *article.captions])
     local = article.published.astimezone(VN_TZ)
     fields = {
@@ -115,6 +118,7 @@ def article_fields(article: Article) -> dict[str, Any]:
         "body_exact": body,
         "body_folded": body,
         "body_pair": body,
+        "body_bridge": body,
         "category_slug": article.category_slug,
         "published": article.published.astimezone(UTC).replace(tzinfo=None),
         "year": f"{local.year:04d}",
@@ -125,6 +129,8 @@ def article_fields(article: Article) -> dict[str, Any]:
     }
     if article.source:
         fields["source_key"] = source_key(article.source)
+    if schema is not None:
+        fields = {name: value for name, value in fields.items() if name in schema}
     return fields
 
 
@@ -283,7 +289,7 @@ def _write(ix: FileIndex, items: Iterable[Article | ReadError], report: IndexRep
                 report.duplicates += 1
                 continue
             try:
-                fields = article_fields(item)
+                fields = article_fields(item, writer.schema)
             except (OverflowError, ValueError) as e:  # e.g. a date no index field can hold
                 report.skipped[f"cannot index ({type(e).__name__})"] += 1
                 if on_error:
@@ -291,7 +297,7 @@ def _write(ix: FileIndex, items: Iterable[Article | ReadError], report: IndexRep
                 continue
             canonical = labels.apply(item)
             if canonical is not item:
-                fields = article_fields(canonical)
+                fields = article_fields(canonical, writer.schema)
             seen.add(item.id)
             if fresh:
                 writer.add_document(**fields)
@@ -320,7 +326,7 @@ def _write(ix: FileIndex, items: Iterable[Article | ReadError], report: IndexRep
         writer = ix.writer(limitmb=limitmb)
         try:
             for article in later.values():  # counted as duplicates when read
-                writer.update_document(**article_fields(labels.apply(article)))
+                writer.update_document(**article_fields(labels.apply(article), writer.schema))
                 if progress:
                     progress(1)
             labels.save()

@@ -7,8 +7,10 @@ adjacent-pairs tier, while articles holding the same pairs scattered satisfy it.
 (``MIN_SYLLABLES`` or more syllables, nothing quoted or excluded) therefore gets a second look:
 
 1. candidates: the articles whose title or body holds all but at most ``MAX_BREAKS`` of the
-   query's adjacent pairs (a break between two syllables is a pair the index does not have), most
-   pairs and rarest pairs first, at most ``MAX_CHECKED`` of them;
+   query's adjacent pairs, most pairs and rarest pairs first, at most ``MAX_CHECKED`` of them. A
+   pair across a break is found in ``body_bridge`` (``index.analysis.bridges``), so an article
+   holding the passage holds all its pairs; in an index built before that field, a break is a
+   pair the index does not have;
 2. each candidate's stored title and body, folded, is matched against the syllables in order with
    only non-letters between them (between two numbers, nothing at all: "12 500" finds "12.500").
 
@@ -93,10 +95,13 @@ def contiguous_matches(searcher: Searcher, docsets: DocSets, syllables: list[str
         return set()
     syllables = merge_numbers(syllables)
     pairs = list(dict.fromkeys(f"{a} {b}" for a, b in zip(syllables, syllables[1:])))
+    bridged = "body_bridge" in searcher.schema  # an index built before the field: pairs only
     held: Counter[int] = Counter()
     weight: dict[int, float] = {}
     for pair in pairs:
         having = docsets.term("body_pair", pair) | docsets.term("title_pair", pair)
+        if bridged:
+            having = having | docsets.term("body_bridge", pair)
         held.update(having)
         rarity = 1.0 / (len(having) or 1)  # a rare pair says more about which article it is
         for d in having:

@@ -7,7 +7,9 @@ whose postings are short and make the first matching tier fast. Three views of e
 
 * ``*_exact``: canonical syllables with their marks, for ranking exact diacritics first;
 * ``*_folded``: marks stripped, đ -> d, for matching whatever the reader typed;
-* ``*_pair``: adjacent folded syllables ("hoi nghi"), never across punctuation.
+* ``*_pair``: adjacent folded syllables ("hoi nghi"), never across punctuation;
+* ``body_bridge``: the folded syllables on either side of punctuation or a break ("hien voi" in
+  "thực hiện. Với"), which only the search for copied passages reads (``index.passages``).
 
 Titles have their own fields so they can weigh more than bodies (BM25F field boosts in
 ``index.search``).
@@ -24,9 +26,9 @@ from whoosh.analysis import Tokenizer
 from whoosh.columns import VarBytesColumn
 from whoosh.fields import COLUMN, DATETIME, ID, NUMERIC, STORED, TEXT, Schema
 
-from index.analysis import Token, analyze, fold, nfc, pairs
+from index.analysis import Token, analyze, bridges, fold, nfc, pairs
 
-KINDS = ("exact", "folded", "pair")
+KINDS = ("exact", "folded", "pair", "bridge")
 
 
 class _LastAnalysis(threading.local):
@@ -71,6 +73,8 @@ class SyllableAnalyzer(Tokenizer):  # type: ignore[misc]  # Whoosh's classes are
         tokens, pair_terms = analysis_of(text)
         if self.kind == "pair":
             return pair_terms
+        if self.kind == "bridge":
+            return bridges(tokens)
         if self.kind == "exact":
             # Only syllables written with marks: exact terms serve to rank what the reader typed
             # *with* marks above folded-only matches, and a query syllable without marks never
@@ -104,6 +108,7 @@ def build_schema() -> Schema:
         body_exact=_text("exact"),
         body_folded=_text("folded"),
         body_pair=_text("pair"),
+        body_bridge=_text("bridge"),
         category_slug=ID(stored=True, sortable=True),
         source_key=ID(sortable=True),
         published=DATETIME(sortable=True),

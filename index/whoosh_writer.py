@@ -205,7 +205,7 @@ class WhooshIndexWriter:
                     assert entry.article is not None  # the journal stores an article with every upsert
                     article = labels.apply(entry.article)
                     try:
-                        fields = article_fields(article)
+                        fields = article_fields(article, writer.schema)
                     except (OverflowError, ValueError) as exc:  # e.g. a date no index field can hold
                         logger.error("journal entry %d: cannot index %r: %s; skipped", entry.seq,
                                      entry.article_id, exc)

@@ -79,3 +79,33 @@ def test_the_pattern_and_the_folding() -> None:
 def test_a_passage_within_filters_only(engine, tmp_path: Path) -> None:
     result = engine.search(SearchRequest(q="cua nguoi mua doanh nghiep va", categories=["the-thao"]))
     assert result.total == 0
+
+
+def test_bridges_are_the_syllables_on_either_side_of_a_break() -> None:
+    from index.analysis import analyze, bridges, nfc, pairs
+
+    tokens = analyze(nfc("thực hiện. Với\n\nMỗi hộ (dân) nói"))
+    assert bridges(tokens) == ["hien voi", "voi moi", "ho dan", "dan noi"]
+    assert not set(bridges(tokens)) & set(pairs(tokens))  # pairs never cross a break; bridges only do
+
+
+def test_fields_an_older_index_lacks_are_left_out() -> None:
+    from index.builder import article_fields
+
+    a = article("x", "Tiêu đề", "Nội dung. Mới")
+    assert "body_bridge" in article_fields(a)
+    older = {"id", "title_exact", "body_pair", "doc"}
+    assert set(article_fields(a, older)) == older
+
+
+def test_a_passage_of_common_pairs_across_a_break_is_found(tmp_path: Path) -> None:
+    """Thirty articles hold "địa phương thực hiện", the one that holds it followed by ". Với" is
+    the thirty-first: without the pair across the full stop, it would not be among the candidates
+    checked (24), all holding the same three pairs."""
+    common = "Các địa phương thực hiện tốt chỉ thị số {} với sự hỗ trợ."
+    articles = [article(f"a-{i:02d}", f"Tin {i}", [common.format(i)]) for i in range(30)]
+    source = "Kế hoạch giao cho địa phương thực hiện. Với các xã khó khăn, tỉnh hỗ trợ."
+    articles.append(article("z-nguon", "Nguồn", [source]))
+    with build(tmp_path / "ix", articles) as engine:
+        result = engine.search(SearchRequest(q="dia phuong thuc hien voi", per_page=3))
+        assert result.hits[0].article.id == "z-nguon", [h.article.id for h in result.hits]
