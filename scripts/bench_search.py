@@ -79,6 +79,8 @@ class Source:
     title: str
     category_slug: str
     day: date
+    id: str = ""
+    body: str = ""
 
 
 def make_queries(sources: list[Source], n: int, seed: int) -> dict[str, list[Query]]:
@@ -119,6 +121,17 @@ def make_queries(sources: list[Source], n: int, seed: int) -> dict[str, list[Que
         words[i] = eq.typo(words[i], rng)[0]
         typos.append(Query("typo", " ".join(words)))
     out["typo"] = typos
+
+    # Copied passages (benchkit.queries.body_passage: 4-8 syllables of a body, most across a break):
+    # the queries that take index.passages' second look.
+    rng = random.Random(f"{seed}:passage")
+    passages: list[Query] = []
+    while len(passages) < total:
+        src = sources[rng.randrange(len(sources))]
+        item = eq.body_passage(eq.Doc(src.id, src.title, src.body), rng)
+        if item is not None:
+            passages.append(Query("passage", item.query))
+    out["passage"] = passages
 
     rng = random.Random(f"{seed}:faceted")
     gen = runs_of(rng, 2, 4)
@@ -255,7 +268,8 @@ def main() -> None:
     print(f"index: {args.index_dir} ({n_docs:,} articles); {args.n} measured queries per kind after {WARMUP} "
           f"warm-up queries of the same kind; one engine, one thread; seed {args.seed}")
 
-    sources = [Source(a.title, a.category_slug, a.published.astimezone(VN_TZ).date()) for a in iter_articles(n_docs)]
+    sources = [Source(a.title, a.category_slug, a.published.astimezone(VN_TZ).date(), a.id, a.body_text)
+               for a in iter_articles(n_docs)]
     queries = make_queries(sources, args.n, args.seed)
     for kind, qs in queries.items():
         print(f"  e.g. {kind:<8} " + " | ".join(
@@ -268,7 +282,7 @@ def main() -> None:
     print(f"\nsuggester build (first suggest() call, excluded below): {suggester_build:.2f} s")
 
     results: list[tuple[Timing, float | None]] = []
-    for kind in ("plain", "phrase", "typo", "faceted"):
+    for kind in ("plain", "phrase", "typo", "faceted", "passage"):
         results.append((run_whoosh(engine, queries[kind], f"whoosh {kind}"), TARGET_SEARCH_P95))
         print(f"  done whoosh {kind}; {load_note()}", file=sys.stderr, flush=True)
     results.append((run_whoosh(engine, queries["plain"], "whoosh plain (snippets+facets off)", False, False), None))
@@ -279,7 +293,7 @@ def main() -> None:
     if not args.skip_fts5:
         fts5.ensure(args.fts5_db, n_docs)
         fts = fts5.Fts5(args.fts5_db)
-        for kind in ("plain", "phrase", "typo", "faceted"):
+        for kind in ("plain", "phrase", "typo", "faceted", "passage"):
             f_results.append(run_fts5(fts, queries[kind], f"fts5 {kind}"))
         f_results.append(run_fts5(fts, queries["plain"], "fts5 plain (snippets+facets off)", False, False))
 
