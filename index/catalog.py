@@ -187,7 +187,7 @@ def _from_previous(token: str, base: Snapshot, segments: dict[str, SegmentDocs],
     changed_ids: set[str] = set()
     touched: set[str] = set()
     for article_id, entry in gone.items():
-        if live.get(article_id) is entry or (live.get(article_id) == entry):
+        if live.get(article_id) == entry:
             del live[article_id]
     for article_id, entry in came.items():
         live[article_id] = entry

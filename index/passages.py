@@ -97,18 +97,21 @@ def contiguous_matches(searcher: Searcher, docsets: DocSets, syllables: list[str
     pairs = list(dict.fromkeys(f"{a} {b}" for a, b in zip(syllables, syllables[1:])))
     bridged = "body_bridge" in searcher.schema  # an index built before the field: pairs only
     held: Counter[int] = Counter()
-    weight: dict[int, float] = {}
+    sets = []
     for pair in pairs:
         having = docsets.term("body_pair", pair) | docsets.term("title_pair", pair)
         if bridged:
             having = having | docsets.term("body_bridge", pair)
-        held.update(having)
-        rarity = 1.0 / (len(having) or 1)  # a rare pair says more about which article it is
-        for d in having:
-            weight[d] = weight.get(d, 0.0) + rarity
+        held.update(having)  # counted in C; the weights below are computed for candidates only
+        sets.append(having)
     need = max(1, len(pairs) - MAX_BREAKS)
     candidates = [d for d, n in held.items() if n >= need and (allowed is None or d in allowed)]
-    checked = sorted(candidates, key=lambda d: (-held[d], -weight[d], d))[:MAX_CHECKED]
+    rarity = [1.0 / (len(having) or 1) for having in sets]  # a rare pair says more about which article
+
+    def weight(d: int) -> float:
+        return sum(r for r, having in zip(rarity, sets) if d in having)
+
+    checked = sorted(candidates, key=lambda d: (-held[d], -weight(d), d))[:MAX_CHECKED]
     return holding(searcher, syllables, checked)
 
 

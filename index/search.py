@@ -62,7 +62,8 @@ def search(ctx: Context, request: SearchRequest) -> SearchResult:
     sort = "newest" if parsed.empty and request.sort == "relevance" else request.sort
     allowed = ctx.docsets.evaluate(filt) if filt is not None else None
     tier, q, docs = first_match(ctx, planner, allowed)
-    contiguous = _passage(ctx, planner, allowed)
+    passage = planner.passage()  # the query's syllables when it may be a copied passage
+    contiguous = _passage(ctx, passage, allowed)
     if contiguous:
         # Every syllable is there, in one run: never a fuzzy or partial answer, and those
         # articles are part of the answer whichever tier matched (index.passages says why).
@@ -77,9 +78,8 @@ def search(ctx: Context, request: SearchRequest) -> SearchResult:
         ranked = rank(ctx, planner, tier, q, docs, sort, need + len(contiguous), request.recency_boost)
         if contiguous and sort == "relevance":
             # The best-ranked articles may hold the run too without having been checked.
-            syllables = planner.passage() or []
             top = [d for _, d in ranked[:need + CHECK_RANKED] if d not in contiguous]
-            contiguous |= holding(ctx.searcher, syllables, top)
+            contiguous |= holding(ctx.searcher, passage or [], top)
             ranked = _contiguous_first(ranked, contiguous)[:need]
         page = [(score, _article(ctx.searcher, d)) for score, d in ranked[need - request.per_page : need]]
         terms, pairs = planner.highlight_terms(tier)
@@ -123,9 +123,8 @@ def first_match(ctx: Context, planner: Planner, allowed: DocSet | None) -> tuple
     return Tier.NONE, None, frozenset()
 
 
-def _passage(ctx: Context, planner: Planner, allowed: DocSet | None) -> set[int]:
-    """The articles holding the query as one run of syllables, if it may be a copied passage."""
-    passage = planner.passage()
+def _passage(ctx: Context, passage: list[str] | None, allowed: DocSet | None) -> set[int]:
+    """The articles holding ``passage`` (the query's syllables) as one run, if it may be one."""
     if passage is None:
         return set()
     return contiguous_matches(ctx.searcher, ctx.docsets, passage, allowed)

@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from index_helpers import article, build
 
 from index.analysis import fold
@@ -109,3 +111,17 @@ def test_a_passage_of_common_pairs_across_a_break_is_found(tmp_path: Path) -> No
     with build(tmp_path / "ix", articles) as engine:
         result = engine.search(SearchRequest(q="dia phuong thuc hien voi", per_page=3))
         assert result.hits[0].article.id == "z-nguon", [h.article.id for h in result.hits]
+
+
+_WORDS = ["của", "người", "mua", "12.500", "12", "500", "tấn", "UBND", "TP.HCM", "đồng.", "Mỗi", "hộ",
+          "dân:", "(x)", "a" * 60, "\u0301", "\\", "*", "[", "(?", "$", "\x00", "🙂", "Đắk", "3,5"]
+
+
+@given(st.lists(st.one_of(st.sampled_from(_WORDS), st.text(min_size=1, max_size=12)), min_size=4, max_size=80))
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_hostile_long_queries_never_break_the_passage_check(engine, words: list[str]) -> None:
+    """Regex metacharacters, control characters, marks alone, emoji, numbers in every form, very
+    long words, queries past the length cap: an answer or an empty answer, never an exception."""
+    result = engine.search(SearchRequest(q=" ".join(words), per_page=5))
+    assert result.total >= len(result.hits)
+    assert pattern(tuple(w for w in (fold_text(x).strip() for x in words) if w) or ("x",)).pattern
