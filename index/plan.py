@@ -274,10 +274,14 @@ class Planner:
 
     def passage(self) -> list[str] | None:
         """For a query that may be a copied passage (``index.passages``): its folded syllables in
-        order; None when the query is short, quoted, has an exclusion or alternatives joined by OR."""
+        order; None when the query is short, quoted as a whole, has an exclusion or alternatives
+        joined by OR."""
         parsed = self.parsed
-        if parsed.excluded or any(len(c.units) != 1 or c.units[0].phrase for c in parsed.clauses):
+        if parsed.excluded or any(len(c.units) != 1 for c in parsed.clauses):
             return None
+        if len(parsed.clauses) == 1 and parsed.clauses[0].units[0].phrase:
+            return None  # the whole query quoted: the reader asked for that phrase, pairs and all
+        # A quote inside a longer query is most often part of what was copied ('phong trào "thử').
         syllables = parsed.syllables()
         return syllables if len(syllables) >= MIN_PASSAGE_SYLLABLES else None
 

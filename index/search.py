@@ -63,23 +63,26 @@ def search(ctx: Context, request: SearchRequest) -> SearchResult:
     allowed = ctx.docsets.evaluate(filt) if filt is not None else None
     tier, q, docs = first_match(ctx, planner, allowed)
     passage = planner.passage()  # the query's syllables when it may be a copied passage
-    contiguous = _passage(ctx, passage, allowed)
+    contiguous, checked, complete = _passage(ctx, passage, allowed)
     if contiguous:
         # Every syllable is there, in one run: never a fuzzy or partial answer, and those
         # articles are part of the answer whichever tier matched (index.passages says why).
         if tier not in (Tier.ADJACENT, Tier.SYLLABLES):
-            tier, q = Tier.SYLLABLES, planner.query(Step(Tier.SYLLABLES))
+            # Ranked as the syllables the reader typed, without typo corrections (there is no typo).
+            tier, q = Tier.SYLLABLES, planner.query(Step(Tier.SYLLABLES), corrections=False)
         docs = set(docs) | contiguous
     total = len(docs)
     hits: list[Hit] = []
     facets: dict[str, list[FacetValue]] = {"category": [], "year": [], "month": []}
     if total and q is not None:
         need = request.page * request.per_page
-        ranked = rank(ctx, planner, tier, q, docs, sort, need + len(contiguous), request.recency_boost)
-        if contiguous and sort == "relevance":
-            # The best-ranked articles may hold the run too without having been checked.
-            top = [d for _, d in ranked[:need + CHECK_RANKED] if d not in contiguous]
-            contiguous |= holding(ctx.searcher, passage or [], top)
+        # Deep enough to hold every article found to hold the run, and those to be checked.
+        depth = need + len(contiguous) + (CHECK_RANKED if not complete else 0)
+        ranked = rank(ctx, planner, tier, q, docs, sort, depth, request.recency_boost)
+        if passage is not None and sort == "relevance" and (contiguous or not complete):
+            if not complete:  # the best-ranked articles may hold the run without having been checked
+                top = [d for _, d in ranked[:need + CHECK_RANKED] if d not in checked]
+                contiguous |= holding(ctx.searcher, passage, top)
             ranked = _contiguous_first(ranked, contiguous)[:need]
         page = [(score, _article(ctx.searcher, d)) for score, d in ranked[need - request.per_page : need]]
         terms, pairs = planner.highlight_terms(tier)
@@ -92,7 +95,9 @@ def search(ctx: Context, request: SearchRequest) -> SearchResult:
         if request.facets:
             facets = _facet_values(ctx, docs)
     suggestion = None
-    weak = tier in (Tier.FUZZY, Tier.PARTIAL, Tier.NONE) or total < WEAK_TOTAL
+    # A query found as one run in an article is spelt as that article spells it: no "did you mean"
+    # (which, for the few articles a long passage finds, would try hundreds of corrections).
+    weak = not contiguous and (tier in (Tier.FUZZY, Tier.PARTIAL, Tier.NONE) or total < WEAK_TOTAL)
     if request.spelling_suggestion and not parsed.empty and weak:
         full_matches = total if tier in (Tier.ADJACENT, Tier.SYLLABLES) else 0
         suggestion = _did_you_mean(ctx, planner, full_matches, allowed)
@@ -123,10 +128,12 @@ def first_match(ctx: Context, planner: Planner, allowed: DocSet | None) -> tuple
     return Tier.NONE, None, frozenset()
 
 
-def _passage(ctx: Context, passage: list[str] | None, allowed: DocSet | None) -> set[int]:
-    """The articles holding ``passage`` (the query's syllables) as one run, if it may be one."""
+def _passage(ctx: Context, passage: list[str] | None,
+             allowed: DocSet | None) -> tuple[set[int], set[int], bool]:
+    """The articles holding ``passage`` (the query's syllables) as one run, if it may be one, the
+    articles checked, and whether they were every article that can hold it."""
     if passage is None:
-        return set()
+        return set(), set(), True
     return contiguous_matches(ctx.searcher, ctx.docsets, passage, allowed)
 
 

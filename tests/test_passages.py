@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from index_helpers import article, build
 
+from index import passages
 from index.analysis import fold
 from index.api import SearchRequest
 from index.passages import fold_text, pattern
@@ -49,11 +50,14 @@ def engine(tmp_path_factory: pytest.TempPathFactory):
     "xuat khau 12.500 tan",
     "tan gao trong quy toi",  # across a paragraph end
     "ubnd tinh theo do cac huyen",  # an abbreviation, then a sentence end
+    'của: người mua, "doanh nghiệp',  # a quote mark copied with the passage opens an unclosed phrase
+    'nguoi mua "doanh nghiep" va thuong',  # ... or a closed one inside a longer query
 ])  # fmt: skip
 def test_a_copied_passage_finds_its_article_first(engine, q: str) -> None:
     result = engine.search(SearchRequest(q=q, per_page=5))
     assert result.hits and result.hits[0].article.id == "nguon", [h.article.id for h in result.hits]
     assert result.tier in ("adjacent", "syllables"), "every syllable is present: never a fuzzy answer"
+    assert result.suggestion is None, "found as one run, as an article spells it: no 'did you mean'"
 
 
 def test_the_whole_run_outranks_scattered_pairs_in_the_adjacent_tier(engine) -> None:
@@ -111,6 +115,22 @@ def test_a_passage_of_common_pairs_across_a_break_is_found(tmp_path: Path) -> No
     with build(tmp_path / "ix", articles) as engine:
         result = engine.search(SearchRequest(q="dia phuong thuc hien voi", per_page=3))
         assert result.hits[0].article.id == "z-nguon", [h.article.id for h in result.hits]
+
+
+def test_when_many_articles_hold_every_pair_the_best_ranked_holding_the_run_come_first(tmp_path: Path) -> None:
+    """More articles hold every pair than are read one by one (``passages.SMALL_POOL``): the answer's
+    best-ranked articles are checked instead, and those holding the run still come first, ahead of
+    shorter articles, ranked higher, that hold the same pairs scattered over sentences."""
+    run = "Báo cáo cho biết địa phương thực hiện tốt việc này trong năm qua, theo sở."
+    scattered = "Địa phương nhỏ. Phương thực hiện xong. Thực hiện tốt. Tốt việc. Việc này."
+    articles = [article(f"run-{i:02d}", f"Tin số {i}", [run, f"Thêm nội dung khác của bài viết số {i}."])
+                for i in range(passages.SMALL_POOL + 8)]
+    articles += [article(f"rai-{i}", f"Địa phương thực, thực hiện tốt, tốt việc này {i}", [scattered])
+                 for i in range(4)]
+    with build(tmp_path / "ix", articles) as engine:
+        result = engine.search(SearchRequest(q="dia phuong thuc hien tot viec nay", per_page=5))
+        ids = [h.article.id for h in result.hits]
+        assert ids and all(i.startswith("run-") for i in ids), ids
 
 
 _WORDS = ["của", "người", "mua", "12.500", "12", "500", "tấn", "UBND", "TP.HCM", "đồng.", "Mỗi", "hộ",
