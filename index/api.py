@@ -45,6 +45,11 @@ class SearchError(ValueError):
         self.code = code
 
 
+class EngineUnavailable(RuntimeError):
+    """The engine cannot answer now (every node of the cluster engine down, lagging or timing
+    out): the caller answers 503 and the reader retries; never a reader's mistake."""
+
+
 class SettingError(ValueError):
     """A setting (a ``SEARCHSVC_*`` variable, a configuration value) that cannot be used.
 

@@ -22,7 +22,10 @@ other error (a full disk, an unreadable journal) is retried with exponential bac
 journal keeps every entry. Exceptions in ``on_commit`` are logged and ignored: the index and the
 journal are already consistent when it runs.
 
-Only ``index.publishing`` types are used here (the journal is SQLite, the writer any engine's).
+Only ``index.publishing`` types are used here (the journal is SQLite, the writer any engine's:
+``run_applier`` picks the Whoosh writer or the cluster's, ``index_writer``). With the cluster
+engine the index directory is the service's local state directory: the applier lock and the
+status file stay there, the commits (and the applied number) go to the cluster.
 """
 
 from __future__ import annotations
@@ -347,10 +350,29 @@ def applier_lock(index_dir: Path, stop: threading.Event) -> Iterator[bool]:
         os.close(fd)
 
 
+@contextmanager
+def index_writer(index_dir: Path, engine: str = "whoosh") -> Iterator[IndexWriter]:
+    """The ``IndexWriter`` of ``engine`` (``searchsvc.config.ENGINES``), closed on exit: the Whoosh
+    index in ``index_dir``, or the Typesense cluster of the ``SEARCHSVC_TYPESENSE_*`` settings
+    (``SettingError`` names a bad one)."""
+    if engine == "typesense":
+        from index.typesense.applier_writer import ClusterIndexWriter
+
+        with ClusterIndexWriter() as cluster:
+            yield cluster
+    elif engine == "whoosh":
+        from index.whoosh_writer import WhooshIndexWriter
+
+        yield WhooshIndexWriter(index_dir)
+    else:
+        raise SettingError(f"no index writer for the engine {engine!r} (whoosh or typesense)")
+
+
 def run_applier(
     index_dir: Path,
     journal_path: Path,
     *,
+    engine: str = "whoosh",
     interval: float = DEFAULT_INTERVAL,
     max_batch: int = DEFAULT_MAX_BATCH,
     on_commit: CommitHook | None = None,
@@ -359,9 +381,7 @@ def run_applier(
     hook_stats: HookStats | None = None,
 ) -> None:
     """Run the applier of ``index_dir`` until ``stop``: wait (quietly) for the journal to exist,
-    take the applier lock, then apply with the Whoosh writer."""
-    from index.whoosh_writer import WhooshIndexWriter
-
+    take the applier lock, then apply with the writer of ``engine`` (``index_writer``)."""
     stop = stop or threading.Event()
     announced = False
     while not Path(journal_path).exists():
@@ -378,9 +398,10 @@ def run_applier(
         if journal is None:
             return
         try:
-            Applier(journal, WhooshIndexWriter(index_dir), interval=interval, max_batch=max_batch,
-                    on_commit=on_commit, status_path=status_path or default_status_path(index_dir),
-                    stop=stop, hook_stats=hook_stats).run()
+            with index_writer(index_dir, engine) as writer:
+                Applier(journal, writer, interval=interval, max_batch=max_batch,
+                        on_commit=on_commit, status_path=status_path or default_status_path(index_dir),
+                        stop=stop, hook_stats=hook_stats).run()
         finally:
             journal.close()
 

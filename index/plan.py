@@ -36,7 +36,7 @@ from index.article import VN_TZ, slugify
 from index.docsets import DocSets
 from index.query import Alternative, ParsedQuery, Unit
 from index.schema import source_key
-from index.spelling import Lexicon, Speller
+from index.spelling import Lexicon, Speller, TermStats
 from index.tiers import Tier
 
 TITLE_BOOST = 3.0
@@ -101,10 +101,15 @@ def _or(parts: list[Q.Query]) -> Q.Query:
 class Planner:
     """Builds the Whoosh query of each step for one parsed query (document frequencies cached)."""
 
-    def __init__(self, ctx: Context, parsed: ParsedQuery) -> None:
-        self.ctx = ctx
+    def __init__(self, ctx: Context | None, parsed: ParsedQuery, lexicon: TermStats | None = None) -> None:
+        """``lexicon``: the terms another engine knows (``index.typesense``); by default, those
+        of ``ctx``'s open Whoosh index."""
         self.parsed = parsed
-        self.lexicon = Lexicon(ctx.searcher.reader(), ctx.vocabulary)
+        if lexicon is None:
+            if ctx is None:
+                raise ValueError("a Planner needs an open index or a lexicon")
+            lexicon = Lexicon(ctx.searcher.reader(), ctx.vocabulary)
+        self.lexicon: TermStats = lexicon
         self.speller = Speller(self.lexicon)
         self.df = self.lexicon.df
 

@@ -10,6 +10,7 @@ answered (``SearchResult.tier``, an ``index.tiers.Tier``).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from whoosh import query as Q
@@ -152,11 +153,13 @@ def _within(docs: DocSet, allowed: DocSet | None) -> DocSet:
 def _did_you_mean(ctx: Context, planner: Planner, total: int, allowed: DocSet | None) -> str | None:
     """``Speller.did_you_mean`` over this index, within the request's filters."""
 
-    def matching(alt: Alternative) -> DocSet:
-        return _within(ctx.docsets.evaluate(planner.adjacent_or_anywhere(alt)), allowed)
+    def matching(alt: Alternative) -> tuple[int, Callable[[], dict[str, Any]]]:
+        docs = _within(ctx.docsets.evaluate(planner.adjacent_or_anywhere(alt)), allowed)
+        # Spelt as the newest of them spells it (as the cluster engine does: its default order).
+        keys = ctx.docsets.published_keys()
+        return len(docs), lambda: _stored(ctx.searcher, max(docs, key=lambda d: (keys[d], -d)))
 
-    return planner.speller.did_you_mean(planner.parsed.syllables(), total, matching,
-                                        lambda docnum: _stored(ctx.searcher, docnum))
+    return planner.speller.did_you_mean(planner.parsed.syllables(), total, matching)
 
 
 def _stored(searcher: Searcher, docnum: int) -> dict[str, Any]:

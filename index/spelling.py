@@ -9,7 +9,7 @@ can only ever point at words that occur in some article.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from whoosh.reading import IndexReader
 
@@ -45,6 +45,15 @@ def _plain(folded: list[str] | tuple[str, ...]) -> Alternative:
     return Alternative(tuple(folded), tuple(folded), tuple(False for _ in folded))
 
 
+class TermStats(Protocol):
+    """What a speller needs to know of an index's terms (``Lexicon`` for Whoosh; the cluster
+    engine has its own, ``index.typesense.lexicon``)."""
+
+    def df(self, kind: str, term: str) -> int: ...
+
+    def known(self, syllable: str) -> bool: ...
+
+
 class Lexicon:
     """What the open index knows of terms, for one query: document frequencies over the title and
     body fields of a kind ("folded", "pair", "exact"), cached, and the folded vocabulary."""
@@ -76,7 +85,7 @@ class Speller:
 
     __slots__ = ("lexicon", "_corrections")
 
-    def __init__(self, lexicon: Lexicon) -> None:
+    def __init__(self, lexicon: TermStats) -> None:
         self.lexicon = lexicon
         self._corrections: dict[Alternative, list[Alternative]] = {}
 
@@ -134,28 +143,28 @@ class Speller:
         self._corrections[alt] = result
         return result
 
-    def did_you_mean(self, syllables: list[str], total: int, matching: Callable[[Alternative], DocSet],
-                     stored: Callable[[int], dict[str, Any]]) -> str | None:
+    def did_you_mean(self, syllables: list[str], total: int,
+                     matching: Callable[[Alternative], tuple[int, Callable[[], dict[str, Any]]]]) -> str | None:
         """A one-edit correction of the query's folded ``syllables`` that matches many more articles
         than the query's ``total`` full matches, spelt with the diacritics found in the best matching
         article ("hoi ngih" -> "hội nghị").
 
-        ``matching(alt)``: the articles (within the request's filters) matching ``alt``, adjacent
-        when it can be; ``stored(docnum)``: an article's stored JSON document."""
+        ``matching(alt)``: how many articles (within the request's filters) match ``alt``, adjacent
+        when it can be, and a function reading the stored JSON document of the first of them."""
         if not syllables or len(syllables) > MAX_SUGGESTION_SYLLABLES:
             return None
         enough = max(2, total * 3)
         for alt in self.pair_corrections(_plain(syllables)):
-            docs = matching(alt)
-            if len(docs) > enough:
-                return restore_marks(list(alt.folded), stored(min(docs)))
+            count, first = matching(alt)
+            if count > enough:
+                return restore_marks(list(alt.folded), first())
         corrected = self.frequent_neighbours(syllables)
         if corrected == syllables:
             return None
-        docs = matching(_plain(corrected))
-        if len(docs) <= enough:
+        count, first = matching(_plain(corrected))
+        if count <= enough:
             return None
-        return restore_marks(corrected, stored(min(docs)))
+        return restore_marks(corrected, first())
 
     def frequent_neighbours(self, syllables: list[str]) -> list[str]:
         """Each syllable replaced by a one-edit variant found in clearly more articles (3x and

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import sys
@@ -84,13 +85,19 @@ def build_mix(base: str, n: int, rng: random.Random) -> dict[str, list[str]]:
             "search_page": [f"/search?{urlencode({'q': q})}" for q in queries],
             "article_page": [f"/articles/{quote(i, safe='')}" for i in ids[:n]],
         }
-        revalidate = []
+    mix["revalidate_304"] = revalidations(base, search_paths, n)
+    return mix
+
+
+def revalidations(base: str, search_paths: list[str], n: int) -> list[str]:
+    """Search paths with the ETag this server gives them (``path\tetag``): the 304 route's mix."""
+    revalidate = []
+    with httpx.Client(base_url=base, timeout=60) as http:
         for path in search_paths[: max(1, n // 4)]:
             etag = http.get(path, headers={"Accept-Encoding": "gzip"}).headers.get("etag")
             if etag:
                 revalidate.append(f"{path}\t{etag}")
-        mix["revalidate_304"] = revalidate
-    return mix
+    return revalidate
 
 
 def prime(url: str, paths: list[str], expect: int) -> None:
@@ -116,35 +123,51 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser, "seconds of load per route", "seconds of unmeasured load before each route")
     parser.add_argument("--queries", type=int, default=300, help="distinct requests per route (default 300)")
     parser.add_argument("--routes", default=",".join(ROUTES), help="comma-separated subset of: " + ", ".join(ROUTES))
+    parser.add_argument("--engines", default="whoosh",
+                        help="comma-separated: whoosh (--index-dir), typesense (the cluster of this environment's "
+                             "SEARCHSVC_TYPESENSE_*, holding the same articles); each is measured in turn, same run")
     args = parser.parse_args(argv)
     routes = parse_subset(parser, args.routes, ROUTES)
-    require_index(args.index_dir)
+    engines = parse_subset(parser, args.engines, ("whoosh", "typesense"))
+    if "whoosh" in engines:
+        require_index(args.index_dir)
     wrk = ensure_wrk()
     print(banner("bench_http"), flush=True)
     rng = random.Random(args.seed)
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp_name:
         tmp = Path(tmp_name)
-        with start_service(args, tmp) as server:
-            mix = build_mix(server.url, args.queries, rng)
-            for name in routes:
-                expect = 304 if name == "revalidate_304" else 200
-                print(f"  {name}: {len(mix[name])} distinct requests, {args.duration}s...", file=sys.stderr)
-                prime(server.url, mix[name], expect)
-                results.append(run_wrk(wrk, server.url, mix[name], expect, args, tmp, name))
+        mix: dict[str, list[str]] | None = None
+        for engine in engines:
+            settings = {"SEARCHSVC_ENGINE": engine}
+            if engine == "typesense":  # the cluster's settings, passed on (start_service passes no other)
+                settings.update({k: v for k, v in os.environ.items() if k.startswith("SEARCHSVC_TYPESENSE_")})
+            with start_service(args, tmp, settings) as server:
+                if mix is None:  # one request mix for every engine: the same queries, ids, prefixes
+                    mix = build_mix(server.url, args.queries, rng)
+                elif "revalidate_304" in routes:
+                    mix["revalidate_304"] = revalidations(server.url, mix["search"], args.queries)
+                for name in routes:
+                    expect = 304 if name == "revalidate_304" else 200
+                    label = name if len(engines) == 1 else f"{name} ({engine})"
+                    print(f"  {label}: {len(mix[name])} distinct requests, {args.duration}s...", file=sys.stderr)
+                    prime(server.url, mix[name], expect)
+                    results.append(run_wrk(wrk, server.url, mix[name], expect, args, tmp, label))
         with start_hello(args, tmp) as server:
             print(f"  hello (ceiling): {args.duration}s...", file=sys.stderr)
             prime(server.url, ["/"], 200)
             ceiling = run_wrk(wrk, server.url, ["/"], 200, args, tmp, "hello")
 
+    where = " and ".join(f"index {args.index_dir}" if e == "whoosh" else
+                         f"the cluster {os.environ.get('SEARCHSVC_TYPESENSE_NODES', '?')}" for e in engines)
     print(f"\nwrk -t{args.threads} -c{args.connections} -d{args.duration}s, uvicorn workers={args.workers}, "
-          f"index {args.index_dir}; wrk and the servers share the machine's cores; {load_note()} (end)\n")  # fmt: skip
-    header = f"{'route':<16} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7} {'of hello':>9}"
+          f"{where}; wrk and the servers share the machine's cores; {load_note()} (end)\n")  # fmt: skip
+    header = f"{'route':<26} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7} {'of hello':>9}"
     print(header)
     print("-" * len(header))
     for r in [*results, ceiling]:
         share = r.rps / ceiling.rps if ceiling.rps else 0.0
-        print(f"{r.route:<16} {r.rps:>9.1f} {r.p50_ms:>8.2f} {r.p95_ms:>8.2f} {r.p99_ms:>8.2f} "
+        print(f"{r.route:<26} {r.rps:>9.1f} {r.p50_ms:>8.2f} {r.p95_ms:>8.2f} {r.p99_ms:>8.2f} "
               f"{r.errors:>7d} {share:>8.1%}")
     if args.json:
         args.json.write_text(

@@ -44,9 +44,8 @@ from benchkit.corpus import BENCH_INDEX, iter_articles, require_corpus
 from benchkit.engine import open_measured_engine
 from benchkit.report import banner, load_note, percentile
 from index.analysis import fold
-from index.api import SearchRequest
+from index.api import SearchEngine, SearchRequest
 from index.article import VN_TZ
-from index.engine import WhooshEngine
 
 TARGET_SEARCH_P95 = 150.0
 TARGET_SUGGEST_P95 = 20.0
@@ -158,7 +157,7 @@ def make_queries(sources: list[Source], n: int, seed: int) -> dict[str, list[Que
 # -- runners --------------------------------------------------------------------------------------------
 
 
-def run_whoosh(engine: WhooshEngine, queries: list[Query], label: str, snippets: bool = True,
+def run_whoosh(engine: SearchEngine, queries: list[Query], label: str, snippets: bool = True,
                facets: bool = True) -> Timing:
     timing = Timing(label)
     for i, q in enumerate(queries):
@@ -259,6 +258,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=300, help="measured queries per kind (after a 50-query warm-up)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--skip-fts5", action="store_true")
+    ap.add_argument("--typesense", action="store_true",
+                    help="also time the cluster engine (SEARCHSVC_TYPESENSE_*, the same articles) on the same queries")
     args = ap.parse_args()
     require_corpus()
     engine, cache_note = open_measured_engine(args.index_dir)
@@ -288,6 +289,19 @@ def main() -> None:
     results.append((run_whoosh(engine, queries["plain"], "whoosh plain (snippets+facets off)", False, False), None))
     results.append((run_whoosh(engine, queries["suggest"], "whoosh suggest"), TARGET_SUGGEST_P95))
     w_load = load_note()
+
+    if args.typesense:
+        from index.typesense.engine import TypesenseEngine
+
+        with TypesenseEngine.open() as cluster:
+            cluster.warm_up()
+            print(f"cluster engine: {', '.join(cluster.settings.nodes)} ({cluster.doc_count:,} articles)")
+            for kind in ("plain", "phrase", "typo", "faceted", "passage"):
+                results.append((run_whoosh(cluster, queries[kind], f"typesense {kind}"), TARGET_SEARCH_P95))
+                print(f"  done typesense {kind}; {load_note()}", file=sys.stderr, flush=True)
+            results.append((run_whoosh(cluster, queries["plain"], "typesense plain (snippets+facets off)",
+                                       False, False), None))
+            results.append((run_whoosh(cluster, queries["suggest"], "typesense suggest"), TARGET_SUGGEST_P95))
 
     f_results: list[Timing] = []
     if not args.skip_fts5:

@@ -62,6 +62,9 @@ def main() -> None:
     ap.add_argument("--kinds", default=",".join(eq.KINDS), help="comma-separated subset of: " + ", ".join(eq.KINDS))
     ap.add_argument("--skip-fts5", action="store_true")
     ap.add_argument("--json-out", type=Path, help="write every query with its results here")
+    ap.add_argument("--typesense", action="store_true",
+                    help="also ask the cluster engine (SEARCHSVC_TYPESENSE_*, the same articles indexed there) "
+                         "every query, in the same run, and compare it with Whoosh")
     args = ap.parse_args()
     kinds = [k for k in args.kinds.split(",") if k]
     for k in kinds:
@@ -86,6 +89,18 @@ def main() -> None:
           f"folded title with another and were left out); {len(items):,} queries generated in "
           f"{time.perf_counter() - t0:.1f} s (reading the corpus included)")
 
+    cluster = None
+    c_time = 0.0
+    if args.typesense:
+        from index.typesense.engine import TypesenseEngine
+
+        cluster = TypesenseEngine.open()
+        cluster.warm_up()
+        print(f"cluster engine: {', '.join(cluster.settings.nodes)} ({cluster.doc_count:,} articles, "
+              f"generation {cluster.generation})")
+        if cluster.doc_count != n_docs:
+            print(f"warning: the cluster holds {cluster.doc_count:,} articles, the index {n_docs:,}")
+
     fts = None
     if not args.skip_fts5:
         rep = fts5.ensure(args.fts5_db, n_docs)
@@ -107,6 +122,15 @@ def main() -> None:
                        "first": res.hits[0].article.title if res.hits else None, "ms": round(w_ms, 1),
                        "suggestion": res.suggestion, "ids": w_ids},
         }
+        if cluster is not None:
+            t = time.perf_counter()
+            c_res = cluster.search(req)
+            c_ms = (time.perf_counter() - t) * 1000
+            c_time += c_ms
+            c_ids = [h.article.id for h in c_res.hits]
+            rec["typesense"] = {"rank": rank_of(c_ids, item.article_id), "tier": c_res.tier, "total": c_res.total,
+                                "first": c_res.hits[0].article.title if c_res.hits else None, "ms": round(c_ms, 1),
+                                "ids": c_ids}
         if fts is not None:
             # A passage is looked up in FTS5 as a phrase (its tokenizer skips punctuation, so the
             # phrase crosses it): the reference the passage kind is compared with.
@@ -130,7 +154,7 @@ def main() -> None:
 
     # ---- the table -------------------------------------------------------------------------------------
     print()
-    engines = ["whoosh"] + (["fts5"] if fts is not None else [])
+    engines = ["whoosh"] + (["typesense"] if cluster is not None else []) + (["fts5"] if fts is not None else [])
     head = f"{'kind':<20}{'n':>5}  " + "  ".join(f"{e + ' S@1':>11}{'S@10':>7}{'MRR@10':>8}" for e in engines)
     print(head + "   targets (Whoosh)")
     print("-" * (len(head) + 30))
@@ -182,7 +206,21 @@ def main() -> None:
                 cells = "  ".join("{:>11.3f}{:>7.3f}{:>8.3f}".format(*metrics([r[e]["rank"] for r in recs]))
                                   for e in engines)
                 print(f"  {name:<18}{len(recs):>5}  {cells}")
+    if cluster is not None:
+        # Issue 13: overall MRR@10 within 0.02 of Whoosh, no kind more than 0.05 below.
+        print("\ncluster engine against Whoosh (MRR@10, same queries):")
+        for name, recs in rows:
+            w_mrr = metrics([r["whoosh"]["rank"] for r in recs])[2]
+            c_mrr = metrics([r["typesense"]["rank"] for r in recs])[2]
+            bound = 0.02 if name == "overall" else 0.05
+            ok = c_mrr >= w_mrr - bound
+            print(f"  {name:<20} whoosh {w_mrr:.3f}  typesense {c_mrr:.3f}  ({c_mrr - w_mrr:+.3f}; within {bound}: "
+                  f"{'OK' if ok else 'MISSED'})")
+        same_tier = sum(1 for r in records if r["typesense"]["tier"] == r["whoosh"]["tier"])
+        same_total = sum(1 for r in records if r["typesense"]["total"] == r["whoosh"]["total"])
+        print(f"  same tier for {same_tier} of {len(records)} queries, same total for {same_total}")
     print(f"\nmean latency per query: Whoosh {w_time / max(1, len(records)):.1f} ms"
+          + (f", Typesense {c_time / max(1, len(records)):.1f} ms" if cluster is not None else "")
           + (f", FTS5 {f_time / max(1, len(records)):.1f} ms" if fts is not None else "")
           + " (facets and snippets off; see bench_search.py for percentiles)")
 

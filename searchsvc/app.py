@@ -51,7 +51,7 @@ from starlette.templating import Jinja2Templates
 from .admission import Admission
 from .config import Config
 from .engine_calls import charge
-from .engine_holder import EngineHolder, EngineNotReady, Opener, open_whoosh
+from .engine_holder import EngineHolder, EngineNotReady, Opener, opener_for
 from .errors import EXCEPTION_HANDLERS
 from .freshness import Freshness
 from .http import auth, redirects
@@ -123,7 +123,7 @@ def build_templates(config: Config, asset_version: str) -> Jinja2Templates:
     return Jinja2Templates(env=env)
 
 
-def build_state(config: Config, opener: Opener = open_whoosh) -> AppState:
+def build_state(config: Config, opener: Opener | None = None) -> AppState:
     """The per-app state: the engine (opened lazily), metrics, templates, limiters, feed cache."""
     app_fingerprint = fingerprint([TEMPLATES_DIR, STATIC_DIR], config.base_url, config.site_title)
     metrics = Metrics()
@@ -131,7 +131,7 @@ def build_state(config: Config, opener: Opener = open_whoosh) -> AppState:
     # refused with 503 overloaded (searchsvc.admission); the bounds are the machine's, shared out.
     admission = Admission(config.engine_threads, config.admission_queue_per_worker, config.admission_deadline,
                           on_shed=metrics.shed, on_wait=metrics.admission_wait.observe)
-    engines = EngineHolder(config.index_dir, opener=opener)
+    engines = EngineHolder(config.index_dir, opener=opener or opener_for(config.engine))
     freshness = Freshness(engines)
     return AppState(
         config=config,
@@ -281,9 +281,9 @@ def close_state(state: AppState) -> None:
     state.journal_writer.close()
 
 
-def create_app(config: Config | None = None, *, opener: Opener = open_whoosh) -> Starlette:
+def create_app(config: Config | None = None, *, opener: Opener | None = None) -> Starlette:
     """Build the app for ``config`` (default: from the environment). ``opener`` opens the index
-    (the Whoosh engine unless a caller brings another)."""
+    (by default the engine ``config.engine`` names)."""
     config = config or Config.from_env()
     configure_access_log()
     auth.configure_auth_log()

@@ -12,25 +12,33 @@ Commands raise instead of printing; only a bug still shows a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from index import store
 from index.api import (
     MAX_DATE,
     MIN_DATE,
     SORTS,
+    EngineUnavailable,
+    SearchEngine,
     SearchError,
     SearchRequest,
     SettingError,
     Span,
     check_date,
 )
+from searchsvc.config import ENGINES
+
+if TYPE_CHECKING:
+    from index.builder import IndexReport
+    from index.typesense.writer import ClusterWriter
 
 # Exit statuses (README, "Command line").
 EXIT_OK = 0
@@ -92,11 +100,31 @@ def _date(value: str) -> date:
     return day
 
 
+
+
+def _engine(value: str | None) -> str:
+    """The engine to write to: the option, else ``SEARCHSVC_ENGINE``, else whoosh."""
+    engine = (value or os.environ.get("SEARCHSVC_ENGINE", "").strip() or "whoosh").lower()
+    if engine not in ENGINES:
+        raise SettingError(f"SEARCHSVC_ENGINE must be one of {', '.join(ENGINES)}, not {engine!r}")
+    return engine
+
+
+def _cluster_writer() -> ClusterWriter:
+    """The Typesense writer, from the ``SEARCHSVC_TYPESENSE_*`` settings (``SettingError`` names a
+    bad one). No index directory: the cluster holds everything."""
+    from index.typesense.connection import ClusterSettings
+    from index.typesense.writer import ClusterWriter
+
+    return ClusterWriter(ClusterSettings.from_env())
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     from index.builder import index_articles
     from index.readers import read_sources
 
-    index_dir = _index_dir(args.index_dir)
+    cluster = _cluster_writer() if _engine(args.engine) == "typesense" else None
+    index_dir = None if cluster is not None else _index_dir(args.index_dir)
     interactive = sys.stderr.isatty() and not args.quiet
     bar: Any = None  # a tqdm bar on a terminal
     count = 0
@@ -131,12 +159,22 @@ def cmd_index(args: argparse.Namespace) -> int:
         from tqdm import tqdm
 
         bar = tqdm(unit=" articles", file=sys.stderr)
+    report: IndexReport
     try:
-        report = index_articles(
-            index_dir, read_sources(args.sources), rebuild=args.rebuild, progress=progress,
-            on_error=on_error, lock_wait=args.wait, procs=args.procs, on_phase=on_phase, on_warning=on_warning,
-        )
+        if cluster is not None:
+            with cluster:
+                report = cluster.index_articles(read_sources(args.sources), rebuild=args.rebuild, progress=progress,
+                                                on_error=on_error, on_warning=on_warning)
+        else:
+            assert index_dir is not None
+            report = index_articles(
+                index_dir, read_sources(args.sources), rebuild=args.rebuild, progress=progress,
+                on_error=on_error, lock_wait=args.wait, procs=args.procs, on_phase=on_phase, on_warning=on_warning,
+            )
     except OSError as e:
+        if cluster is not None:
+            raise CliError(f"indexing failed: {e}. The cluster keeps every batch committed before the failure"
+                           " (a --rebuild leaves the alias on the old collection).") from e
         raise CliError(f"indexing failed: {e}. The served index keeps what was committed before the failure"
                        " (a --rebuild leaves the live generation untouched).") from e
     finally:
@@ -151,7 +189,11 @@ def cmd_index(args: argparse.Namespace) -> int:
 def cmd_delete(args: argparse.Namespace) -> int:
     from index.builder import delete_articles
 
-    deleted = delete_articles(_index_dir(args.index_dir), args.ids)
+    if _engine(args.engine) == "typesense":
+        with _cluster_writer() as cluster:
+            deleted = cluster.delete_articles(args.ids)
+    else:
+        deleted = delete_articles(_index_dir(args.index_dir), args.ids)
     print(f"deleted {deleted} of {len(args.ids)}")
     return EXIT_OK if deleted == len(args.ids) else EXIT_INCOMPLETE
 
@@ -162,10 +204,20 @@ def _spans_text(spans: list[Span], color: bool) -> str:
     return "".join(f"\x1b[1;33m{s.text}\x1b[0m" if s.hit else s.text for s in spans)
 
 
-def cmd_search(args: argparse.Namespace) -> int:
+def _open_engine(args: argparse.Namespace) -> SearchEngine:
+    """The engine to read from: the Whoosh index of ``--index-dir``, or the Typesense cluster
+    (``SEARCHSVC_TYPESENSE_*``; no local index needed)."""
+    if _engine(args.engine) == "typesense":
+        from index.typesense.engine import TypesenseEngine
+
+        return TypesenseEngine.open()
     from index.engine import WhooshEngine
 
-    with WhooshEngine.open(_index_dir(args.index_dir)) as engine:
+    return WhooshEngine.open(_index_dir(args.index_dir))
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    with contextlib.closing(_open_engine(args)) as engine:
         request = SearchRequest(
             q=_text(" ".join(args.query)), categories=[_text(c) for c in args.category or []],
             sources=[_text(s) for s in args.source or []],
@@ -198,9 +250,44 @@ def cmd_search(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cluster_stats() -> dict[str, Any]:
+    """What ``stats --engine typesense`` shows, read only: the alias target, the commit counter and
+    the last applied journal entry (the ``state`` document), the articles and their categories."""
+    from index.typesense.applier_writer import ClusterIndexWriter
+    from index.typesense.connection import ClusterSettings
+    from index.typesense.engine import TypesenseEngine
+
+    settings = ClusterSettings.from_env()
+    with ClusterIndexWriter(settings) as cluster:
+        info = cluster.writer.stats()
+        applied = cluster.applied_seq()
+    categories: list[dict[str, Any]] = []
+    if info["target"] is not None:  # else an empty cluster: nothing to read categories from
+        with TypesenseEngine.open(settings) as engine:
+            categories = [{"label": c.value, "slug": c.slug, "count": c.count} for c in engine.categories()]
+    return {
+        "engine": "typesense", "nodes": list(settings.nodes), "alias": info["alias"], "target": info["target"],
+        "generation": info["generation"], "seq": info["seq"], "applied_seq": applied,
+        "articles": info["num_documents"], "categories": categories,
+    }
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     from index.engine import WhooshEngine
 
+    if _engine(args.engine) == "typesense":
+        cluster = _cluster_stats()
+        if args.json:
+            print(json.dumps(cluster, ensure_ascii=False, indent=2))
+            return EXIT_OK
+        print(f"cluster: {', '.join(cluster['nodes'])} (alias {cluster['alias']} -> {cluster['target'] or 'none yet'})")
+        print(f"generation: {cluster['generation'] or '-'}")
+        print(f"seq: {cluster['seq']}")
+        print(f"applied_seq: {cluster['applied_seq']}")
+        print(f"articles: {cluster['articles']}")
+        for c in cluster["categories"]:
+            print(f"  {c['count']:>7}  {c['label']} ({c['slug']})")
+        return EXIT_OK
     index_dir = _index_dir(args.index_dir)
     with WhooshEngine.open(index_dir) as engine:
         live = store.current_generation(index_dir)
@@ -227,12 +314,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from searchsvc.server import serve
 
     overrides = {
-        "index_dir": args.index_dir, "host": args.host, "port": args.port, "workers": args.workers,
+        "index_dir": args.index_dir, "engine": args.engine, "host": args.host, "port": args.port,
+        "workers": args.workers,
         "engine_threads": args.engine_threads,
         "base_url": args.base_url, "timeout_graceful_shutdown": args.timeout_graceful_shutdown,
     }
     config = Config.from_env({k: v for k, v in overrides.items() if v is not None})
-    _check_index_dir(config.index_dir)
+    if config.engine == "typesense":
+        from index.typesense.connection import ClusterSettings
+
+        ClusterSettings.from_env()  # a setting that cannot work fails here, on one line, not in the workers
+    else:
+        _check_index_dir(config.index_dir)
     serve(config)
     return EXIT_OK
 
@@ -246,6 +339,14 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from index.journal import default_journal_path
     from searchsvc.supervisor import PARENT_ENV
 
+    # With typesense the index directory is the local state directory (journal, applier lock,
+    # status file); the commits go to the cluster. ``searchsvc serve`` passes its engine through
+    # the environment (Config.to_env, SEARCHSVC_ENGINE), which its applier child inherits.
+    engine = _engine(args.engine)
+    if engine == "typesense":
+        from index.typesense.connection import ClusterSettings
+
+        ClusterSettings.from_env()  # a setting that cannot work fails here, on one line
     index_dir = _index_dir(args.index_dir)
     journal = Path(args.journal).expanduser() if args.journal else default_journal_path(index_dir)
     interval = commit_interval_from_env()
@@ -281,7 +382,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
     notifier = notifier_from_env()
     try:
-        run_applier(index_dir, journal, interval=interval, max_batch=args.max_batch or DEFAULT_MAX_BATCH,
+        run_applier(index_dir, journal, engine=engine, interval=interval, max_batch=args.max_batch or DEFAULT_MAX_BATCH,
                     stop=stop, on_commit=notifier, hook_stats=notifier.stats if notifier is not None else None)
     finally:
         if notifier is not None:
@@ -335,10 +436,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="searchsvc", description="Vietnamese news search and feeds.")
     sub = parser.add_subparsers(dest="command", required=True)
     index_help = "index directory (default: $SEARCHSVC_INDEX_DIR or ./var/index)"
+    engine_help = ("where to write: the local Whoosh index or the Typesense cluster of $SEARCHSVC_TYPESENSE_NODES"
+                   " (default: $SEARCHSVC_ENGINE or whoosh)")
 
     p = sub.add_parser("index", help="add or update articles (upsert by id)")
     p.add_argument("sources", nargs="+", help="files, directories (recursive) or - for stdin")
-    p.add_argument("--index-dir", help=index_help)
+    p.add_argument("--index-dir", help=index_help + "; not used with --engine typesense")
+    p.add_argument("--engine", choices=ENGINES, help=engine_help)
     p.add_argument("--rebuild", action="store_true", help="build a new generation and switch when complete")
     p.add_argument("--strict", action="store_true", help="exit 1 when any input was skipped")
     p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for another indexing run (default 30)")
@@ -348,12 +452,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("delete", help="delete articles by id")
     p.add_argument("ids", nargs="+")
-    p.add_argument("--index-dir", help=index_help)
+    p.add_argument("--index-dir", help=index_help + "; not used with --engine typesense")
+    p.add_argument("--engine", choices=ENGINES, help=engine_help)
     p.set_defaults(func=cmd_delete)
 
+    read_help = ("where to read: the local Whoosh index or the Typesense cluster of $SEARCHSVC_TYPESENSE_NODES"
+                 " (default: $SEARCHSVC_ENGINE or whoosh)")
     p = sub.add_parser("search", help="search from the terminal")
     p.add_argument("query", nargs="*")
-    p.add_argument("--index-dir", help=index_help)
+    p.add_argument("--index-dir", help=index_help + "; not used with --engine typesense")
+    p.add_argument("--engine", choices=ENGINES, help=read_help)
     p.add_argument("--json", action="store_true")
     p.add_argument("--limit", type=int, default=10, help="results per page (default 10)")
     p.add_argument("--page", type=int, default=1)
@@ -365,13 +473,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("stats", help="articles, per category, index size, generation")
-    p.add_argument("--index-dir", help=index_help)
+    p.add_argument("--index-dir", help=index_help + "; not used with --engine typesense")
+    p.add_argument("--engine", choices=ENGINES, help=read_help)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_stats)
 
     p = sub.add_parser("apply", help="apply the publishing journal to the index (foreground; serve runs one)")
     p.add_argument("--index-dir", help=index_help)
     p.add_argument("--journal", help="journal file (default: $SEARCHSVC_JOURNAL or INDEX_DIR/journal.sqlite3)")
+    p.add_argument("--engine", choices=ENGINES,
+                   help=engine_help + "; INDEX_DIR keeps the journal, lock and status either way")
     p.add_argument("--max-batch", type=int, default=None, help="entries per commit at most (default 1000)")
     p.set_defaults(func=cmd_apply)
 
@@ -395,6 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the HTTP service (uvicorn)")
     p.add_argument("--index-dir", help=index_help)
+    p.add_argument("--engine", choices=ENGINES,
+                   help="whoosh (the local index, the default) or typesense (the cluster of"
+                        " $SEARCHSVC_TYPESENSE_NODES) ($SEARCHSVC_ENGINE)")
     p.add_argument("--host", help="default 127.0.0.1 ($SEARCHSVC_HOST)")
     p.add_argument("--port", type=int, help="default 8000 ($SEARCHSVC_PORT)")
     p.add_argument("--workers", type=int, help="worker processes (default 1, $SEARCHSVC_WORKERS)")
@@ -412,6 +526,7 @@ _FAILURES: tuple[tuple[type[BaseException], str, int], ...] = (
     (SettingError, "configuration: ", EXIT_CONFIG),  # searchsvc.config.ConfigError, the index's settings
     (store.IndexBusy, "", EXIT_BUSY),
     (SearchError, "", EXIT_FAILED),
+    (EngineUnavailable, "", EXIT_FAILED),  # the cluster does not answer, or holds no articles yet
     (OSError, "", EXIT_FAILED),  # IndexMissing; a bad path, a permission, a full disk
     (KeyboardInterrupt, "interrupted", EXIT_INTERRUPTED),
 )

@@ -39,6 +39,7 @@ MAX_ADMISSION_DEADLINE = 3600.0  # a deadline longer than an hour is a mistake (
 # field name -> environment variable. Every field of ``Config`` is listed once.
 ENV_NAMES: dict[str, str] = {
     "index_dir": "SEARCHSVC_INDEX_DIR",
+    "engine": "SEARCHSVC_ENGINE",
     "base_url": "SEARCHSVC_BASE_URL",
     "cors_origins": "SEARCHSVC_CORS_ORIGINS",
     "workers": "SEARCHSVC_WORKERS",
@@ -93,9 +94,15 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+ENGINES = ("whoosh", "typesense")
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     index_dir: Path = Path("var/index")
+    # "whoosh": the embedded index in index_dir; "typesense": a cluster (SEARCHSVC_TYPESENSE_*,
+    # index.typesense.connection), index_dir then holds only local state (journal, keys, status).
+    engine: str = "whoosh"
     # Public base URL for absolute links; empty means the address served (default_base_url).
     base_url: str = ""
     cors_origins: tuple[str, ...] = ("*",)
@@ -199,6 +206,11 @@ class Config:
                      "cache_max_age", "rate_limit", "admin_max_body", "admission_queue"):
             if name in raw:
                 values[name] = _as_int(name, raw[name])
+        if "engine" in raw:
+            engine = str(raw["engine"]).strip().lower()
+            if engine not in ENGINES:
+                raise ConfigError(f"{ENV_NAMES['engine']} must be one of {', '.join(ENGINES)}, not {engine!r}")
+            values["engine"] = engine
         for name in ("host", "site_title", "log_level"):
             if name in raw:
                 values[name] = str(raw[name])

@@ -16,7 +16,7 @@ from typing import TypeVar
 import anyio
 from starlette.requests import Request
 
-from index.api import SearchEngine, SearchError, SearchRequest, SearchResult
+from index.api import EngineUnavailable, SearchEngine, SearchError, SearchRequest, SearchResult
 from index.article import Article
 
 from .engine_holder import EngineNotReady
@@ -89,6 +89,8 @@ def map_engine_errors(fn: Callable[..., T], *args: object) -> T:
             return fn(*args)
         except SearchError as exc:
             raise engine_error(exc) from None
+        except EngineUnavailable as exc:
+            raise not_ready(f"the search engine is unavailable: {exc}") from None
         except FileNotFoundError as exc:
             if attempt == 2:
                 raise not_ready(f"the search index is unavailable: {exc}") from None

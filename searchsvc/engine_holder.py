@@ -16,7 +16,7 @@ from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
 
-from index.api import SearchEngine
+from index.api import EngineUnavailable, SearchEngine
 
 logger = logging.getLogger("searchsvc.engine")
 
@@ -32,6 +32,19 @@ def open_whoosh(index_dir: Path) -> SearchEngine:
     from index.engine import WhooshEngine
 
     return WhooshEngine.open(index_dir)
+
+
+def open_typesense(index_dir: Path) -> SearchEngine:
+    """The cluster engine (``index.typesense``): settings from ``SEARCHSVC_TYPESENSE_*``; the
+    index directory holds no index then, only the service's local state."""
+    from index.typesense.engine import TypesenseEngine
+
+    return TypesenseEngine.open()
+
+
+def opener_for(engine: str) -> Opener:
+    """The opener of a ``Config.engine`` name."""
+    return open_typesense if engine == "typesense" else open_whoosh
 
 
 class EngineHolder:
@@ -73,6 +86,8 @@ class EngineHolder:
                 self._fail(f"no search index in {self.index_dir} yet")
             except ImportError as exc:
                 self._fail(f"the search engine is not available: {exc}")
+            except EngineUnavailable as exc:  # the cluster is down, or holds no articles yet
+                self._fail(str(exc))
             except Exception as exc:  # a damaged or half-written index: keep serving 503, keep retrying
                 logger.exception("cannot open the search index in %s", self.index_dir)
                 self._fail(f"cannot open the search index: {type(exc).__name__}")

@@ -11,6 +11,11 @@ what it applied (index.applier).
 The child stays in the server's process group (a SIGKILL of the group takes it along) but ignores
 SIGINT: the server stops it with SIGTERM once its own shutdown is done. It also watches the
 server's pid, so a server killed alone never leaves it running (searchsvc.cli, ``cmd_apply``).
+
+The child inherits the server's environment, which ``serve`` filled from its ``Config``
+(``Config.to_env``): that is how the engine (``SEARCHSVC_ENGINE``, also when given as ``serve
+--engine``) and the cluster's ``SEARCHSVC_TYPESENSE_*`` settings reach it. With the cluster engine
+``--index-dir`` is the local state directory (journal, applier lock, status file).
 """
 
 from __future__ import annotations

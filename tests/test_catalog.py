@@ -9,10 +9,12 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+from cluster_helpers import ENGINES, Archive
 from index_helpers import article
 
 from index import catalog
-from index.api import Changes, Shows
+from index.api import Changes, SearchEngine, Shows
 from index.article import VN_TZ, Article
 from index.builder import index_articles
 from index.engine import WhooshEngine
@@ -34,7 +36,7 @@ def expected_latest(model: dict[str, Article], slug: str | None) -> list[str]:
     return [a.id for a in sorted(chosen, key=lambda a: (-a.published.timestamp(), a.id))]
 
 
-def check(engine: WhooshEngine, model: dict[str, Article]) -> None:
+def check(engine: SearchEngine, model: dict[str, Article]) -> None:
     for slug in (None, *SLUGS.values()):
         want = expected_latest(model, slug)
         assert [a.id for a in engine.latest(slug, 500, 0)] == want, slug
@@ -43,6 +45,9 @@ def check(engine: WhooshEngine, model: dict[str, Article]) -> None:
         assert a.title == model[a.id].title
     counts = {c.slug: c.count for c in engine.categories()}
     assert counts == {s: n for s in SLUGS.values() if (n := sum(a.category_slug == s for a in model.values()))}
+    assert engine.doc_count == len(model)
+    if not isinstance(engine, WhooshEngine):
+        return  # the cluster engine keeps no catalog: the lists and counts above are Typesense's
     # incremental == from scratch, on the same generation
     searcher, gen = engine._state()
     fresh, _ = catalog.build(gen.token, searcher.reader())
@@ -52,14 +57,15 @@ def check(engine: WhooshEngine, model: dict[str, Article]) -> None:
     assert gen.catalog.newest == fresh.newest and gen.catalog.by_category == fresh.by_category
 
 
-def test_catalog_follows_random_commits_and_reports_what_changed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ENGINES)
+def test_catalog_follows_random_commits_and_reports_what_changed(kind: str, request: pytest.FixtureRequest,
+                                                                 tmp_path: Path) -> None:
     rng = random.Random(7)
-    index_dir = tmp_path / "ix"
     model = {f"a{i}": make(i, rng) for i in range(40)}
-    index_articles(index_dir, list(model.values()), procs=1)
-    writer = WhooshIndexWriter(index_dir)
+    archive = Archive(kind, request, tmp_path / "ix")
+    archive.index(list(model.values()))
     seq = 0
-    with WhooshEngine.open(index_dir) as engine:
+    with archive, archive.open() as engine:
         check(engine, model)
         for step in range(30):
             before_gen = engine.generation
@@ -77,18 +83,19 @@ def test_catalog_follows_random_commits_and_reports_what_changed(tmp_path: Path)
                         new = make(i, rng, version=step + 1)
                         entries.append(Entry(seq, Op.UPSERT, new.id, new, datetime.now(UTC)))
                         model[new.id] = new
-                writer.apply(entries)
+                archive.apply(entries)
             elif action == "reindex_same":
                 same = [model[k] for k in rng.sample(sorted(model), 3)]
                 for a in same:
                     seq += 1
                     entries.append(Entry(seq, Op.UPSERT, a.id, a, datetime.now(UTC)))
-                writer.apply(entries)
+                archive.apply(entries)
             elif action == "merge":
-                writer.merge_small_segments(busy=True, max_docs=10_000)
+                if isinstance(engine, WhooshEngine):  # the cluster has no segments to merge
+                    WhooshIndexWriter(archive.index_dir).merge_small_segments(busy=True, max_docs=10_000)
             else:  # the CLI's update path, which may merge as it commits
                 new = make(100 + step, rng, version=step)
-                index_articles(index_dir, [new], procs=1)
+                archive.index([new])
                 model[new.id] = new
             engine._checked = 0.0  # look at the disk now, not after the engine's check interval
             after_gen = engine.generation
@@ -106,27 +113,28 @@ def test_catalog_follows_random_commits_and_reports_what_changed(tmp_path: Path)
             assert changes.touches(Shows()) is bool(moved)
 
 
-def test_changes_across_several_generations_and_after_a_rebuild(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ENGINES)
+def test_changes_across_several_generations_and_after_a_rebuild(kind: str, request: pytest.FixtureRequest,
+                                                                tmp_path: Path) -> None:
     rng = random.Random(3)
-    index_dir = tmp_path / "ix"
     model = {f"a{i}": make(i, rng) for i in range(10)}
-    index_articles(index_dir, list(model.values()), procs=1)
-    writer = WhooshIndexWriter(index_dir)
-    with WhooshEngine.open(index_dir) as engine:
+    archive = Archive(kind, request, tmp_path / "ix")
+    archive.index(list(model.values()))
+    with archive, archive.open() as engine:
         first = engine.generation
         a1 = make(1, rng, version=1)
-        writer.apply([Entry(1, Op.UPSERT, a1.id, a1, datetime.now(UTC))])
+        archive.apply([Entry(1, Op.UPSERT, a1.id, a1, datetime.now(UTC))])
         engine._checked = 0.0
         second = engine.generation
         engine.categories()  # the engine opens the new generation
-        writer.apply([Entry(2, Op.DELETE, "a2", None, datetime.now(UTC))])
+        archive.apply([Entry(2, Op.DELETE, "a2", None, datetime.now(UTC))])
         engine._checked = 0.0
         third = engine.generation
         assert engine.changes_between(first, third).ids == {"a1", "a2"}  # two commits, one answer
         assert engine.changes_between(second, third).ids == {"a2"}
         assert engine.changes_between(third, third) == Changes()
         assert engine.changes_between("gen-999999.1", third).everything  # a generation it never saw
-        index_articles(index_dir, list(model.values()), procs=1, rebuild=True)
+        archive.index(list(model.values()), rebuild=True)
         engine._checked = 0.0
         assert engine.changes_between(third, engine.generation).everything  # another index was switched in
 

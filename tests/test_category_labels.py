@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
+from cluster_helpers import ENGINES, Archive
 from index_helpers import article
 from service_helpers import run_cli, running_service, write_corpus
 
@@ -35,8 +37,9 @@ def hostile() -> object:
     return article("evil-9", "Tin bóng đá giả", "Nội dung bóng đá giả mạo", HOSTILE)
 
 
-def labels_of(index_dir: Path) -> dict[str, str]:
-    with WhooshEngine.open(index_dir) as engine:  # a new engine: no cached generation
+def labels_of(where: Path | Archive) -> dict[str, str]:
+    archive = where if isinstance(where, Archive) else None
+    with archive.open() if archive else WhooshEngine.open(where) as engine:  # a new engine: no cached generation
         facets = engine.search(SearchRequest(q="bóng đá")).facets["category"]
         by_categories = {c.slug: c.value for c in engine.categories()}
     by_facets = {f.slug: f.value for f in facets}
@@ -44,33 +47,38 @@ def labels_of(index_dir: Path) -> dict[str, str]:
     return by_categories
 
 
-def test_update_and_reindex_keep_the_first_label(tmp_path: Path) -> None:
-    index_dir = tmp_path / "idx"
-    index_articles(index_dir, originals(), procs=1)
+@pytest.mark.parametrize("kind", ENGINES)
+def test_update_and_reindex_keep_the_first_label(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    archive = Archive(kind, request, tmp_path / "idx")
+    archive.index(originals())
     warnings: list[str] = []
-    report = index_articles(index_dir, [hostile()], procs=1, on_warning=warnings.append)
+    report = archive.index([hostile()], on_warning=warnings.append)
     # The article is indexed (under its slug), the conflict reported once, naming both labels.
     assert report.indexed == 1 and report.warnings == warnings and len(warnings) == 1
     assert HOSTILE in warnings[0] and LABEL in warnings[0] and SLUG in warnings[0] and "evil-9" in warnings[0]
     # Re-indexing the original articles moves them behind the hostile one in the index: the
     # label used to follow the first stored article.
-    index_articles(index_dir, originals(), procs=1)
-    assert labels_of(index_dir)[SLUG] == LABEL
-    with WhooshEngine.open(index_dir) as engine:
+    archive.index(originals())
+    assert labels_of(archive)[SLUG] == LABEL
+    with archive, archive.open() as engine:
         stored = engine.get_article("evil-9")
         assert stored is not None and stored.category == LABEL and stored.category_slug == SLUG
         assert stored.category_path == [HOSTILE]  # its own label is kept as provenance, not shown as the category
         assert engine.search(SearchRequest(categories=[SLUG])).total == 4
 
 
-def test_rebuild_keeps_the_label_even_when_the_hostile_article_comes_first(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ENGINES)
+def test_rebuild_keeps_the_label_even_when_the_hostile_article_comes_first(
+        kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     index_dir = tmp_path / "idx"
-    index_articles(index_dir, originals(), procs=1)
-    report = index_articles(index_dir, [hostile(), *originals()], procs=2, rebuild=True)
-    assert store.current_generation(index_dir) == "gen-000002"
-    assert labels_of(index_dir)[SLUG] == LABEL
-    assert len(report.warnings) == 1 and HOSTILE in report.warnings[0]
-    assert store.read_labels(index_dir / "gen-000002") == {SLUG: LABEL}
+    with Archive(kind, request, index_dir) as archive:
+        archive.index(originals())
+        report = archive.index([hostile(), *originals()], procs=2, rebuild=True)
+        assert labels_of(archive)[SLUG] == LABEL
+        assert len(report.warnings) == 1 and HOSTILE in report.warnings[0]
+    if kind == "whoosh":  # where the Whoosh engine keeps the labels
+        assert store.current_generation(index_dir) == "gen-000002"
+        assert store.read_labels(index_dir / "gen-000002") == {SLUG: LABEL}
 
 
 def test_an_index_without_a_label_map_is_seeded_from_its_articles(tmp_path: Path) -> None:
@@ -85,13 +93,17 @@ def test_an_index_without_a_label_map_is_seeded_from_its_articles(tmp_path: Path
     assert store.read_labels(index_dir / "gen-000001") == {SLUG: LABEL}
 
 
-def test_new_slugs_are_added_and_labels_never_change(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ENGINES)
+def test_new_slugs_are_added_and_labels_never_change(kind: str, request: pytest.FixtureRequest,
+                                                     tmp_path: Path) -> None:
     index_dir = tmp_path / "idx"
-    index_articles(index_dir, originals(), procs=1)
-    index_articles(index_dir, [article(7, "Giá cà phê", "Giá cà phê tăng", "Kinh tế"),
-                               article(8, "Giá lúa", "Giá lúa giảm", "KINH TẾ")], procs=1)
-    assert store.read_labels(index_dir / "gen-000001") == {SLUG: LABEL, "kinh-te": "Kinh tế"}
-    assert labels_of(index_dir)["kinh-te"] == "Kinh tế"
+    with Archive(kind, request, index_dir) as archive:
+        archive.index(originals())
+        archive.index([article(7, "Giá cà phê", "Giá cà phê tăng", "Kinh tế"),
+                       article(8, "Giá lúa", "Giá lúa giảm", "KINH TẾ")])
+        assert labels_of(archive) == {SLUG: LABEL, "kinh-te": "Kinh tế"}
+    if kind == "whoosh":
+        assert store.read_labels(index_dir / "gen-000001") == {SLUG: LABEL, "kinh-te": "Kinh tế"}
 
 
 def test_takeover_over_http(tmp_path: Path) -> None:

@@ -7,9 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cluster_helpers import ENGINES, build_engine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from index_helpers import article, build
+from index_helpers import article
 
 from index import passages
 from index.analysis import fold
@@ -31,12 +32,12 @@ SCATTERED = [
 ]
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory):
+@pytest.fixture(scope="module", params=ENGINES)
+def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     articles = [article("nguon", "Vụ lúa đông xuân", SOURCE)]
     articles += [article(f"rai-{i}", f"Tin vắn số {i}", [body]) for i, body in enumerate(SCATTERED)]
     articles += [article(f"khac-{i}", f"Tin khác {i}", ["Thời tiết hôm nay nắng nhẹ ở miền Bắc."]) for i in range(5)]
-    with build(tmp_path_factory.mktemp("passages") / "ix", articles) as e:
+    with build_engine(request.param, request, tmp_path_factory.mktemp("passages") / "ix", articles) as e:
         yield e
 
 
@@ -104,7 +105,9 @@ def test_fields_an_older_index_lacks_are_left_out() -> None:
     assert set(article_fields(a, older)) == older
 
 
-def test_a_passage_of_common_pairs_across_a_break_is_found(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ENGINES)
+def test_a_passage_of_common_pairs_across_a_break_is_found(kind: str, request: pytest.FixtureRequest,
+                                                          tmp_path: Path) -> None:
     """Thirty articles hold "địa phương thực hiện", the one that holds it followed by ". Với" is
     the thirty-first: without the pair across the full stop, it would not be among the candidates
     checked (24), all holding the same three pairs."""
@@ -112,12 +115,14 @@ def test_a_passage_of_common_pairs_across_a_break_is_found(tmp_path: Path) -> No
     articles = [article(f"a-{i:02d}", f"Tin {i}", [common.format(i)]) for i in range(30)]
     source = "Kế hoạch giao cho địa phương thực hiện. Với các xã khó khăn, tỉnh hỗ trợ."
     articles.append(article("z-nguon", "Nguồn", [source]))
-    with build(tmp_path / "ix", articles) as engine:
+    with build_engine(kind, request, tmp_path / "ix", articles) as engine:
         result = engine.search(SearchRequest(q="dia phuong thuc hien voi", per_page=3))
         assert result.hits[0].article.id == "z-nguon", [h.article.id for h in result.hits]
 
 
-def test_when_many_articles_hold_every_pair_the_best_ranked_holding_the_run_come_first(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ENGINES)
+def test_when_many_articles_hold_every_pair_the_best_ranked_holding_the_run_come_first(
+        kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     """More articles hold every pair than are read one by one (``passages.SMALL_POOL``): the answer's
     best-ranked articles are checked instead, and those holding the run still come first, ahead of
     shorter articles, ranked higher, that hold the same pairs scattered over sentences."""
@@ -127,7 +132,7 @@ def test_when_many_articles_hold_every_pair_the_best_ranked_holding_the_run_come
                 for i in range(passages.SMALL_POOL + 8)]
     articles += [article(f"rai-{i}", f"Địa phương thực, thực hiện tốt, tốt việc này {i}", [scattered])
                  for i in range(4)]
-    with build(tmp_path / "ix", articles) as engine:
+    with build_engine(kind, request, tmp_path / "ix", articles) as engine:
         result = engine.search(SearchRequest(q="dia phuong thuc hien tot viec nay", per_page=5))
         ids = [h.article.id for h in result.hits]
         assert ids and all(i.startswith("run-") for i in ids), ids

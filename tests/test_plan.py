@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
+from cluster_helpers import ENGINES, build_engine
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from index_helpers import article, build
+from index_helpers import article
 
 from index.api import TIER_ADJACENT, TIER_ALL, TIER_FUZZY, TIER_NONE, TIER_PARTIAL, TIER_SYLLABLES, SearchRequest
 from index.plan import PLAN, Planner, Step
@@ -22,10 +24,14 @@ DOCS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    with build(tmp_path_factory.mktemp("plan"), DOCS) as engine:
+@pytest.fixture(scope="module", params=ENGINES)
+def engine(request, tmp_path_factory):
+    with build_engine(request.param, request, tmp_path_factory.mktemp("plan"), DOCS) as engine:
         yield engine
+
+
+# The tests that read the Whoosh engine's internals (its planner context, term table, docsets).
+whoosh_only = pytest.mark.parametrize("engine", ["whoosh"], indirect=True)
 
 
 def plain(*folded: str) -> Alternative:
@@ -42,6 +48,7 @@ def test_tiers_are_the_strings_callers_see(engine):
         assert f"{r.tier}" == str(r.tier) == expected
 
 
+@whoosh_only
 def test_plan_widens_step_by_step(engine):
     assert [s.tier for s in PLAN] == [Tier.ADJACENT, Tier.SYLLABLES, Tier.SYLLABLES, Tier.FUZZY, Tier.PARTIAL]
     planner = Planner(engine._context(), parse("tổng kết hội nghị"))
@@ -79,6 +86,7 @@ def test_one_edit_is_every_string_one_edit_away(s, data):
         assert e == s or e in edits
 
 
+@whoosh_only
 def test_speller_corrects_against_the_index(engine):
     ctx = engine._context()
     with_vocabulary = Speller(Lexicon(ctx.searcher.reader(), ctx.vocabulary))
@@ -91,22 +99,21 @@ def test_speller_corrects_against_the_index(engine):
         assert speller.pair_corrections(plain("hoi", "nghi")) == []
 
 
+@whoosh_only
 def test_did_you_mean_needs_clearly_more_matches(engine):
     ctx = engine._context()
     speller = Speller(Lexicon(ctx.searcher.reader(), ctx.vocabulary))
     docsets = ctx.docsets
     planner = Planner(ctx, parse(""))
 
-    def matching(alt: Alternative) -> frozenset[int] | set[int]:
-        return docsets.evaluate(planner.adjacent_or_anywhere(alt))
-
-    def stored(docnum: int) -> dict:
-        return json.loads(ctx.searcher.stored_fields(docnum)["doc"])
+    def matching(alt: Alternative) -> tuple[int, Callable[[], dict]]:
+        docs = docsets.evaluate(planner.adjacent_or_anywhere(alt))
+        return len(docs), lambda: json.loads(ctx.searcher.stored_fields(min(docs))["doc"])
 
     # Spelt with the marks of an article that holds it.
-    assert speller.did_you_mean(["hoi", "ngih"], 0, matching, stored) == "hội nghị"
-    assert speller.did_you_mean(["hoi", "ngih"], 2, matching, stored) is None  # 6 is not more than 3 x 2
-    assert speller.did_you_mean(["hoi", "nghi"], 0, matching, stored) is None  # nothing to correct
+    assert speller.did_you_mean(["hoi", "ngih"], 0, matching) == "hội nghị"
+    assert speller.did_you_mean(["hoi", "ngih"], 2, matching) is None  # 6 is not more than 3 x 2
+    assert speller.did_you_mean(["hoi", "nghi"], 0, matching) is None  # nothing to correct
 
 
 _TIE_SCRIPT = """

@@ -8,6 +8,7 @@ import unicodedata
 from datetime import date, datetime
 
 import pytest
+from cluster_helpers import ENGINES, build_engine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from index_helpers import article, build, open_files_under
@@ -57,9 +58,9 @@ DOCS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    with build(tmp_path_factory.mktemp("search"), DOCS) as engine:
+@pytest.fixture(scope="module", params=ENGINES)
+def engine(request, tmp_path_factory):
+    with build_engine(request.param, request, tmp_path_factory.mktemp("search"), DOCS) as engine:
         yield engine
 
 
@@ -203,25 +204,29 @@ def test_title_weighs_more_than_body(engine):
     assert ids(r)[0] == "6"
 
 
-def test_ties_broken_by_newest(tmp_path):
+@pytest.mark.parametrize("kind", ENGINES)
+def test_ties_broken_by_newest(kind, request, tmp_path):
     same = [article(i, "Tin tức", "Cùng một nội dung.", published=datetime(2010 + i, 1, 1, tzinfo=VN_TZ))
             for i in range(1, 4)]
-    with build(tmp_path, same) as engine:
+    with build_engine(kind, request, tmp_path, same) as engine:
         assert ids(run(engine, "nội dung")) == ["3", "2", "1"]
 
 
-def test_recency_boost_prefers_recent(tmp_path):
+@pytest.mark.parametrize("kind", ENGINES)
+def test_recency_boost_prefers_recent(kind, request, tmp_path):
     docs = [article(1, "Bão số 1", "Tin bão khẩn cấp bão bão.", published=datetime(2005, 1, 1, tzinfo=VN_TZ)),
             article(2, "Bão", "Tin bão.", published=datetime(2024, 1, 1, tzinfo=VN_TZ))]
-    with build(tmp_path, docs) as engine:
+    with build_engine(kind, request, tmp_path, docs) as engine:
         assert ids(run(engine, "bão", recency_boost=True))[0] == "2"
 
 
 # -- results ---------------------------------------------------------------------------------------
 
-def test_snippet_marks_matches_on_nfc_text(tmp_path):
+@pytest.mark.parametrize("kind", ENGINES)
+def test_snippet_marks_matches_on_nfc_text(kind, request, tmp_path):
     body = unicodedata.normalize("NFD", "Mở đầu không liên quan. " * 20 + "Tỉnh Đắk Nông đón khách du lịch. Kết thúc.")
-    with build(tmp_path, [article(1, unicodedata.normalize("NFD", "Du lịch Đắk Nông"), body)]) as engine:
+    title = unicodedata.normalize("NFD", "Du lịch Đắk Nông")
+    with build_engine(kind, request, tmp_path, [article(1, title, body)]) as engine:
         hit = run(engine, "dak nong").hits[0]
         marked = [s.text for s in hit.snippet if s.hit]
         assert marked == ["Đắk Nông"]
@@ -279,10 +284,11 @@ def test_pagination(engine):
             run(engine, "", **bad)
 
 
-def test_did_you_mean_restores_marks(tmp_path):
+@pytest.mark.parametrize("kind", ENGINES)
+def test_did_you_mean_restores_marks(kind, request, tmp_path):
     docs = [article(i, f"Hội nghị số {i}", "Tỉnh tổ chức hội nghị xúc tiến thương mại.") for i in range(1, 6)]
     docs.append(article(9, "Tin khác", "Ngih là một từ lạ."))
-    with build(tmp_path, docs) as engine:
+    with build_engine(kind, request, tmp_path, docs) as engine:
         r = run(engine, "hoi ngih")
         assert r.suggestion == "hội nghị"
         assert run(engine, "hội nghị").suggestion is None
