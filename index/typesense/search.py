@@ -355,6 +355,8 @@ def _ranking(planner: Planner, tier: Tier, sort: str) -> dict[str, Any]:
         "q": " ".join(token(s) for s in folded) or "*", "query_by": TEXT_FIELDS, "query_by_weights": TEXT_WEIGHTS,
         "num_typos": 1 if tier is Tier.FUZZY else 0, "prefix": "false", "sort_by": sort_by,
         "drop_tokens_threshold": 10_000, "typo_tokens_threshold": 1,
+        # Our snippet code marks the hits: Typesense's highlights of the body would only cost.
+        "highlight_fields": "none",
     }
 
 
@@ -362,7 +364,8 @@ def _counts(final: str | None, facets: bool = True) -> dict[str, Any]:
     """The search for the total (and the facets) of a match set."""
     params: dict[str, Any] = {"q": "*", "per_page": 0}
     if facets:  # the costly part: Typesense counts every match's values
-        params.update({"facet_by": "category_slug,year,month", "max_facet_values": MAX_FACET_VALUES})
+        # The years are summed from the months: a facet of its own costs Typesense a fifth more.
+        params.update({"facet_by": "category_slug,month", "max_facet_values": MAX_FACET_VALUES})
     if final:
         params["filter_by"] = final
     return params
@@ -447,4 +450,9 @@ def _facets(facet_counts: list[dict[str, Any]], labels: dict[str, str]) -> dict[
                                      key=lambda f: (-f.count, f.slug))
         elif name in ("year", "month"):
             out[name] = sorted((FacetValue(v, v, n) for v, n in values), key=lambda f: f.value)
+    if out["month"] and not out["year"]:  # the years are the months summed ("2005-03" -> "2005")
+        years: Counter[str] = Counter()
+        for month in out["month"]:
+            years[month.value[:4]] += month.count
+        out["year"] = [FacetValue(y, y, n) for y, n in sorted(years.items())]
     return out
