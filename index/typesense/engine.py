@@ -216,8 +216,14 @@ class TypesenseEngine:
             self._checked = now
             gen = self._gen
             if gen is None or (tok != gen.token and _token_order(tok) > _token_order(gen.token)):
+                try:
+                    fields = self._fields(target)
+                except EngineUnavailable:
+                    if gen is None:
+                        raise
+                    return gen  # as for a failed poll: the next one tries again
                 labels = json.loads(str(state.get("labels") or "{}"))
-                pairs = PairCounts(self.multi, title_body="title_body_pair" in self._fields(target))
+                pairs = PairCounts(self.multi, title_body="title_body_pair" in fields)
                 gen = self._gen = _Generation(tok, target, seq, labels, pairs)
             return gen
 
