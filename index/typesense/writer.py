@@ -60,7 +60,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 from urllib.parse import quote
@@ -70,7 +70,7 @@ import typesense
 from typesense.exceptions import ObjectAlreadyExists, ObjectNotFound, TypesenseClientError
 
 from index.article import Article
-from index.builder import IndexReport, ProgressFn, WarningFn, reason_key
+from index.builder import IndexReport, ProgressFn, WarningFn, canonical_label, reason_key
 from index.readers import ReadError
 from index.typesense import documents
 from index.typesense.connection import ClusterSettings, write_client
@@ -151,17 +151,9 @@ class _Labels:
         self._warn = warn
 
     def apply(self, article: Article) -> Article:
-        slug = article.category_slug
-        label = self.labels.get(slug)
-        if label is None:
-            self.labels[slug] = article.category
-            self.dirty = True
-            return article
-        if label == article.category:
-            return article
-        self._warn(f"{article.id}: category label {article.category!r} differs from {label!r}"
-                   f" for slug {slug!r}; kept {label!r}")
-        return replace(article, category=label)
+        article, added = canonical_label(self.labels, article, self._warn)
+        self.dirty |= added
+        return article
 
 
 @contextlib.contextmanager
