@@ -1,4 +1,5 @@
-"""Bare Starlette apps the HTTP benchmarks measure as ceilings, under the service's own uvicorn settings.
+"""Bare Starlette apps the HTTP benchmarks measure as ceilings: on stock uvicorn[standard] (the
+honest ceiling) and under the service's own uvicorn settings (``benchkit.wrk``).
 
 uvicorn imports them by name (``benchkit.apps:hello_app``) in every worker it spawns, which is why
 they are factories in an installed module rather than objects built by the benchmark script.

@@ -1,5 +1,9 @@
 """Running ``searchsvc serve`` and the bare ceilings (``benchkit.apps``) under wrk, on loopback only.
 
+Two ceilings: the stock one (``start_stock_ceiling``: a bare app on stock uvicorn[standard], the
+most this machine serves a Starlette app at) and ours (``start_ceiling``: the same app through
+``searchsvc.server.run_uvicorn``, what our server settings alone leave of it).
+
 Shared by ``scripts/bench_http.py`` and ``scripts/bench_feeds.py``. wrk reports its own latency
 percentiles; they follow the same rule as ``benchkit.report.percentile`` (see there).
 """
@@ -221,19 +225,13 @@ def start_service(args: argparse.Namespace, tmp: Path, settings: dict[str, str] 
 
 
 @contextlib.contextmanager
-def start_ceiling(app: str, workers: int, tmp: Path, ready_path: str = "/",
-                  env: dict[str, str] | None = None) -> Iterator[Server]:  # fmt: skip
-    """A bare app (``benchkit.apps:...``) through the runner of ``searchsvc serve``
-    (``searchsvc.server.run_uvicorn``), so that it runs under exactly the service's uvicorn settings."""
-    port = free_port()
+def _run_ceiling(cmd: list[str], name: str, tmp: Path, ready_path: str,
+                 env: dict[str, str] | None) -> Iterator[Server]:  # fmt: skip
+    """A ceiling server process (``cmd``, which listens on the port ``cmd`` names), until ready."""
+    port = int(cmd[-1])
     url = f"http://127.0.0.1:{port}"
-    code = (
-        "from searchsvc.config import Config; from searchsvc.server import run_uvicorn; "
-        f"run_uvicorn(Config(host='127.0.0.1', port={port}, workers={workers}, log_level='warning'), app={app!r})"
-    )
-    log = open(tmp / f"{app.rpartition(':')[2]}.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT, env={**os.environ, **(env or {})},
-                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    log = open(tmp / f"{name}.log", "ab")
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_http(url + ready_path, 60, proc)
         yield Server(proc, url)
@@ -242,6 +240,44 @@ def start_ceiling(app: str, workers: int, tmp: Path, ready_path: str = "/",
         log.close()
 
 
-def start_hello(args: argparse.Namespace, tmp: Path) -> contextlib.AbstractContextManager[Server]:
-    """The "hello" ceiling with as many workers as the service."""
-    return start_ceiling("benchkit.apps:hello_app", args.workers, tmp)
+def start_ceiling(app: str, workers: int, tmp: Path, ready_path: str = "/", env: dict[str, str] | None = None,
+                  http: str = "httptools") -> contextlib.AbstractContextManager[Server]:  # fmt: skip
+    """A bare app (``benchkit.apps:...``) through the runner of ``searchsvc serve``
+    (``searchsvc.server.run_uvicorn``), so that it runs under exactly the service's uvicorn settings
+    (``http``: the protocol, ``SEARCHSVC_HTTP``): what our server settings alone leave of the
+    stock ceiling."""
+    port = free_port()
+    code = (
+        "import sys; from searchsvc.config import Config; from searchsvc.server import run_uvicorn; "
+        f"run_uvicorn(Config(host='127.0.0.1', port=int(sys.argv[1]), workers={workers}, log_level='warning', "
+        f"http={http!r}), app={app!r})"
+    )
+    name = f"{app.rpartition(':')[2]}-{http}"
+    return _run_ceiling([sys.executable, "-c", code, str(port)], name, tmp, ready_path, env)
+
+
+# Stock uvicorn[standard] as its documentation runs it: httptools and uvloop, uvicorn's own
+# multi-worker socket, no access log. ``benchkit.apps`` are factories.
+STOCK_UVICORN = ("--factory", "--http", "httptools", "--loop", "uvloop", "--no-access-log", "--log-level", "warning")
+
+
+def start_stock_ceiling(app: str, workers: int, tmp: Path, ready_path: str = "/",
+                        env: dict[str, str] | None = None) -> contextlib.AbstractContextManager[Server]:  # fmt: skip
+    """A bare app on stock ``uvicorn[standard]`` (``python -m uvicorn APP --workers N --http
+    httptools --loop uvloop``), not through ``run_uvicorn``: none of our protocol classes, socket
+    or worker settings. The honest ceiling: the most a Starlette app can be served at here."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", app, *STOCK_UVICORN, "--workers", str(workers), "--host", "127.0.0.1",
+           "--port", str(port)]  # fmt: skip
+    return _run_ceiling(cmd, f"{app.rpartition(':')[2]}-stock", tmp, ready_path, env)
+
+
+def start_hello(args: argparse.Namespace, tmp: Path,
+                http: str = "httptools") -> contextlib.AbstractContextManager[Server]:  # fmt: skip
+    """The "hello" ceiling under our settings (``run_uvicorn``), with as many workers as the service."""
+    return start_ceiling("benchkit.apps:hello_app", args.workers, tmp, http=http)
+
+
+def start_stock_hello(args: argparse.Namespace, tmp: Path) -> contextlib.AbstractContextManager[Server]:
+    """The "hello" ceiling on stock uvicorn[standard], with as many workers as the service."""
+    return start_stock_ceiling("benchkit.apps:hello_app", args.workers, tmp)

@@ -34,7 +34,7 @@ from index.api import (
     Span,
     check_date,
 )
-from searchsvc.config import ENGINES
+from searchsvc.config import ENGINES, HTTP_PROTOCOLS
 
 if TYPE_CHECKING:
     from index.builder import IndexReport
@@ -312,6 +312,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "workers": args.workers,
         "engine_threads": args.engine_threads,
         "base_url": args.base_url, "timeout_graceful_shutdown": args.timeout_graceful_shutdown,
+        "http": args.http,
     }
     config = Config.from_env({k: v for k, v in overrides.items() if v is not None})
     if config.engine == "typesense":
@@ -510,6 +511,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="threads per worker running index work (default 2, $SEARCHSVC_ENGINE_THREADS)")
     p.add_argument("--base-url", help="public base URL for absolute links ($SEARCHSVC_BASE_URL)")
     p.add_argument("--timeout-graceful-shutdown", type=float, help="seconds to finish requests on SIGTERM (default 10)")
+    p.add_argument("--http", choices=HTTP_PROTOCOLS,
+                   help="HTTP/1.1 parser: httptools (on uvloop, the default) or h11 (on asyncio) ($SEARCHSVC_HTTP)")
     p.set_defaults(func=cmd_serve)
     return parser
 

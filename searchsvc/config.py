@@ -61,6 +61,7 @@ ENV_NAMES: dict[str, str] = {
     "admin_max_body": "SEARCHSVC_ADMIN_MAX_BODY",
     "admission_queue": "SEARCHSVC_ADMISSION_QUEUE",
     "admission_deadline": "SEARCHSVC_ADMISSION_DEADLINE",
+    "http": "SEARCHSVC_HTTP",
 }
 
 
@@ -95,6 +96,8 @@ def is_loopback_host(host: str) -> bool:
 
 
 ENGINES = ("whoosh", "typesense")
+# uvicorn's HTTP/1.1 parsers; searchsvc.server.PROTOCOLS maps each to its protocol class and loop.
+HTTP_PROTOCOLS = ("httptools", "h11")
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +151,9 @@ class Config:
     # Seconds an expensive request may take, waiting included: it waits only as long as leaves
     # time to run, and is refused at once when its wait is predicted to be longer; 0: no deadline.
     admission_deadline: float = DEFAULT_ADMISSION_DEADLINE
+    # The HTTP/1.1 parser: "httptools" (on uvloop, the faster) or "h11" (on asyncio, the former
+    # stack); both with the same request-head deadline and size limit (searchsvc.server).
+    http: str = "httptools"
 
     @property
     def journal_path(self) -> Path:
@@ -211,6 +217,11 @@ class Config:
             if engine not in ENGINES:
                 raise ConfigError(f"{ENV_NAMES['engine']} must be one of {', '.join(ENGINES)}, not {engine!r}")
             values["engine"] = engine
+        if "http" in raw:
+            http = str(raw["http"]).strip().lower()
+            if http not in HTTP_PROTOCOLS:
+                raise ConfigError(f"{ENV_NAMES['http']} must be one of {', '.join(HTTP_PROTOCOLS)}, not {http!r}")
+            values["http"] = http
         for name in ("host", "site_title", "log_level"):
             if name in raw:
                 values[name] = str(raw[name])

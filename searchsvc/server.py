@@ -10,17 +10,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import select
 import shutil
 import signal
 import socket
 import sys
 import tempfile
+import time
 from multiprocessing import reduction
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import Multiprocess
 
 from .config import Config
@@ -38,26 +41,36 @@ SERVE_WORKER_ENV = "SEARCHSVC_SERVE_WORKER"
 # Slow and idle clients (docs/reliability.md). uvicorn has no deadline for a request head: a client
 # that connects and sends nothing, or one header byte a second ("slow loris"), held its connection
 # and file descriptor forever. REQUEST_HEAD_TIMEOUT bounds that; heads over MAX_REQUEST_HEAD_BYTES
-# still incomplete are refused (400) by h11; idle keep-alive connections close after KEEP_ALIVE_TIMEOUT.
+# still incomplete are refused (400: by h11 itself, by our count for httptools); idle keep-alive
+# connections close after KEEP_ALIVE_TIMEOUT (uvicorn's timer, in both protocols).
 # No limit_concurrency: slow clients would count against it and turn good requests into 503s.
 REQUEST_HEAD_TIMEOUT = 10.0
 KEEP_ALIVE_TIMEOUT = 5
 MAX_REQUEST_HEAD_BYTES = 16 * 1024
+# uvicorn's own answer to a request it cannot parse (both protocols): a plain-text 400, then close.
+INVALID_REQUEST = "Invalid HTTP request received."
 
 
-class HeadTimeoutH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, plus: a connection on which the client has not delivered a complete
-    request head REQUEST_HEAD_TIMEOUT seconds after connecting (or after the previous response) is
-    closed, unless a response is being produced (the handler's time is not the client's)."""
+class HeadDeadline(asyncio.Protocol):
+    """The request-head deadline, for either of uvicorn's HTTP/1.1 protocols (mixed in first).
+
+    A connection on which the client has not delivered a complete request head REQUEST_HEAD_TIMEOUT
+    seconds after connecting (or after the previous response) is closed, unless a response is being
+    produced (the handler's time is not the client's). One timer per connection, armed at connect and
+    at the end of each response, never reset by received bytes (a byte a second must not extend it);
+    when it fires, the protocol's current request cycle says whether a response is in progress (with
+    pipelined requests that is the last one parsed, which is answered after the ones before it).
+    """
+
+    if TYPE_CHECKING:  # set by the uvicorn protocol this is mixed into
+        loop: asyncio.AbstractEventLoop
+        transport: asyncio.Transport
+        cycle: Any  # that protocol's RequestResponseCycle; only ``response_complete`` is read
 
     _head_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # uvicorn annotates it loosely
         super().connection_made(transport)
-        self._arm_head_timer()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -66,9 +79,20 @@ class HeadTimeoutH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def _arm_head_timer(self) -> None:
+        """(Re)start the deadline; called at connect and by ``on_response_complete``."""
         if self._head_timer is not None:
             self._head_timer.cancel()
         self._head_timer = self.loop.call_later(REQUEST_HEAD_TIMEOUT, self._head_timed_out)
+
+    def _drop_request_in_progress(self) -> None:
+        """Before the parser's 400 for a request whose head was fine but whose body was not (a bad
+        chunk): the app already answering it is treated as talking to a client that left, as it
+        would be once the connection is gone, instead of writing its own answer after the 400. With
+        h11 that write raised ``LocalProtocolError`` in the app ("unhandled error", a traceback and
+        a 500 in the access log, for a request the client had been told was bad)."""
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()  # an app waiting for the body sees http.disconnect
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
@@ -79,9 +103,84 @@ class HeadTimeoutH11Protocol(H11Protocol):
         self.transport.close()
 
 
+class HeadTimeoutH11Protocol(HeadDeadline, H11Protocol):
+    """uvicorn's h11 protocol plus the head deadline. The head size limit is h11's own
+    (``h11_max_incomplete_event_size``, set by ``run_uvicorn``)."""
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm_head_timer()
+
+    def send_400_response(self, msg: str) -> None:
+        self._drop_request_in_progress()
+        super().send_400_response(msg)
+
+
+class HeadTimeoutHttpToolsProtocol(HeadDeadline, HttpToolsProtocol):
+    """uvicorn's httptools protocol plus the head deadline and a head size limit.
+
+    httptools (llhttp) has no limit of its own on a request head: an endless header line or an
+    endless run of headers was parsed on, callback by callback, into memory. This counts the bytes
+    of every read made while a head is awaited or incomplete; once a read leaves the head still
+    incomplete past MAX_REQUEST_HEAD_BYTES, the client gets uvicorn's own answer to an unparsable
+    request (plain ``400 Invalid HTTP request received.``, connection closed), as h11's
+    incomplete-event limit gives. Like h11's, the limit is on a head *still incomplete after a
+    read*: a complete head that arrives in one read (uvloop reads up to 250 KB) is parsed whatever
+    its size. The count starts with the first read after a request's end, so the bytes of a
+    pipelined head that share a read with the previous request's end are not counted: the limit can
+    be passed by one read at most, and a head under it is never refused.
+    """
+
+    _head_pending = True  # a request head is awaited or being received on this connection
+    _head_bytes = 0  # bytes read while it was
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as above
+        super().connection_made(transport)
+        if not self.tasks:  # an idle worker: give a burst of new connections a chance to spread
+            SharedListenSocket.pass_turn()
+
+    def data_received(self, data: bytes) -> None:
+        if self._head_pending:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self._head_pending and self._head_bytes > MAX_REQUEST_HEAD_BYTES and not self.transport.is_closing():
+            self.logger.warning(INVALID_REQUEST)
+            self.send_400_response(INVALID_REQUEST)
+
+    def on_headers_complete(self) -> None:
+        self._head_pending = False
+        self._head_bytes = 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._head_pending = True
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm_head_timer()
+
+    def send_400_response(self, msg: str) -> None:
+        self._drop_request_in_progress()
+        super().send_400_response(msg)
+
+
+# SEARCHSVC_HTTP -> the protocol class and uvicorn's event loop for it. httptools runs on uvloop,
+# the fastest pair uvicorn offers (docs/service.md, "The HTTP stack", has the figures); h11 keeps
+# the standard asyncio loop it was measured and tested on, so that choosing it is a step back to
+# exactly the former stack, not a third combination.
+PROTOCOLS: dict[str, tuple[type[asyncio.Protocol], str]] = {
+    "httptools": (HeadTimeoutHttpToolsProtocol, "uvloop"),
+    "h11": (HeadTimeoutH11Protocol, "asyncio"),
+}
+
+
 # Connections a worker takes from the shared listening socket each time it wakes up (see
 # SharedListenSocket). asyncio's default is the listen backlog (uvicorn: 2048).
 ACCEPTS_PER_WAKEUP = 1
+# Seconds a uvloop worker pauses after taking a connection from the shared socket while another
+# one waits there (SharedListenSocket.pass_turn).
+ACCEPT_PAUSE = 50e-6
 
 
 class SharedListenSocket(socket.socket):
@@ -95,10 +194,47 @@ class SharedListenSocket(socket.socket):
     ``backlog=ACCEPTS_PER_WAKEUP`` so each takes one connection per wake-up and the workers share
     a burst; this class keeps that small number from also shrinking the kernel's accept queue,
     which the supervisor sets once (uvicorn's 2048) before starting them.
+
+    That is the asyncio loop (``SEARCHSVC_HTTP=h11``). uvloop needs neither half: libuv (1.45 and
+    later) accepts a single connection each time the socket is readable, whatever the backlog,
+    and its ``uv_listen`` calls ``listen(2)`` on the descriptor directly, past this class; so with
+    uvloop the workers are given the queue's own size (``run_uvicorn``), and this class only
+    carries the socket to them.
     """
+
+    # The worker's own copy of the shared socket, watched by ``pass_turn``; none in a process that
+    # serves alone (one worker, or a test).
+    _poller: select.poll | None = None
 
     def listen(self, backlog: int = 0) -> None:
         return None
+
+    @classmethod
+    def pass_turn(cls) -> None:
+        """In a worker that has just taken a connection: if another is already waiting on the shared
+        socket, pause ACCEPT_PAUSE seconds so that another worker takes it.
+
+        For uvloop, which has no accept batch to shrink: libuv takes one connection per wake-up, but
+        returns to ``epoll_wait`` so fast that the worker which won one wake-up often won the next
+        as well: 16 connections opened together on two idle workers went 16/0, 15/1 or 14/2 in
+        about one round in four (20 of 70), enough to fail tests/test_worker_balance.py. libuv
+        did the same thing, a nanosleep after each accept under ``UV_TCP_SINGLE_ACCEPT=1``, until
+        1.45 removed it along with its accept loop. The httptools protocol calls this only while its
+        worker has no request in progress, so a lone arrival (nothing waiting) and a busy worker
+        (which is slow to come back to ``epoll_wait`` anyway) never pause; the asyncio loop (h11)
+        never calls it, its one-connection batch being slow enough. Measured: 8/8 or 9/7, now and
+        then 10/6, as asyncio's.
+        """
+        poller = cls._poller
+        if poller is not None and any(events & select.POLLIN for _, events in poller.poll(0)):
+            time.sleep(ACCEPT_PAUSE)
+
+    def _watch(self) -> SharedListenSocket:
+        """Make this (the worker's copy) the socket ``pass_turn`` looks at."""
+        poller = select.poll()
+        poller.register(self.fileno(), select.POLLIN)
+        type(self)._poller = poller
+        return self
 
     @classmethod
     def adopt(cls, sock: socket.socket) -> SharedListenSocket:
@@ -110,7 +246,8 @@ class SharedListenSocket(socket.socket):
 
 
 def _rebuild_shared_socket(dup: object, family: int, kind: int, proto: int) -> SharedListenSocket:
-    return SharedListenSocket(family, kind, proto, fileno=dup.detach())  # type: ignore[attr-defined]
+    """The shared socket as a worker process receives it (multiprocessing unpickles it there)."""
+    return SharedListenSocket(family, kind, proto, fileno=dup.detach())._watch()  # type: ignore[attr-defined]
 
 
 def _stop_requested(signum: int, frame: FrameType | None) -> None:
@@ -177,6 +314,7 @@ def run_uvicorn(config: Config, app: str = APP_FACTORY) -> None:
     "Workers", has the cost). Linux copies TCP_NODELAY from the listening socket to the sockets
     it accepts, so setting it once here fixes every worker.
     """
+    protocol, loop = PROTOCOLS[config.http]
     uvicorn_config = uvicorn.Config(
         app,
         factory=True,
@@ -188,16 +326,24 @@ def run_uvicorn(config: Config, app: str = APP_FACTORY) -> None:
         timeout_graceful_shutdown=config.timeout_graceful_shutdown,
         server_header=False,
         proxy_headers=True,
-        http=HeadTimeoutH11Protocol,
+        http=protocol,
+        loop=loop,
+        # No WebSocket route exists: an Upgrade request is answered as plain HTTP, as before
+        # uvicorn[standard] brought the websockets package (which "auto" would switch to).
+        ws="none",
         timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
-        h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
+        h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,  # h11 only; httptools: our own count
     )
     if config.workers > 1:
         sock = uvicorn_config.bind_socket()
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.listen(uvicorn_config.backlog)  # the kernel's accept queue (uvicorn leaves it to workers)
-        uvicorn_config.backlog = ACCEPTS_PER_WAKEUP  # the workers' accept batch, not the queue
+        if loop == "asyncio":
+            uvicorn_config.backlog = ACCEPTS_PER_WAKEUP  # the workers' accept batch, not the queue
+        # uvloop: libuv accepts one connection per wake-up already, and calls listen() on the
+        # descriptor itself (SharedListenSocket.listen is never reached), so the number it is given
+        # must stay the queue's size (SharedListenSocket says why).
         Multiprocess(uvicorn_config, sockets=[SharedListenSocket.adopt(sock)]).run()
         return
     server = uvicorn.Server(uvicorn_config)

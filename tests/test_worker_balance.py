@@ -4,19 +4,27 @@ asyncio accepts every queued connection each time the listening socket wakes a w
 uvicorn's default the first worker to wake took a whole burst: 16 keep-alive connections opened
 together went 16/0, 15/1 or 14/2 (measured before the change), and one core then queued most of
 the requests. Workers now accept one connection per wake-up, from a queue the supervisor sized.
+uvloop (``SEARCHSVC_HTTP=httptools``) accepts one per wake-up by itself but is back for the next
+one so fast that bursts went one way again; an idle worker there lets a waiting connection go
+(``SharedListenSocket.pass_turn``). Both HTTP protocols, each on its own loop, are tested alike.
 """
 
 from __future__ import annotations
 
 import collections
+import os
+import signal
 import socket
 import time
 from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
 from service_helpers import running_service
+from test_worker_crash import wait_for, worker_pids
 
+from searchsvc.config import HTTP_PROTOCOLS
 from searchsvc.server import SharedListenSocket
 
 CONNECTIONS = 16
@@ -82,8 +90,9 @@ def _owners(port: int) -> collections.Counter[bytes]:
     return owners
 
 
-def test_a_burst_of_connections_is_shared_between_workers(built_index: Path, tmp_path: Path) -> None:
-    with running_service(built_index, tmp_path / "logs", workers=2) as svc:
+@pytest.mark.parametrize("http", HTTP_PROTOCOLS)
+def test_a_burst_of_connections_is_shared_between_workers(built_index: Path, tmp_path: Path, http: str) -> None:
+    with running_service(built_index, tmp_path / "logs", workers=2, env={"SEARCHSVC_HTTP": http}) as svc:
         port = urlsplit(svc.url).port
         assert port is not None
         deadline = time.monotonic() + 30
@@ -107,3 +116,36 @@ def test_a_burst_of_connections_is_shared_between_workers(built_index: Path, tmp
                 break
         else:
             raise AssertionError(f"connections not shared between the workers: {attempts}")
+
+
+@pytest.mark.parametrize("http", HTTP_PROTOCOLS)
+def test_the_accept_queue_stays_the_supervisors(built_index: Path, tmp_path: Path, http: str) -> None:
+    """With both workers stopped (SIGSTOP: nobody accepts), 64 clients still complete their
+    handshake at once, and are all answered once the workers run again: the kernel's accept queue
+    is uvicorn's 2048, whatever each loop passes to ``listen()`` (asyncio: its one-connection batch,
+    which SharedListenSocket ignores; uvloop calls ``listen(2)`` itself, with the number
+    ``run_uvicorn`` gives it). A queue of 1 would hold two: the others' SYNs dropped, retried 1 s
+    later, past the clients' timeout."""
+    with running_service(built_index, tmp_path / "logs", workers=2, env={"SEARCHSVC_HTTP": http}) as svc:
+        port = urlsplit(svc.url).port
+        assert port is not None
+        workers = wait_for(lambda: (w := worker_pids(svc.proc.pid)) and len(w) == 2 and w, 10)
+        assert workers, svc.log()[-2000:]
+        socks: list[socket.socket] = []
+        try:
+            for pid in workers:
+                os.kill(pid, signal.SIGSTOP)
+            try:  # briefly: the supervisor replaces a worker that misses its health checks for 5 s
+                for _ in range(64):
+                    socks.append(socket.create_connection(("127.0.0.1", port), timeout=0.8))
+            finally:
+                for pid in workers:
+                    os.kill(pid, signal.SIGCONT)
+            for sock in socks:
+                sock.settimeout(10)
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+            for sock in socks:
+                assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        finally:
+            for sock in socks:
+                sock.close()
