@@ -301,3 +301,16 @@ def title_runs(title: str) -> list[list[str]]:
             runs.append([word])
         prev_pos = t.pos
     return [r for r in runs if r]
+
+
+def title_word_queries(titles: list[str], n: int, rng: random.Random) -> list[str]:
+    """``n`` queries of 1–3 consecutive words of a random title, lower-cased: what a reader types
+    into the search box, every one likely new (``bench_http.py``'s distinct searches, the profile
+    of ``profile_search.py`` and the dumps of ``compare_rankings.py`` all use this rule)."""
+    words_of = [w for w in (re.findall(r"\w+", t) for t in titles) if w]
+    out = []
+    for _ in range(n):
+        words = rng.choice(words_of)
+        start = rng.randrange(len(words))
+        out.append(" ".join(words[start : start + rng.randint(1, 3)]).lower())
+    return out

@@ -206,6 +206,29 @@ def items(m: Matcher) -> Iterator[tuple[int, float]]:
         _next_block(m)
 
 
+def id_weight_arrays(m: Matcher) -> tuple[array[int], array[float]]:
+    """Every id and weight of ``m`` as two arrays, extended a block at a time (C-level copies,
+    where ``items`` yields a Python tuple per posting)."""
+    ids: array[int] = array("q")
+    weights: array[float] = array("d")
+    if not _is_block_matcher(m):
+        for i, weight in m.items_as("weight"):
+            ids.append(i)
+            weights.append(weight)
+        return ids, weights
+    while m.is_active():
+        block = _block_ids(m)
+        if m._weights is None:
+            _load_data(m)
+            m._read_weights()
+        start = m._i
+        ids.extend(block[start:] if start else block)
+        block_weights = m._weights[start:] if start else m._weights
+        weights.extend(block_weights.tolist() if isinstance(block_weights, array) else block_weights)
+        _next_block(m)
+    return ids, weights
+
+
 def length_bytes(leaf: SegmentReader, field: str) -> bytes | None:
     """The segment's per-document length bytes of ``field`` in one read (Whoosh keeps one byte a
     document in a column, encoded by ``whoosh.util.numeric.byte_to_length``), or None when the

@@ -16,12 +16,13 @@ import math
 from collections.abc import Collection
 from datetime import UTC, datetime
 
+import numpy as np
 from whoosh import query as Q
 
 from index.api import MAX_RESULT_DEPTH
 from index.docsets import title_only
 from index.plan import Context, Planner
-from index.scoring import bm25_scores, scoring_terms
+from index.scoring import Scores, bm25_scores, scoring_terms
 from index.tiers import Tier
 
 DocSet = frozenset[int] | set[int]
@@ -49,13 +50,13 @@ def rank(ctx: Context, planner: Planner, tier: Tier, q: Q.Query, docs: DocSet, s
     terms = scoring_terms(q) + scoring_terms(planner.boosters(tier))
     if len(candidates) > MAX_SCORED:
         candidates = _prefilter(ctx, terms, candidates, max(MAX_SCORED, limit))
-    scores, matched = bm25_scores(ctx.searcher, terms, candidates, ctx.docsets)
+    scored = bm25_scores(ctx.searcher, terms, candidates, ctx.docsets, count_matched=tier is Tier.PARTIAL)
     if tier is Tier.PARTIAL:
-        scores = _coordinated(scores, matched, q)
-    top = _top(ctx, scores, candidates, limit)
+        scored = _coordinated(scored, q)
+    top, scores = _top(ctx, scored, limit)
     if recency:
         return _recency_ordered(ctx, scores, top)[:need]
-    return [(scores.get(d, 0.0), d) for d in top][:need]
+    return [(scores[d], d) for d in top][:need]
 
 
 def _title_matches_first(ctx: Context, q: Q.Query, docs: DocSet, limit: int) -> DocSet:
@@ -87,24 +88,40 @@ def _prefilter(ctx: Context, terms: list[tuple[str, str, float]], candidates: Do
     return set(ranked)
 
 
-def _coordinated(scores: dict[int, float], matched: dict[int, int], q: Q.Query) -> dict[int, float]:
+def _coordinated(scored: Scores, q: Q.Query) -> Scores:
     """Partial matches: most syllables first, by a coordination factor on the share of the query's
     texts each document matched."""
     wanted = max(1, len({t for f, t, b in scoring_terms(q)}))
-    return {d: sc * (matched.get(d, 0) / wanted) ** 2 for d, sc in scores.items()}
+    assert scored.matched is not None
+    return Scores(scored.ids, scored.values * (scored.matched / wanted) ** 2, scored.matched)
 
 
-def _top(ctx: Context, scores: dict[int, float], candidates: Collection[int], limit: int) -> list[int]:
-    """The best ``limit`` candidates: rounded score, then newest, then lowest document number."""
-    rounded = {d: round(scores.get(d, 0.0), 6) for d in candidates}
-    pool: Collection[int] = candidates
-    if len(candidates) > limit:
-        # Only candidates at or above the limit-th score can be in the top; the date (a column
-        # read each) is needed only to order those, ties included.
-        threshold = heapq.nlargest(limit, rounded.values())[-1]
+# Python's round(x, 6) moves a score by at most half of 1e-6: candidates this far below the
+# limit-th raw score cannot reach its rounded value.
+ROUNDING_SLACK = 1e-6
+
+
+def _top(ctx: Context, scored: Scores, limit: int) -> tuple[list[int], dict[int, float]]:
+    """The best ``limit`` candidates (rounded score, then newest, then lowest document number),
+    and the scores of those considered.
+
+    Only candidates at or above the limit-th score can be in the top: they are picked from the
+    score array by a partition (C), and only they are rounded and ordered in Python, ties
+    included, exactly as before."""
+    ids, values = scored.ids, scored.values
+    threshold = None
+    if len(ids) > limit:
+        kth = float(np.partition(values, len(values) - limit)[len(values) - limit])
+        near = values >= kth - ROUNDING_SLACK
+        ids, values = ids[near], values[near]
+        threshold = round(kth, 6)
+    scores = dict(zip(ids.tolist(), values.tolist()))
+    rounded = {d: round(sc, 6) for d, sc in scores.items()}
+    pool: Collection[int] = rounded
+    if threshold is not None:
         pool = [d for d, sc in rounded.items() if sc >= threshold]
     keys = ctx.docsets.published_keys()
-    return heapq.nsmallest(limit, pool, key=lambda d: (-rounded[d], -keys[d], d))
+    return heapq.nsmallest(limit, pool, key=lambda d: (-rounded[d], -keys[d], d)), scores
 
 
 def _recency_ordered(ctx: Context, scores: dict[int, float], top: list[int]) -> list[tuple[float, int]]:

@@ -4,8 +4,9 @@ Why not Whoosh's collector: it scores by walking a tree of Python matcher object
 ``skip_to``/``is_active`` on every clause for every match. With synonym alternatives and pair
 boosters a query easily has 20-30 clauses, so a query matching a few thousand articles spent most
 of its time there (figures in docs/benchmarks.md). We already know the match set (``index.docsets``), so each
-scoring term's postings are read once — in full when they are short, by ``skip_to`` over the
-candidates when they are long — and the scores summed in a dict.
+scoring term's postings are read once a generation into arrays (``DocSets.postings``), matched
+against the candidates by binary search and scored with numpy: a per-posting Python loop here was
+most of a distinct search's CPU (issue 14's profile, docs/benchmarks.md).
 
 The formula is Whoosh's BM25F per field (B = 0.75, K1 = 1.2, its idf), summed over the terms with
 their boosts, so ranking stays what the query plan intends (title x3, exact diacritics, pairs).
@@ -13,13 +14,12 @@ their boosts, so ranking stays what the query plan intends (title x3, exact diac
 
 from __future__ import annotations
 
-from collections import defaultdict
-
+import numpy as np
+import numpy.typing as npt
 from whoosh import query as Q
 from whoosh.searching import Searcher
 
-from index.docsets import DocSets, skip_through
-from index.postings import LENGTHS, items, raw_postings
+from index.docsets import DocSets, FloatArray, IdArray, PostingIds, WeightArray, as_array
 
 B = 0.75
 K1 = 1.2
@@ -47,42 +47,67 @@ def scoring_terms(q: Q.Query | None) -> list[tuple[str, str, float]]:
 
 
 def bm25_scores(searcher: Searcher, terms: list[tuple[str, str, float]], candidates: set[int] | frozenset[int],
-                docsets: DocSets | None = None) -> tuple[dict[int, float], dict[int, int]]:
-    """Scores of the candidates, and how many distinct scoring term texts each one matched.
+                docsets: DocSets, count_matched: bool = False) -> Scores:
+    """The candidates' scores and, with ``count_matched``, how many distinct scoring term texts
+    each one matched (what partial matches are ordered by).
 
-    ``docsets``: where document frequencies and whole field-length columns are cached for the
-    generation (``DocSets.df``, ``DocSets.field_lengths``); without it each candidate's length is a
-    column read and each frequency a term-table lookup."""
-    lengths = docsets.field_lengths if docsets is not None else None
-    doc_frequency = docsets.df if docsets is not None else searcher.reader().doc_frequency
-    reader = searcher.reader()
-    scores: dict[int, float] = defaultdict(float)
-    matched: dict[int, set[str]] = defaultdict(set)
-    leaves = [(leaf, off, off + leaf.doc_count_all()) for leaf, off in reader.leaf_readers()]
-    sorted_candidates = sorted(candidates)
+    Each term's postings come whole from the generation's cache (``DocSets.postings``) and are
+    matched against the sorted candidates by binary search, from whichever side is shorter; the
+    BM25 terms are then computed over arrays. Every operation is the float64 arithmetic the
+    per-posting loop did, in the same order (terms in order, the same expression), so the scores
+    are bit for bit what they were."""
+    cand = as_array(candidates)
+    scores = np.zeros(len(cand), dtype=np.float64)
+    matched_texts: dict[str, npt.NDArray[np.bool_]] = {}
     for field, text, boost in terms:
-        df = doc_frequency(field, text)
+        df = docsets.df(field, text)
         if not df:
             continue
         idf = searcher.idf(field, text)
         avgdl = searcher.avg_field_length(field) or 1.0
         weight = boost * idf
-        sparse = df > 4 * len(candidates)
-        for leaf, start, end in leaves:
-            if (field, text) not in leaf:
-                continue
-            postings = raw_postings(leaf, field, text)  # candidates never include deleted documents
-            if sparse:
-                pairs = skip_through(postings, sorted_candidates, start, end)
-            else:
-                pairs = [(i, tf) for i, tf in items(postings) if i + start in candidates]
-            raw = lengths(leaf, start, field) if lengths is not None else None
-            for local, tf in pairs:
-                d = local + start
-                if raw is not None:
-                    dl = (LENGTHS[raw[local]] if local < len(raw) else 0) or 1
-                else:
-                    dl = leaf.doc_field_length(local, field, 1) or 1
-                scores[d] += weight * tf * (K1 + 1) / (tf + K1 * (1 - B + B * dl / avgdl))
-                matched[d].add(text)
-    return scores, {d: len(v) for d, v in matched.items()}
+        ids, weights = docsets.postings(field, text)
+        at, tf = _matching(cand, ids, weights)
+        if not len(at):
+            continue
+        dl = docsets.length_array(field)[cand[at]]
+        scores[at] += weight * tf * (K1 + 1) / (tf + K1 * (1 - B + B * dl / avgdl))
+        if count_matched:
+            seen = matched_texts.setdefault(text, np.zeros(len(cand), dtype=np.bool_))
+            seen[at] = True
+    matched = None
+    if count_matched:
+        matched = np.zeros(len(cand), dtype=np.int64)
+        for seen in matched_texts.values():
+            matched += seen
+    return Scores(cand, scores, matched)
+
+
+def _matching(cand: IdArray, ids: PostingIds, weights: WeightArray) -> tuple[npt.NDArray[np.intp], FloatArray]:
+    """Positions in ``cand`` of the candidates ``ids`` holds, and their weights (both ascending)."""
+    if not len(ids) or not len(cand):
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.float64)
+    if len(ids) > len(cand):
+        where = np.searchsorted(ids, cand)
+        inside = where < len(ids)
+        hit = np.zeros(len(cand), dtype=np.bool_)
+        hit[inside] = ids[where[inside]] == cand[inside]
+        at = np.flatnonzero(hit)
+        return at, weights[where[at]].astype(np.float64)
+    where = np.searchsorted(cand, ids)
+    inside = where < len(cand)
+    hit = np.zeros(len(ids), dtype=np.bool_)
+    hit[inside] = cand[where[inside]] == ids[inside]
+    return where[hit], weights[hit].astype(np.float64)
+
+
+class Scores:
+    """Scores of a set of candidates: ``ids`` ascending, ``values[i]`` the score of ``ids[i]``,
+    ``matched[i]`` (when counted) how many distinct term texts it matched."""
+
+    __slots__ = ("ids", "values", "matched")
+
+    def __init__(self, ids: IdArray, values: FloatArray, matched: npt.NDArray[np.int64] | None) -> None:
+        self.ids = ids
+        self.values = values
+        self.matched = matched

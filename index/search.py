@@ -27,6 +27,7 @@ from index.api import (
     SearchResult,
 )
 from index.article import Article
+from index.docsets import as_array
 from index.passages import contiguous_matches, holding
 from index.plan import Context, Planner, Step, build_filter
 from index.query import Alternative, parse
@@ -172,13 +173,14 @@ def _article(searcher: Searcher, docnum: int) -> Article:
 
 
 def _facet_values(ctx: Context, docs: DocSet) -> dict[str, list[FacetValue]]:
-    """Counts over the whole match set, from cached per-value posting sets (index.docsets)."""
+    """Counts over the whole match set, from each document's cached value (index.docsets)."""
     out: dict[str, list[FacetValue]] = {}
-    counts = ctx.docsets.counts("category_slug", docs)
+    matches = as_array(docs)  # once for the three facets
+    counts = ctx.docsets.count_array("category_slug", matches)
     out["category"] = sorted((FacetValue(ctx.labels.get(slug, slug), slug, n) for slug, n in counts.items()),
                              key=lambda f: (-f.count, f.slug))
     for name in ("year", "month"):
-        counts = ctx.docsets.counts(name, docs)
+        counts = ctx.docsets.count_array(name, matches)
         out[name] = sorted((FacetValue(k, k, n) for k, n in counts.items()), key=lambda f: f.value)
     return out
 

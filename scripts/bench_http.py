@@ -51,6 +51,7 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from benchkit.corpus import CORPUS, corpus_titles
+from benchkit.queries import title_word_queries
 from benchkit.report import banner, load_note
 from benchkit.wrk import (
     SEED_WORDS,
@@ -103,11 +104,7 @@ def build_mix(base: str, n: int, rng: random.Random) -> dict[str, list[str]]:
             sys.exit("the index returned no articles: is it empty?")
         words_of = [re.findall(r"\w+", t) for t in titles]
         words_of = [w for w in words_of if w]
-        queries = []
-        for _ in range(n):
-            words = rng.choice(words_of)
-            start = rng.randrange(len(words))
-            queries.append(" ".join(words[start : start + rng.randint(1, 3)]).lower())
+        queries = title_word_queries(titles, n, rng)
         prefixes = []
         for _ in range(n):
             words = rng.choice(words_of)
