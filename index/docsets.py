@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from cachetools import LRUCache
 from whoosh import query as Q
+from whoosh.reading import TermNotFound
 from whoosh.searching import Searcher
 
 from index.article import VN_TZ
@@ -165,9 +166,11 @@ class DocSets:
         id_parts: list[IdArray] = []
         weight_parts: list[npt.NDArray[np.floating[Any]]] = []
         for leaf, offset, _deleted in self._leaves:
-            if (field, text) not in leaf:
+            try:  # one term-table look-up per segment (a test with ``in`` first was a second one)
+                matcher = raw_postings(leaf, field, text)
+            except TermNotFound:
                 continue
-            ids, weights = id_weight_arrays(raw_postings(leaf, field, text))
+            ids, weights = id_weight_arrays(matcher)
             id_parts.append((np.frombuffer(ids, dtype=np.int64) + offset).astype(np.int32))
             weight_parts.append(np.frombuffer(weights, dtype=np.float64))
         every_id = np.concatenate(id_parts) if id_parts else np.zeros(0, dtype=np.int32)
