@@ -31,7 +31,9 @@ from index.article import VN_TZ
 from index.postings import LENGTHS, id_weight_arrays, length_bytes, numeric_column, raw_postings, weights_of
 from index.untracked import untracked
 
-TERM_CACHE_IDS = 2_000_000  # cached posting sets per generation, counted in document numbers
+# Cached posting sets per generation, counted in document numbers. A set costs about 60 bytes a
+# member; it is rebuilt from the term's cached posting arrays (below) without decoding anything.
+TERM_CACHE_IDS = 1_000_000
 # What a cached set costs besides its members (its key and the set object), in document numbers:
 # without it, the empty sets of syllables the index lacks would count nothing and never leave.
 TERM_ENTRY_IDS = 8
@@ -39,9 +41,9 @@ OTHER_CACHE_SIZE = 64  # match sets of other query shapes (date ranges) per gene
 DF_CACHE_SIZE = 200_000  # document frequencies per generation; the table is emptied when full
 PROBE_RATIO = 8  # a clause this many times larger than the candidates is probed, not read whole
 # Scoring postings (ids and weights as arrays) cached per generation, counted in postings: 8 bytes
-# each (a 4-byte id, a 4-byte term frequency), so about 100 MB a generation, shared by the worker's
+# each (a 4-byte id, a 4-byte term frequency), so about 64 MB a generation, shared by the worker's
 # search threads. The few hundred commonest syllables alone hold several million postings.
-POSTING_CACHE_POSTINGS = 12_000_000
+POSTING_CACHE_POSTINGS = 8_000_000
 
 IdArray = npt.NDArray[np.int32]  # document numbers (4 bytes: an index of up to 2 billion)
 PostingIds = IdArray
