@@ -66,7 +66,7 @@ class SharedSets:
     which the GIL keeps consistent without a lock on the hot path.
     """
 
-    def __init__(self, max_ids: int = TERM_CACHE_IDS) -> None:
+    def __init__(self, max_ids: int = TERM_CACHE_IDS, max_postings: int = POSTING_CACHE_POSTINGS) -> None:
         self.lock = threading.Lock()
         self.max_ids = max_ids
         # Term -> its documents, sized in document numbers. A set counts at most the whole budget,
@@ -81,8 +81,9 @@ class SharedSets:
         self.df: dict[tuple[str, str], int] = {}  # (field, text) -> document frequency
         self.published: array[int] | None = None  # sortable publication key by document number
         # (field, text) -> (global ids ascending, deleted included; their weights), for scoring.
+        postings_budget = max(1, max_postings)
         self.postings: LRUCache[tuple[str, str], tuple[PostingIds, WeightArray]] = LRUCache(
-            POSTING_CACHE_POSTINGS, getsizeof=lambda p: min(len(p[0]) + TERM_ENTRY_IDS, POSTING_CACHE_POSTINGS))
+            postings_budget, getsizeof=lambda p: min(len(p[0]) + TERM_ENTRY_IDS, postings_budget))
         self.length_arrays: dict[str, FloatArray] = {}  # field -> every document's length (0 read as 1)
         self.value_index: dict[str, tuple[list[str], npt.NDArray[np.int32]] | None] = {}
 

@@ -203,6 +203,28 @@ def test_empty_posting_sets_cannot_grow_the_cache_without_bound():
     assert len(sets.terms) <= 100 // TERM_ENTRY_IDS
 
 
+
+def test_posting_arrays_are_bounded_by_postings_and_by_entries():
+    import numpy as np
+
+    from index.docsets import TERM_ENTRY_IDS, SharedSets
+
+    budget = 1_000
+    sets = SharedSets(max_postings=budget)
+    empty = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32))
+    for i in range(10_000):  # the arrays of syllables the index lacks still count their entry
+        sets.put_postings(("f", f"absent{i}"), empty)
+    assert len(sets.postings) <= budget // TERM_ENTRY_IDS
+    big = (np.arange(budget // 3, dtype=np.int32), np.ones(budget // 3, np.float32))
+    for i in range(4):
+        sets.put_postings(("f", f"common{i}"), big)
+    assert sets.postings.currsize <= budget
+    assert sets.get_postings(("f", "common3")) is big  # the newest stays
+    huge = (np.arange(5 * budget, dtype=np.int32), np.ones(5 * budget, np.float32))
+    sets.put_postings(("f", "huge"), huge)
+    assert sets.get_postings(("f", "huge")) is huge  # larger than the budget: kept alone
+
+
 # --- the pinned Whoosh: index.postings reads its private block format --------------------------------
 
 ROOT = Path(__file__).resolve().parent.parent
