@@ -94,6 +94,14 @@ class HeadDeadline(asyncio.Protocol):
             self.cycle.disconnected = True
             self.cycle.message_event.set()  # an app waiting for the body sees http.disconnect
 
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # type: ignore[misc]  # the uvicorn protocol's
+        self._arm_head_timer()
+
+    def send_400_response(self, msg: str) -> None:
+        self._drop_request_in_progress()
+        super().send_400_response(msg)  # type: ignore[misc]  # the uvicorn protocol's
+
     def _head_timed_out(self) -> None:
         self._head_timer = None
         if self.transport.is_closing():
@@ -106,14 +114,6 @@ class HeadDeadline(asyncio.Protocol):
 class HeadTimeoutH11Protocol(HeadDeadline, H11Protocol):
     """uvicorn's h11 protocol plus the head deadline. The head size limit is h11's own
     (``h11_max_incomplete_event_size``, set by ``run_uvicorn``)."""
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        self._arm_head_timer()
-
-    def send_400_response(self, msg: str) -> None:
-        self._drop_request_in_progress()
-        super().send_400_response(msg)
 
 
 class HeadTimeoutHttpToolsProtocol(HeadDeadline, HttpToolsProtocol):
@@ -155,14 +155,6 @@ class HeadTimeoutHttpToolsProtocol(HeadDeadline, HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._head_pending = True
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        self._arm_head_timer()
-
-    def send_400_response(self, msg: str) -> None:
-        self._drop_request_in_progress()
-        super().send_400_response(msg)
 
 
 # SEARCHSVC_HTTP -> the protocol class and uvicorn's event loop for it. httptools runs on uvloop,
