@@ -22,6 +22,7 @@ from whoosh.index import FileIndex
 from index import store
 from index.api import SettingError
 from index.article import VN_TZ, Article
+from index.build_writer import BuildSegmentWriter
 from index.parallel import SegmentingMpWriter
 from index.readers import ReadError
 from index.schema import source_key
@@ -50,10 +51,10 @@ PHASES = ("locking", "reading", "committing", "merging", "switching", "done")
 DEFAULT_PROCS = min(2, os.cpu_count() or 1)
 # Per writer process.
 DEFAULT_LIMITMB = 256
-# SEARCHSVC_SEGMENT_DOCS=3000 (with SEARCHSVC_LIMITMB=600) writes a segment every 3,000 articles so
-# that no posting pool spills to disk: less CPU to build, but many segments, and queries slow down
-# with every segment (docs/benchmarks.md). The default is one segment per writer process, the
-# faster index to search.
+# SEARCHSVC_SEGMENT_DOCS=3000 writes a segment every 3,000 articles: many segments, and queries slow
+# down with every segment (docs/benchmarks.md). It was a way to keep Whoosh's posting pool from
+# spilling to disk, which cost much CPU; the build writer's pool (index.build_writer) spills whole
+# terms cheaply, so the default, one segment per writer process, is also the cheaper build.
 SEGMENT_DOCS = _env_int("SEARCHSVC_SEGMENT_DOCS", 0) or 10**12
 DEFAULT_LIMITMB = _env_int("SEARCHSVC_LIMITMB", DEFAULT_LIMITMB) or DEFAULT_LIMITMB
 # The merge step after an update merges only segments below this size (the ones updates write),
@@ -279,6 +280,8 @@ def _write(ix: FileIndex, items: Iterable[Article | ReadError], report: IndexRep
     searcher = None if fresh else ix.searcher()
     if fresh and procs > 1:
         writer = SegmentingMpWriter(ix, procs=procs, segment_docs=SEGMENT_DOCS, limitmb=limitmb)
+    elif fresh:
+        writer = BuildSegmentWriter(ix, limitmb=limitmb)  # the same segment as ix.writer's, cheaper
     else:
         writer = ix.writer(limitmb=limitmb)
     phase("reading")

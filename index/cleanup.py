@@ -29,6 +29,10 @@ _INVISIBLE = (
 _SPACE_LIKE = "\u00a0\u202f\u2007\t"
 
 _TRANSLATE = {ord(ch): None for ch in _INVISIBLE} | {ord(ch): " " for ch in _SPACE_LIKE}
+# ``translate`` with a mapping looks up every character: on Vietnamese text that was most of the
+# time reading a corpus takes (measured: 1.3 of 2.2 CPU seconds for 5,000 articles), while few texts
+# hold any of these characters. A regex scan finds out first.
+_TRANSLATED = re.compile("[" + re.escape(_INVISIBLE + _SPACE_LIKE) + "]")
 
 # Characters XML 1.0 forbids (a feed containing one is not well-formed): C0 controls other than
 # tab/newline/carriage return, the non-characters U+FFFE/U+FFFF and surrogates. In a Python
@@ -66,7 +70,9 @@ def clean_text(s: str) -> str:
     """
     s = _unescape(s)
     s = s.replace("\r\n", "\n").replace("\r", "\n")
-    s = _XML_ILLEGAL.sub("", s.translate(_TRANSLATE))
+    if _TRANSLATED.search(s):
+        s = s.translate(_TRANSLATE)
+    s = _XML_ILLEGAL.sub("", s)
     s = unicodedata.normalize("NFC", s)
     s = _SPACE_RUN.sub(" ", s)
     return "\n".join(line.strip() for line in s.split("\n")).strip("\n")

@@ -1,11 +1,10 @@
-"""A Whoosh multiprocess writer that writes a new segment every N documents.
+"""A Whoosh multiprocess writer for builds: one segment per writer process, or a new one every N
+documents (``SEARCHSVC_SEGMENT_DOCS``), each written by ``index.build_writer.BuildSegmentWriter``.
 
-Why: Whoosh's writer keeps every posting of a segment in a pool; past ``limitmb`` it pickles the
-pool to temporary runs and merges them back at the end, touching each posting twice more in Python.
-Measured on 3,000 corpus articles in one process: 41 s of CPU with a 128 MB pool (spilling) and
-26.5 s with a pool large enough not to spill. ``MpWriter(multisegment=True)`` gives each process one
-segment for all its documents, so on the full corpus every process spills; this writer starts a new
-segment every ``segment_docs`` documents instead, so no pool ever spills and memory stays bounded.
+Why segments every N documents were offered: Whoosh's own pool pickled every posting to runs past
+``limitmb`` and merged them back one at a time, so a large segment cost far more CPU than several
+small ones. The build writer's pool spills whole terms instead, and that reason is gone (one
+segment per process is the default, and the faster index to search).
 
 It also refuses to commit when a writer process did not report back (Whoosh's own MpWriter commits
 without the missing segment, silently losing its documents).
@@ -18,7 +17,8 @@ import queue
 from typing import Any
 
 from whoosh.multiproc import MpWriter, SubWriterTask
-from whoosh.writing import SegmentWriter
+
+from index.build_writer import BuildSegmentWriter
 
 
 class _SegmentingTask(SubWriterTask):  # type: ignore[misc]  # Whoosh's classes are untyped (mypy skips whoosh.*)
@@ -27,7 +27,7 @@ class _SegmentingTask(SubWriterTask):  # type: ignore[misc]  # Whoosh's classes 
     def run(self) -> None:
         ix = self.storage.open_index(self.indexname)
         segments = []
-        writer = self.writer = SegmentWriter(ix, _lk=False, **self.kwargs)
+        writer = self.writer = BuildSegmentWriter(ix, _lk=False, **self.kwargs)
         count = 0
         while self.running:
             jobinfo = self.jobqueue.get()
@@ -43,7 +43,7 @@ class _SegmentingTask(SubWriterTask):  # type: ignore[misc]  # Whoosh's classes 
             count += doc_count
             if count >= self.segment_docs:
                 segments.append(writer._finalize_segment())
-                writer = self.writer = SegmentWriter(ix, _lk=False, **self.kwargs)
+                writer = self.writer = BuildSegmentWriter(ix, _lk=False, **self.kwargs)
                 count = 0
         if not self.running:
             writer.cancel()

@@ -131,10 +131,15 @@ def _maxrss() -> tuple[int, int]:
             resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
 
 
+def _cpu_parts() -> tuple[float, float]:
+    """User + system CPU seconds so far of this process and of its waited-for children."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+
+
 def _cpu() -> float:
     """User + system CPU seconds of this process and its waited-for children so far."""
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+    return sum(_cpu_parts())
 
 
 def mb(n: float) -> str:
@@ -192,7 +197,8 @@ def main() -> None:
     items = Timed(iter_articles(args.limit, errors))
     sampler = TreeSampler()
     sampler.start()
-    cpu0 = _cpu()
+    self0, kids0 = _cpu_parts()
+    cpu0 = self0 + kids0
     t0 = time.perf_counter()
     last = [t0]
     count = [0]
@@ -208,7 +214,8 @@ def main() -> None:
     report = index_articles(args.index_dir, items, rebuild=True, procs=args.procs, limitmb=args.limitmb,
                             progress=progress)
     w_seconds = time.perf_counter() - t0
-    w_cpu = _cpu() - cpu0
+    self1, kids1 = _cpu_parts()
+    w_cpu = self1 + kids1 - cpu0
     sampler.stop()
     self_rss, child_rss = _maxrss()
     gen = store.current_generation(args.index_dir)
@@ -224,6 +231,8 @@ def main() -> None:
     print(f"  articles/s        {n / w_seconds:,.0f}")
     print(f"  CPU seconds       {w_cpu:,.1f} (this process + writer processes; wall time under no other load would be "
           f"about CPU / {args.procs} at best)")
+    print(f"                    this process {self1 - self0:,.1f} (reading the corpus, handing articles to the "
+          f"writers, the memory sampler), writer processes {kids1 - kids0:,.1f}")
     print(f"  peak RSS          self {mb(self_rss)}, largest child {mb(child_rss)}; "
           f"process tree (0.5 s samples, {sampler.samples}, up to {sampler.peak_procs} processes): "
           f"RSS sum {mb(sampler.peak_rss)}, PSS sum {mb(sampler.peak_pss)}")
