@@ -85,6 +85,9 @@ def test_config_rate_limit_is_on_by_default_on_every_host() -> None:
         {"SEARCHSVC_BASE_URL": "ftp://x"},
         {"SEARCHSVC_RATE_LIMIT": "-1"},
         {"SEARCHSVC_ACCESS_LOG": "maybe"},
+        {"SEARCHSVC_HTTP": "h2"},
+        {"SEARCHSVC_HTTP": "httptools\x00"},
+        {"SEARCHSVC_HTTP": "HTTPTOOLS " * 1000},
     ],
 )
 def test_config_rejects_bad_values(env: dict[str, str]) -> None:
