@@ -6,6 +6,7 @@ block holds, so the merge of runs and the multi-block encoding are compared too.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -171,3 +172,49 @@ def test_two_process_build_indexes_the_same_as_one(tmp_path: Path) -> None:
     one, two = view(tmp_path / "one"), view(tmp_path / "two")
     assert (one.pop("segments"), two.pop("segments")) == (1, 2)
     assert one == two
+
+
+def _applied_segment(index_dir: Path, before: set[str]) -> tuple[dict[str, bytes], dict[str, list[int]]]:
+    """The files of the segment an apply wrote, and the deleted document numbers of every segment
+    (the ids of segments differ between two indexes: they are keyed by their order)."""
+    ix: Any = store.storage(index_dir / str(store.current_generation(index_dir))).open_index()
+    segments = ix._segments()
+    (new,) = [s for s in segments if s.segment_id() not in before]
+    files = {}
+    compound = new.open_compound_file(ix.storage)
+    for name in compound.list():
+        with compound.open_file(name) as f:
+            files[name.removeprefix(new.segment_id())] = f.read()
+    compound.close()
+    deleted = {str(i): sorted(s.deleted_docs()) for i, s in enumerate(segments)}
+    return files, deleted
+
+
+def test_applier_commit_writes_the_same_segment_as_whoosh(tmp_path: Path) -> None:
+    """The publishing applier's commits (``WhooshIndexWriter.apply``) write their segment with the
+    build writer: new articles, corrections and deletions give the files Whoosh's own writer gives."""
+    from whoosh.writing import SegmentWriter
+
+    from index.publishing import Entry, Op
+    from index.whoosh_writer import WhooshIndexWriter
+
+    articles = _articles(260)
+    base, added = articles[:200], articles[200:]
+    now = datetime(2026, 12, 7, tzinfo=VN_TZ)
+    entries = [Entry(i + 1, Op.UPSERT, a.id, a, now) for i, a in enumerate(added)]
+    corrected = [replace(a, title=a.title + " (cập nhật)") for a in base[:15]]
+    entries += [Entry(len(entries) + i + 1, Op.UPSERT, a.id, a, now) for i, a in enumerate(corrected)]
+    entries += [Entry(len(entries) + i + 1, Op.DELETE, a.id, None, now) for i, a in enumerate(base[40:50])]
+    results = []
+    for name, writer_class in (("whoosh", SegmentWriter), ("ours", BuildSegmentWriter)):
+        index_dir = tmp_path / name
+        index_articles(index_dir, iter(base), procs=1)
+        before = {s.segment_id() for s in store.storage(index_dir / str(store.current_generation(index_dir)))
+                  .open_index()._segments()}
+        batch = WhooshIndexWriter(index_dir, segment_writer=writer_class).apply(entries)
+        assert (batch.upserted, batch.deleted) == (75, 10)
+        results.append(_applied_segment(index_dir, before))
+    (theirs, their_deleted), (ours, our_deleted) = results
+    assert sorted(ours) == sorted(theirs) and len(ours[".pst"]) > 10_000
+    assert [ext for ext in ours if ours[ext] != theirs[ext]] == []
+    assert our_deleted == their_deleted and sum(map(len, our_deleted.values())) == 25
