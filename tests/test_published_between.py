@@ -39,8 +39,10 @@ EDGES = [
 
 def archive_articles() -> list[Article]:
     rng = random.Random(15)
-    out = [article(f"edge-{i}", f"Bài ở mép tháng số {i}", f"Nội dung bài mép tháng {i}.", published=when)
-           for i, when in enumerate(EDGES)]
+    out = [
+        article(f"edge-{i}", f"Bài ở mép tháng số {i}", f"Nội dung bài mép tháng {i}.", published=when)
+        for i, when in enumerate(EDGES)
+    ]
     start = vn(2004, 11, 1)
     for i in range(60):
         when = start + timedelta(hours=rng.randrange(24 * 180))
@@ -55,8 +57,9 @@ def expected(articles: list[Article], start: datetime, end: datetime) -> list[tu
     return [(a.id, a.published.replace(microsecond=0)) for a in sorted(chosen, key=lambda a: (a.published, a.id))]
 
 
-def listed(engine: SearchEngine, start: datetime, end: datetime, limit: int = 1000, offset: int = 0
-           ) -> list[tuple[str, datetime]]:
+def listed(
+    engine: SearchEngine, start: datetime, end: datetime, limit: int = 1000, offset: int = 0
+) -> list[tuple[str, datetime]]:
     out = engine.published_between(start, end, limit, offset)
     assert all(isinstance(d, Dated) and d.published.tzinfo is not None for d in out)
     return [(d.id, d.published.replace(microsecond=0)) for d in out]
@@ -103,8 +106,9 @@ def test_paging_and_bounds(engine: SearchEngine) -> None:
 
 
 @pytest.mark.parametrize("kind", ENGINES)
-def test_changes_name_the_months_an_article_left_and_entered(kind: str, request: pytest.FixtureRequest,
-                                                             tmp_path: Path) -> None:
+def test_changes_name_the_months_an_article_left_and_entered(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     articles = archive_articles()
     archive = Archive(kind, request, tmp_path / "ix")
     archive.index(articles)
