@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Protocol
 
-from index.article import Article
+from index.article import VN_TZ, Article
 from index.readers import MAX_YEAR, MIN_YEAR
 
 SORTS = ("relevance", "newest", "oldest", "views")
@@ -145,6 +145,10 @@ class Changes:
     ids: frozenset[str] = frozenset()
     categories: frozenset[str] = frozenset()
     everything: bool = False
+    # The months of publication ("YYYY-MM", Asia/Ho_Chi_Minh) the changed articles were in before
+    # or are in now (what a month's sitemap lists). None: not known (a change recorded before
+    # months were), so every month counts as changed.
+    months: frozenset[str] | None = frozenset()
 
     def __bool__(self) -> bool:
         return self.everything or bool(self.ids)
@@ -152,13 +156,16 @@ class Changes:
     def __or__(self, other: Changes) -> Changes:
         if self.everything or other.everything:
             return EVERYTHING
-        return Changes(self.ids | other.ids, self.categories | other.categories)
+        months = None if self.months is None or other.months is None else self.months | other.months
+        return Changes(self.ids | other.ids, self.categories | other.categories, months=months)
 
     def touches(self, shown: Shows) -> bool:
         """Whether an answer that shows ``shown`` may read differently after these changes."""
         if not self:
             return False
         if self.everything or shown.any_change:
+            return True
+        if shown.months and (self.months is None or not self.months.isdisjoint(shown.months)):
             return True
         return not (self.ids.isdisjoint(shown.ids) and self.categories.isdisjoint(shown.categories))
 
@@ -177,6 +184,7 @@ class Shows:
     ids: frozenset[str] = frozenset()
     categories: frozenset[str] = frozenset()
     any_change: bool = True
+    months: frozenset[str] = frozenset()  # months of publication whose lists it shows (a sitemap)
 
     @classmethod
     def article(cls, article_id: str) -> Shows:
@@ -185,6 +193,27 @@ class Shows:
     @classmethod
     def category(cls, slug: str) -> Shows:
         return cls(categories=frozenset((slug,)), any_change=False)
+
+    @classmethod
+    def month(cls, month: str) -> Shows:
+        """The articles published in ``month`` ("YYYY-MM", Vietnamese time), whatever their ids."""
+        return cls(months=frozenset((month,)), any_change=False)
+
+
+def month_of(moment: datetime) -> str:
+    """The month of publication of an aware datetime, "YYYY-MM" in Asia/Ho_Chi_Minh (the month
+    facet's values, ``Changes.months`` and the sitemaps' months all read it this way)."""
+    local = moment.astimezone(VN_TZ)
+    return f"{local.year:04d}-{local.month:02d}"
+
+
+@dataclass(frozen=True, slots=True)
+class Dated:
+    """An article's id and publication time, without the article: what a listing by date (a
+    month's sitemap) needs, at a fraction of the cost of reading articles."""
+
+    id: str
+    published: datetime  # aware; whole seconds on the cluster engine (its stored precision)
 
 
 ANY_CHANGE = Shows()
@@ -200,6 +229,11 @@ class SearchEngine(Protocol):
     def categories(self) -> list[FacetValue]: ...
 
     def latest(self, category_slug: str | None = None, limit: int = 50, offset: int = 0) -> list[Article]: ...
+
+    def published_between(self, start: datetime, end: datetime, limit: int, offset: int = 0) -> list[Dated]:
+        """Articles published in [start, end) (aware datetimes), oldest first, ties by id, from
+        ``offset``: ids and dates only. Costs what the range holds, not the whole archive."""
+        ...
 
     @property
     def generation(self) -> str: ...

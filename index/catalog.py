@@ -13,7 +13,7 @@ segment's documents are read once, when a generation that holds it is first seen
 is then the old catalog minus the documents of segments that went away and of newly deleted
 documents, plus the live documents of new segments. An article whose id comes back with the same
 content version, category and date (a merge of segments, an identical re-index) is no change;
-everything else is, and ``Changes`` records its id and both its categories.
+everything else is, and ``Changes`` records its id and both its categories and months of publication.
 
 Snapshots are immutable once built: threads still answering from an older generation keep reading
 theirs. A snapshot shares the unchanged per-category lists of the one it was built from.
@@ -25,9 +25,13 @@ import bisect
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from index.api import EVERYTHING, Changes
+from index.api import EVERYTHING, Changes, month_of
+
+# The ``published`` column's unit: microseconds since 0001-01-01 UTC (whoosh.util.times).
+ORIGIN = datetime(1, 1, 1, tzinfo=UTC)
 
 # (negated publication time, id): ascending order is newest first, ties by id, the same on every
 # worker and after every commit (a sorted Whoosh search broke ties by internal document number).
@@ -48,6 +52,11 @@ class Entry:
     @property
     def sort_key(self) -> int:
         return -self.published
+
+    @property
+    def month(self) -> str:
+        """Its month of publication (``index.api.month_of``)."""
+        return month_of(moment(self.published))
 
     def same_content(self, other: Entry) -> bool:
         return (self.version, self.category, self.published) == (other.version, other.category, other.published)
@@ -86,8 +95,26 @@ class Snapshot:
         keys = self.newest if category is None else self.by_category.get(category, [])
         return [article_id for _, article_id in keys[offset: offset + limit]]
 
+    def between(self, start: int, end: int) -> list[SortKey]:
+        """The keys of the articles published in [start, end) (the column's unit), oldest first,
+        ties by id: two bisections of the newest-first list and a sort of what lies between them
+        (already in reverse order but for ties, so the sort is linear)."""
+        lo = bisect.bisect_left(self.newest, (1 - end,))  # published < end: key > -end
+        hi = bisect.bisect_left(self.newest, (1 - start,))  # published >= start: key <= -start
+        return sorted(self.newest[lo:hi], key=lambda key: (-key[0], key[1]))
+
     def __len__(self) -> int:
         return len(self.live)
+
+
+def moment(published: int) -> datetime:
+    """The aware datetime of a ``published`` value (the column's unit, ``ORIGIN``)."""
+    return ORIGIN + timedelta(microseconds=published)
+
+
+def published_value(when: datetime) -> int:
+    """The ``published`` value of an aware datetime (the inverse of ``moment``)."""
+    return (when - ORIGIN) // timedelta(microseconds=1)
 
 
 def _leaves(reader: Any) -> list[tuple[Any, int]]:
@@ -115,10 +142,8 @@ def _read_segment(reader: Any) -> SegmentDocs:
 
 
 def _published_from_json(doc: str) -> int:
-    from datetime import datetime
-
     try:
-        return int(datetime.fromisoformat(json.loads(doc)["published"]).timestamp() * 1_000_000)
+        return published_value(datetime.fromisoformat(json.loads(doc)["published"]))
     except (ValueError, KeyError, TypeError):
         return 0
 
@@ -186,6 +211,7 @@ def _from_previous(token: str, base: Snapshot, segments: dict[str, SegmentDocs],
     live = dict(base.live)
     changed_ids: set[str] = set()
     touched: set[str] = set()
+    months: set[str] = set()
     for article_id, entry in gone.items():
         if live.get(article_id) == entry:
             del live[article_id]
@@ -200,6 +226,7 @@ def _from_previous(token: str, base: Snapshot, segments: dict[str, SegmentDocs],
             continue
         changed_ids.add(article_id)
         touched.update(e.category for e in (before, after) if e is not None)
+        months.update(e.month for e in (before, after) if e is not None)
 
     by_category = dict(base.by_category)
     newest = base.newest
@@ -233,7 +260,7 @@ def _from_previous(token: str, base: Snapshot, segments: dict[str, SegmentDocs],
             if not keys:
                 counts.pop(slug, None)
     snapshot = Snapshot(token, segments, deleted, offsets, live, by_category, newest, counts)
-    return snapshot, Changes(frozenset(changed_ids), frozenset(touched))
+    return snapshot, Changes(frozenset(changed_ids), frozenset(touched), months=frozenset(months))
 
 
 def _remove(keys: list[SortKey], key: SortKey) -> None:

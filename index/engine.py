@@ -15,6 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ from whoosh.index import TOC
 from whoosh.searching import Searcher
 
 from index import catalog, store
-from index.api import EVERYTHING, NOTHING, Changes, FacetValue, SearchRequest, SearchResult
+from index.api import EVERYTHING, NOTHING, Changes, Dated, FacetValue, SearchRequest, SearchResult
 from index.article import Article
 from index.docsets import DocSets, SharedSets
 from index.search import Context, search
@@ -356,6 +357,15 @@ class WhooshEngine:
                     self._articles[key] = article
             out.append(article)
         return out
+
+    def published_between(self, start: datetime, end: datetime, limit: int, offset: int = 0) -> list[Dated]:
+        """Articles published in [start, end), oldest first, ties by id: from the catalog (two
+        bisections and the range's keys), never a search or a stored article."""
+        _, gen = self._state()
+        snapshot = gen.catalog
+        assert snapshot is not None  # built with the generation
+        keys = snapshot.between(catalog.published_value(start), catalog.published_value(end))
+        return [Dated(article_id, catalog.moment(-key)) for key, article_id in keys[offset: offset + limit]]
 
     def suggest(self, prefix: str, limit: int = 10) -> list[str]:
         suggester = self._current_suggester()

@@ -80,6 +80,7 @@ from .metrics import Metrics
 from .publishing import JournalWriter
 from .routes import admin as admin_routes
 from .routes import api as api_routes
+from .routes import crawl as crawl_routes
 from .routes import embeds as embed_routes
 from .routes import feeds as feed_routes
 from .routes import ops as ops_routes
@@ -101,7 +102,7 @@ CACHEABLE_PATHS = ("/", "/search", "/api/search", "/api/suggest", "/api/categori
 CACHEABLE_PREFIXES = ("/api/articles/", "/articles/", "/c/")
 # Feeds and embeds choose their encoding and write Vary themselves, by the same rule
 # (searchsvc.http.encoding): the gzip layer would only cost them time on every request.
-GZIP_EXCEPT_PREFIXES = ("/feeds", "/embed")
+GZIP_EXCEPT_PREFIXES = ("/feeds", "/embed", *crawl_routes.OWN_ENCODING_PREFIXES)
 # Security headers by path prefix: the pages' and the API's, and the policies the feeds (an XSL
 # view, never framed) and the embeds (framed by anyone) define for themselves.
 HEADER_POLICIES: dict[str, HeaderPolicy] = {
@@ -161,6 +162,7 @@ def build_routes() -> list[BaseRoute]:
         *ops_routes.routes,
         *embed_routes.routes,
         *admin_routes.routes,
+        *crawl_routes.routes,
         Mount("/static", app=StaticCacheControl(StaticFiles(directory=STATIC_DIR)), name="static"),
     ]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from feeds.sitemap import URLS_PER_FILE
 from index.api import SettingError
 from index.applier import INTERVAL_ENV, commit_interval_from_env
 from index.journal import JOURNAL_FILE
@@ -62,6 +63,7 @@ ENV_NAMES: dict[str, str] = {
     "admission_queue": "SEARCHSVC_ADMISSION_QUEUE",
     "admission_deadline": "SEARCHSVC_ADMISSION_DEADLINE",
     "http": "SEARCHSVC_HTTP",
+    "sitemap_urls": "SEARCHSVC_SITEMAP_URLS",
 }
 
 
@@ -154,6 +156,9 @@ class Config:
     # The HTTP/1.1 parser: "httptools" (on uvloop, the faster) or "h11" (on asyncio, the former
     # stack); both with the same request-head deadline and size limit (searchsvc.server).
     http: str = "httptools"
+    # URLs in one sitemap file at most (a month with more is split: /sitemaps/YYYY-MM-2.xml, ...);
+    # the default is the most that always fits the protocol's 50 MB (feeds.sitemap).
+    sitemap_urls: int = URLS_PER_FILE
 
     @property
     def journal_path(self) -> Path:
@@ -209,7 +214,7 @@ class Config:
                 origins = [o.strip() for o in origins.split(",")]
             values["cors_origins"] = tuple(o for o in origins if o)
         for name in ("workers", "engine_threads", "response_cache_mb", "port", "timeout_graceful_shutdown",
-                     "cache_max_age", "rate_limit", "admin_max_body", "admission_queue"):
+                     "cache_max_age", "rate_limit", "admin_max_body", "admission_queue", "sitemap_urls"):
             if name in raw:
                 values[name] = _as_int(name, raw[name])
         if "engine" in raw:
@@ -260,6 +265,8 @@ class Config:
                      "admission_queue"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{ENV_NAMES[name]} must not be negative")
+        if not 1 <= self.sitemap_urls <= URLS_PER_FILE:
+            raise ConfigError(f"{ENV_NAMES['sitemap_urls']} must be from 1 to {URLS_PER_FILE}")
         if self.admin_max_body < 1:
             raise ConfigError(f"{ENV_NAMES['admin_max_body']} must be a number of bytes, at least 1")
         if not (math.isfinite(self.admission_deadline) and 0 <= self.admission_deadline <= MAX_ADMISSION_DEADLINE):

@@ -25,6 +25,7 @@ from searchsvc.params import (
     MAX_SUGGEST_LIMIT,
 )
 from searchsvc.routes.admin import MAX_REJECTED_LISTED
+from searchsvc.routes.api import SUGGEST_FORMATS
 from searchsvc.routes.embeds import EMBED_DEFAULT_LIMIT, EMBED_MAX_LIMIT, THEMES
 from searchsvc.routes.pages import CATEGORY_PAGE_SIZE, RESULTS_PER_PAGE
 from searchsvc.selection import DEFAULT_LIMIT, FORMATS, LIMITS, MAX_ITEMS, MAX_LIMIT
@@ -180,6 +181,8 @@ def expected_limits() -> tuple[dict[str, object], dict[str, set[str]]]:
         f"{suggest}.q.schema.maxLength": MAX_Q_CHARS,
         f"{suggest}.limit.schema.maximum": MAX_SUGGEST_LIMIT,
         f"{suggest}.limit.schema.default": DEFAULT_SUGGEST_LIMIT,
+        f"{suggest}.format.schema.enum": list(SUGGEST_FORMATS),
+        f"{suggest}.format.schema.default": SUGGEST_FORMATS[0],
         f"{category}.page.schema.maximum": MAX_RESULT_DEPTH // CATEGORY_PAGE_SIZE,
         f"{category}.page.schema.default": FIRST_PAGE,
         f"{feed}.fmt.schema.enum": list(FORMATS),

@@ -36,6 +36,7 @@ import time
 from typing import Any
 
 from index.publishing import AppliedBatch, Entry, Op
+from index.typesense import documents
 from index.typesense import writer as cluster
 from index.typesense.connection import ClusterSettings
 from index.typesense.writer import MAX_BATCH, ClusterWriter
@@ -127,6 +128,7 @@ class ClusterIndexWriter:
             stored = w._stored(target, list(upserts)) if upserts else {}
             gone = w._stored(target, deletes, each=True) if deletes else {}
             writes: list[tuple[str, bytes]] = []
+            months: set[str] = {s.month for s in gone.values()}  # of publication, before or now
             for article_id, (_entry, doc, line, slug) in upserts.items():
                 before = stored.get(article_id)
                 if before is not None and before.version == doc["version"]:
@@ -134,8 +136,10 @@ class ClusterIndexWriter:
                 writes.append((article_id, line))
                 batch.upserted += 1
                 batch.categories.add(slug)
+                months.add(documents.untoken(str(doc["month"])))
                 if before is not None:
                     batch.categories.add(before.slug)
+                    months.add(before.month)
             batch.categories.update(s.slug for s in gone.values())
 
             # A change document exists above state's seq when an earlier commit was killed before
@@ -147,7 +151,8 @@ class ClusterIndexWriter:
             if writes or gone or orphaned:
                 seq = w._next_seq()
                 if writes or gone:
-                    w._record(seq, [article_id for article_id, _ in writes] + list(gone), batch.categories)
+                    w._record(seq, [article_id for article_id, _ in writes] + list(gone), batch.categories,
+                              months)
             for start in range(0, len(writes), MAX_BATCH):
                 failed = w._import(target, writes[start:start + MAX_BATCH])
                 for article_id, reason in failed.items():

@@ -26,10 +26,12 @@ long: a reader is waiting.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 from urllib.parse import quote
 
@@ -38,7 +40,16 @@ import typesense
 from cachetools import LRUCache
 from typesense import exceptions as ts_errors
 
-from index.api import EVERYTHING, NOTHING, Changes, EngineUnavailable, FacetValue, SearchRequest, SearchResult
+from index.api import (
+    EVERYTHING,
+    NOTHING,
+    Changes,
+    Dated,
+    EngineUnavailable,
+    FacetValue,
+    SearchRequest,
+    SearchResult,
+)
 from index.article import Article
 from index.typesense import search as cluster_search
 from index.typesense.connection import READ_TIMEOUT, ClusterSettings, _node, read_client
@@ -58,6 +69,9 @@ RECHECK = 1.0  # seconds between two reads of a young generation's category coun
 REFRESH = 300.0  # seconds: vocabulary and suggestions may lag the cluster by this much
 SLOW_READ_TIMEOUT = 120.0  # seconds for the whole-collection reads (vocabulary, titles)
 MAX_CHANGES_READ = 2_000  # commits read to tell what changed; more counts as everything
+# Documents one multi-search reads in a listing by date: 40 pages of 250, under Typesense's
+# default limit of 50 searches in one multi-search request (``limit-multi-searches``).
+LISTING_CHUNK = 40 * cluster_search.MAX_PER_SEARCH
 ARTICLE_CACHE = 2048
 MAX_ID_PATH = 2000  # characters of a quoted id in a URL path; a longer one is looked up by a filter
 
@@ -285,6 +299,7 @@ class TypesenseEngine:
             return EVERYTHING
         ids: set[str] = set()
         categories: set[str] = set()
+        months: set[str] | None = set()
         seen = 0
         page = 1
         while True:
@@ -297,13 +312,17 @@ class TypesenseEngine:
                     return EVERYTHING
                 ids.update(doc.get("ids", []))
                 categories.update(doc.get("categories", []))
+                if "months" not in doc:  # written before months were recorded: any month may have moved
+                    months = None
+                elif months is not None:
+                    months.update(doc["months"])
             seen += len(hits)
             if len(hits) < 250:
                 break
             if seen >= MAX_CHANGES_READ:
                 return EVERYTHING
             page += 1
-        return Changes(frozenset(ids), frozenset(categories))
+        return Changes(frozenset(ids), frozenset(categories), months=None if months is None else frozenset(months))
 
     # -- vocabulary and suggestions (per alias target, refreshed in the background) ---------------
 
@@ -400,6 +419,25 @@ class TypesenseEngine:
             params["filter_by"] = f"category_slug:=[{token(category_slug)}]"
         hits = cluster_search.window(self.multi, params, offset, limit)
         return [Article.from_dict(json.loads(h["doc"])) for h in hits]
+
+    def published_between(self, start: datetime, end: datetime, limit: int, offset: int = 0) -> list[Dated]:
+        """Articles published in [start, end), oldest first, ties by id (as the Whoosh catalog):
+        a filtered, sorted listing of two stored fields, read ``LISTING_CHUNK`` at a time.
+        ``published`` is stored in whole seconds, so the bounds are too (a month's are)."""
+        params: dict[str, Any] = {
+            "q": "*",
+            "filter_by": f"published:>={math.ceil(start.timestamp())} && published:<{math.ceil(end.timestamp())}",
+            "sort_by": "published:asc,ident:asc",
+            "include_fields": "ident,published",
+        }
+        out: list[Dated] = []
+        while len(out) < limit:
+            want = min(LISTING_CHUNK, limit - len(out))
+            hits = cluster_search.window(self.multi, params, offset + len(out), want)
+            out += [Dated(str(h["ident"]), datetime.fromtimestamp(int(h["published"]), UTC)) for h in hits]
+            if len(hits) < want:
+                break
+        return out
 
     @property
     def doc_count(self) -> int:

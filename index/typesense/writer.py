@@ -139,6 +139,7 @@ class _Pending:
 class _Stored:
     version: int | None
     slug: str  # plain (``documents.untoken``)
+    month: str  # plain "YYYY-MM"; "" if the document has none
     by_filter: bool  # found by a filter (so a filter names it), not asked for by its id alone
 
 
@@ -357,11 +358,13 @@ class ClusterWriter:
         self._floor = seq
         return seq
 
-    def _record(self, seq: int, ids: Sequence[str], categories: Iterable[str], *, everything: bool = False) -> None:
-        """The change document of commit ``seq`` (an upsert: the client may send it twice)."""
+    def _record(self, seq: int, ids: Sequence[str], categories: Iterable[str], months: Iterable[str] = (), *,
+                everything: bool = False) -> None:
+        """The change document of commit ``seq`` (an upsert: the client may send it twice):
+        the ids, and the categories and months of publication they were in before or are in now."""
         self.client.collections[self.settings.changes].documents.upsert({
             "id": str(seq), "seq": seq, "ids": list(ids), "categories": sorted(set(categories)),
-            "everything": everything,
+            "months": sorted(set(months) - {""}), "everything": everything,
         })
 
     def _publish(self, seq: int, target: str, labels: dict[str, str], applied_seq: int | None = None) -> None:
@@ -404,11 +407,12 @@ class ClusterWriter:
         def keep(doc: dict[str, Any], by_filter: bool) -> None:
             version = doc.get("version")
             found[str(doc["id"])] = _Stored(version if isinstance(version, int) else None,
-                                            documents.untoken(str(doc.get("category_slug") or "")), by_filter)
+                                            documents.untoken(str(doc.get("category_slug") or "")),
+                                            documents.untoken(str(doc.get("month") or "")), by_filter)
 
         filters, single = _id_filters(ids)
         for expression in filters:
-            text = docs.export({"filter_by": expression, "include_fields": "id,version,category_slug"})
+            text = docs.export({"filter_by": expression, "include_fields": "id,version,category_slug,month"})
             for line in text.splitlines():
                 if line.strip():
                     keep(json.loads(line), True)
@@ -523,6 +527,7 @@ class ClusterWriter:
         stored = {} if fresh else self._stored(target, list(pending))
         writes: list[tuple[str, _Pending]] = []
         categories: set[str] = set()
+        months: set[str] = set()
         for article_id, item in pending.items():
             before = stored.get(article_id)
             if before is not None and before.version == item.doc["version"]:
@@ -532,8 +537,10 @@ class ClusterWriter:
                 continue
             writes.append((article_id, item))
             categories.add(item.slug)
+            months.add(documents.untoken(str(item.doc["month"])))
             if before is not None:
                 categories.add(before.slug)
+                months.add(before.month)
         if not writes:
             return
         seq = 0
@@ -542,7 +549,7 @@ class ClusterWriter:
             if labels.dirty:  # the labels of new slugs before the articles that bring them
                 self._publish_labels(target, labels)
             seq = self._next_seq()
-            self._record(seq, [article_id for article_id, _ in writes], categories)
+            self._record(seq, [article_id for article_id, _ in writes], categories, months)
         failed = self._import(target, [(article_id, item.line) for article_id, item in writes])
         for article_id, item in writes:
             reason = failed.get(article_id)
@@ -619,7 +626,7 @@ class ClusterWriter:
                 if not stored:
                     continue
                 seq = self._next_seq()
-                self._record(seq, list(stored), {s.slug for s in stored.values()})
+                self._record(seq, list(stored), {s.slug for s in stored.values()}, {s.month for s in stored.values()})
                 deleted += self._delete(target, stored)
                 assert self._state is not None
                 self._publish(seq, target, self._state.labels)

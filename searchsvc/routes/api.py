@@ -13,10 +13,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from feeds.opensearch import SUGGESTIONS_TYPE
 from index.api import Shows
 
 from ..engine_calls import fetch_article, run_engine, run_search
-from ..errors import ErrorCode
+from ..errors import ApiError, ErrorCode
 from ..freshness import shows
 from ..http.caching import ETAG_BASIS_KEY
 from ..openapi import openapi_document
@@ -36,10 +37,21 @@ async def api_search(request: Request) -> Response:
     return JSONResponse(payload)
 
 
+SUGGEST_FORMATS = ("json", "opensearch")
+
+
 async def api_suggest(request: Request) -> Response:
+    """``{"query", "suggestions"}``; with ``format=opensearch``, the OpenSearch suggestions format
+    (``["query", ["s1", "s2", ...]]`` as ``application/x-suggestions+json``) that browsers ask for
+    through the ``/opensearch.xml`` description."""
     q = parse_q(request.query_params)
     limit = parse_int(request.query_params, "limit", DEFAULT_SUGGEST_LIMIT, ErrorCode.BAD_LIMIT, 1, MAX_SUGGEST_LIMIT)
+    fmt = request.query_params.get("format", "json")
+    if fmt not in SUGGEST_FORMATS:
+        raise ApiError(ErrorCode.BAD_PARAMETER, f"'format' must be one of {', '.join(SUGGEST_FORMATS)}")
     suggestions = await run_engine(request, lambda e: e.suggest(q, limit), heavy=False, charged=True) if q else []
+    if fmt == "opensearch":
+        return JSONResponse([q, list(suggestions)[:limit]], media_type=SUGGESTIONS_TYPE)
     return JSONResponse({"query": q, "suggestions": list(suggestions)[:limit]})
 
 

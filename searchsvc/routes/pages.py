@@ -33,6 +33,7 @@ from ..presenters import (
     query_string,
 )
 from ..selection import search_feed_links
+from ..share import article_share
 from ..state import app_state
 from ..timeline import build_timeline
 
@@ -244,7 +245,8 @@ async def article_page(request: Request) -> Response:
             "q": q,
             "back_url": "/search" + query_string(q=q) if q else f"/c/{slug}",
             "source_url": web_url(article.url),
-            "canonical": app_state(request).config.base_url + article_path(article.id),
+            "share": article_share(article, app_state(request).config,
+                                   app_state(request).config.base_url + article_path(article.id)),
             "feeds": category_feeds(slug, article.category),
         },
     )
