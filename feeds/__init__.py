@@ -1,8 +1,8 @@
 """Syndication feeds for the archive: Article lists + feed metadata -> document bytes.
 
 No HTTP and no index here: the service builds a :class:`FeedInfo`, picks the articles, calls a
-renderer and caches the bytes (output is deterministic for a given input).  The XSL stylesheet
-and the Atom RELAX NG schema ship as package data: :data:`STYLESHEET_PATH`, :data:`ATOM_RNG_PATH`.
+renderer and caches the bytes (output is deterministic for a given input).  The Atom RELAX NG
+schema ships as package data: :data:`ATOM_RNG_PATH`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from .rss import RSS_TYPE, render_rss
 from .text import body_html, summary, xml_safe
 
 _HERE = Path(__file__).resolve().parent
-STYLESHEET_PATH = _HERE / "static" / "feed.xsl"
 ATOM_RNG_PATH = _HERE / "schemas" / "atom.rng"
 
 JSON_FEED_TYPE = "application/feed+json"
@@ -29,7 +28,6 @@ __all__ = [
     "JSON_FEED_TYPE",
     "OPML_TYPE",
     "RSS_TYPE",
-    "STYLESHEET_PATH",
     "FeedInfo",
     "body_html",
     "build_json",
