@@ -51,18 +51,23 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
-local i, expect, gzip = 0, 200, true
+local i, expect, gzip, tab = 0, 200, true, false
 ok, bad = 0, 0
 function init(args)
   i = ((id or 1) * 7919) % #paths
   expect = tonumber(os.getenv("BENCH_EXPECT") or "200")
   gzip = os.getenv("BENCH_GZIP") ~= "0"
+  tab = os.getenv("BENCH_TAB") == "1"
 end
 
 function request()
   i = i % #paths + 1
   local headers = {}
   if gzip then headers["Accept-Encoding"] = "gzip" end
+  if tab then
+    headers["Sec-Fetch-Dest"] = "document"
+    headers["Accept"] = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+  end
   if etags[i] ~= "" then headers["If-None-Match"] = etags[i] end
   return wrk.format("GET", paths[i], headers)
 end
@@ -166,15 +171,16 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
 
 
 def run_wrk(wrk: str, url: str, paths: list[str], expect: int, args: argparse.Namespace, tmp: Path, name: str,
-            gzip: bool = True) -> Result:  # fmt: skip
-    """One wrk run over ``paths`` (``args``: threads, connections, duration and warmup seconds)."""
+            gzip: bool = True, tab: bool = False) -> Result:  # fmt: skip
+    """One wrk run over ``paths`` (``args``: threads, connections, duration and warmup seconds);
+    ``tab``: send what a browser tab sends (``Sec-Fetch-Dest: document``, an HTML Accept)."""
     paths_file = tmp / f"{name}.paths"
     paths_file.write_text("\n".join(paths) + "\n", encoding="utf-8")
     script = tmp / "mix.lua"
     if not script.exists():
         script.write_text(LUA, encoding="utf-8")
     env = {**os.environ, "BENCH_PATHS": str(paths_file), "BENCH_EXPECT": str(expect),
-           "BENCH_GZIP": "1" if gzip else "0"}  # fmt: skip
+           "BENCH_GZIP": "1" if gzip else "0", "BENCH_TAB": "1" if tab else "0"}  # fmt: skip
     cmd = [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--timeout", "10s",
            "-s", str(script), url]  # fmt: skip
     if args.warmup > 0:

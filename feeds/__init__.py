@@ -1,10 +1,10 @@
 """Syndication feeds for the archive: Article lists + feed metadata -> document bytes.
 
 No HTTP and no index here: the service builds a :class:`FeedInfo`, picks the articles, calls a
-renderer and caches the bytes (output is deterministic for a given input).  The XSL stylesheet
-and the Atom RELAX NG schema ship as package data: :data:`STYLESHEET_PATH`, :data:`ATOM_RNG_PATH`
-(and the sitemaps' own, :data:`SITEMAP_RNG_PATH`). Sitemaps (``feeds.sitemap``) and OpenSearch
-descriptions (``feeds.opensearch``) are rendered here too: documents for crawlers and browsers.
+renderer and caches the bytes (output is deterministic for a given input).  The Atom RELAX NG
+schema ships as package data: :data:`ATOM_RNG_PATH` (and the sitemaps' own, :data:`SITEMAP_RNG_PATH`).
+Sitemaps (``feeds.sitemap``) and OpenSearch descriptions (``feeds.opensearch``) are rendered here
+too: documents for crawlers and browsers.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from .rss import RSS_TYPE, render_rss
 from .text import body_html, summary, xml_safe
 
 _HERE = Path(__file__).resolve().parent
-STYLESHEET_PATH = _HERE / "static" / "feed.xsl"
 ATOM_RNG_PATH = _HERE / "schemas" / "atom.rng"
 SITEMAP_RNG_PATH = _HERE / "schemas" / "sitemap.rng"
 
@@ -33,7 +32,6 @@ __all__ = [
     "OPML_TYPE",
     "RSS_TYPE",
     "SITEMAP_RNG_PATH",
-    "STYLESHEET_PATH",
     "FeedInfo",
     "body_html",
     "build_json",

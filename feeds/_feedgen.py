@@ -17,8 +17,6 @@ feedgen 1.0.0 quirks handled here (all measured):
 
 from __future__ import annotations
 
-import html
-
 from feedgen.entry import FeedEntry
 from feedgen.feed import FeedGenerator
 from lxml import etree
@@ -107,15 +105,6 @@ def add_atom_links(parent: etree._Element, after: etree._Element | None,
         anchor = el
 
 
-def serialize(tree: etree._ElementTree, stylesheet_url: str | None) -> bytes:
-    """UTF-8 bytes with an XML declaration, plus the xml-stylesheet PI when requested.
-
-    The PI sits between the declaration and the root element, where browsers look for it.
-    Its pseudo-attribute value is escaped (``&``, ``<``, ``>``, ``"``) so a URL can neither
-    close the PI (``?>``) nor break out of the quoted ``href``.
-    """
-    if stylesheet_url:
-        href = html.escape(clean(stylesheet_url), quote=True)
-        pi = etree.ProcessingInstruction("xml-stylesheet", f'type="text/xsl" href="{href}"')
-        tree.getroot().addprevious(pi)
+def serialize(tree: etree._ElementTree) -> bytes:
+    """UTF-8 bytes with an XML declaration, pretty-printed."""
     return etree.tostring(tree, xml_declaration=True, encoding="UTF-8", pretty_print=True)

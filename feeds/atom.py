@@ -50,4 +50,4 @@ def render_atom(info: FeedInfo, articles: list[Article], base_url: str) -> bytes
         for link in root.iterfind(path):
             link.set("rel", "alternate")
             link.set("type", "text/html")
-    return serialize(tree, info.stylesheet_url)
+    return serialize(tree)

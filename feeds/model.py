@@ -41,7 +41,6 @@ class FeedInfo:
     language: str = "vi"
     ttl: int = 30
     hub_url: str | None = None
-    stylesheet_url: str | None = None
     icon_url: str | None = None
     page: int | None = None
     first_url: str | None = None

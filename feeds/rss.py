@@ -65,4 +65,4 @@ def render_rss(info: FeedInfo, articles: list[Article], base_url: str) -> bytes:
         extra.append(("hub", clean(info.hub_url), None))
     extra += [(rel, href, RSS_TYPE) for rel, href in paging_links(info)]
     add_atom_links(channel, self_link, extra)
-    return serialize(tree, info.stylesheet_url)
+    return serialize(tree)

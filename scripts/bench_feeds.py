@@ -11,6 +11,9 @@ Scenarios (each ``--duration`` seconds, loopback only, same wrk settings):
                     one request in flight per worker, the service's own latency)
     search_busy     the same at --connections (16): more work offered than the CPUs can do, so
                     the latency measured is mostly time spent queueing
+    page_gzip       the same category feed's URL opened in a browser tab (Sec-Fetch-Dest:
+                    document): its cached HTML page, gzip (searchsvc.feed_page)
+    page_304        revalidation of that page with its own ETag (answers 304)
 
 Ceilings, measured in the same run:
 
@@ -78,7 +81,7 @@ from benchkit.wrk import (
 )
 from searchsvc.config import HTTP_PROTOCOLS
 
-SCENARIOS = ("feed_gzip", "feed_identity", "feed_304", "search_feed", "search_busy")
+SCENARIOS = ("feed_gzip", "feed_identity", "feed_304", "search_feed", "search_busy", "page_gzip", "page_304")
 TARGET_CACHED = 0.25  # the feeds issue: of hello through our runner
 TARGET_304 = 0.40
 TARGET_SEARCH_P95_MS = 250.0
@@ -132,14 +135,15 @@ def search_queries(base: str, n: int, rng: random.Random) -> list[str]:
 
 
 def run(wrk: str, url: str, paths: list[str], expect: int, args: argparse.Namespace, tmp: Path, name: str,
-        gzip: bool = True, warmup: bool = True, connections: int | None = None) -> Result:  # fmt: skip
+        gzip: bool = True, warmup: bool = True, connections: int | None = None,
+        tab: bool = False) -> Result:  # fmt: skip
     settings = copy.copy(args)
     if not warmup:
         settings.warmup = 0
     if connections is not None:
         settings.connections = connections
         settings.threads = min(args.threads, connections)
-    return run_wrk(wrk, url, paths, expect, settings, tmp, name, gzip=gzip)
+    return run_wrk(wrk, url, paths, expect, settings, tmp, name, gzip=gzip, tab=tab)
 
 
 @dataclass
@@ -212,9 +216,16 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(f"{feed}: unexpected answer {plain.status_code} / {packed_headers}")
         media = plain.headers["content-type"]
         etag = packed_headers["etag"]
+        tab = {"Sec-Fetch-Dest": "document", "Accept": "text/html", "Accept-Encoding": "gzip"}
+        with httpx.stream("GET", server.url + feed, headers=tab, timeout=120) as r:
+            page_bytes = len(b"".join(r.iter_raw()))
+            page_headers = r.headers
+        if not page_headers.get("content-type", "").startswith("text/html"):
+            sys.exit(f"{feed}: a browser tab did not get the page: {page_headers}")
+        page_etag = page_headers["etag"]
         info = {"feed": feed, "category_articles": count, "plain_bytes": len(plain.content),
-                "gzip_bytes": len(packed_raw), "rounds": rounds, "seconds_per_run": per_run,
-                "http": args.http}  # fmt: skip
+                "gzip_bytes": len(packed_raw), "page_gzip_bytes": page_bytes, "rounds": rounds,
+                "seconds_per_run": per_run, "http": args.http}  # fmt: skip
         hello = stack.enter_context(start_hello(args, tmp, args.http))
         stock = stack.enter_context(start_stock_hello(args, tmp))
         blob = stack.enter_context(start_blob(args, tmp, plain.content, packed_raw, media))
@@ -239,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
                 return run(wrk, server.url, [feed], 200, seconds, tmp, name, gzip=False, warmup=False)
             if name == "feed_304":
                 return run(wrk, server.url, [f"{feed}\t{etag}"], 304, seconds, tmp, name, warmup=False)
+            if name == "page_gzip":
+                return run(wrk, server.url, [feed], 200, seconds, tmp, name, warmup=False, tab=True)
+            if name == "page_304":
+                return run(wrk, server.url, [f"{feed}\t{page_etag}"], 304, seconds, tmp, name, warmup=False, tab=True)
             connections = args.search_connections if name == "search_feed" else args.connections
             chunk = paths(queries[:200]) if round_no < 0 else search_set(name, round_no)
             return run(wrk, server.url, chunk, 200, seconds, tmp, name, warmup=False, connections=connections)
@@ -275,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwrk -t{args.threads} -c{args.connections} (search_feed: -c{args.search_connections}), "
           f"{rounds} rounds x {per_run}s per scenario, uvicorn workers={args.workers}, index {args.index_dir}, "
           f"service and hello on {args.http}, wrk and the servers share the machine's cores; {load_note()} (end)")
-    print(f"feed {info['feed']}: {info['plain_bytes']:,} bytes, {info['gzip_bytes']:,} gzipped; "
+    print(f"feed {info['feed']}: {info['plain_bytes']:,} bytes, {info['gzip_bytes']:,} gzipped "
+          f"(its browser page: {info['page_gzip_bytes']:,} gzipped); "
           f"search feeds: a new query on every request ({info['search_queries']} distinct)")
     print("of stock: share of hello on stock uvicorn[standard] (httptools, uvloop); of hello: share of the same "
           "app through our runner; of same bytes: share of the feed's own bytes served by a bare app on stock "

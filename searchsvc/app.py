@@ -103,11 +103,11 @@ CACHEABLE_PREFIXES = ("/api/articles/", "/articles/", "/c/")
 # Feeds and embeds choose their encoding and write Vary themselves, by the same rule
 # (searchsvc.http.encoding): the gzip layer would only cost them time on every request.
 GZIP_EXCEPT_PREFIXES = ("/feeds", "/embed", *crawl_routes.OWN_ENCODING_PREFIXES)
-# Security headers by path prefix: the pages' and the API's, and the policies the feeds (an XSL
-# view, never framed) and the embeds (framed by anyone) define for themselves.
+# Security headers by path prefix: the pages' and the API's, and the policies the embeds (framed
+# by anyone) and the admin API define for themselves. Feeds have the pages' policy: a browser tab
+# gets a feed's HTML page (searchsvc.feed_page), which is one of the site's pages.
 HEADER_POLICIES: dict[str, HeaderPolicy] = {
     **DEFAULT_HEADER_POLICIES,
-    **feed_routes.HEADER_POLICIES,
     **embed_routes.HEADER_POLICIES,
     **admin_routes.HEADER_POLICIES,
 }

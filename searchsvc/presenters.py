@@ -43,6 +43,23 @@ def article_path(article_id: str) -> str:
     return "/articles/" + quote(article_id, safe="")
 
 
+def article_view(article: Article) -> dict[str, Any]:
+    """An article in a list of the pages (``_article_item.html``): home, category, a feed's page."""
+    excerpt = article.body[0] if article.body else ""
+    if len(excerpt) > 240:
+        excerpt = excerpt[:240].rsplit(" ", 1)[0] + "…"
+    return {
+        "title": article.title,
+        "url": article_path(article.id),
+        "date": format_date(article.published),
+        "datetime": article.published.isoformat(),
+        "category": article.category,
+        "category_url": f"/c/{article.category_slug}",
+        "source": article.source,
+        "excerpt": excerpt,
+    }
+
+
 def absolute(base_url: str, path: str) -> str:
     return base_url.rstrip("/") + path
 

@@ -39,10 +39,10 @@ MAX_LIMIT = LIMITS[-1]
 MAX_ITEMS = MAX_RESULT_DEPTH  # paging stops here, as it does for search results
 FEED_TTL_MINUTES = 30
 FORMATS: dict[str, str] = {"rss": feeds.RSS_TYPE, "atom": feeds.ATOM_TYPE, "json": feeds.JSON_FEED_TYPE}
+FORMAT_LABELS = {"rss": "RSS 2.0", "atom": "Atom 1.0", "json": "JSON Feed 1.1"}
 ALL = "all"
 SEARCH = "search"
 ALL_LABEL = "Tất cả bài viết"
-STYLESHEET_URL = "/feeds/feed.xsl"  # relative on purpose: browsers only apply a same-origin XSL
 
 
 # --- what a feed selects --------------------------------------------------------------------------
@@ -246,6 +246,14 @@ def last_page(total: int, limit: int) -> int:
     return max(1, min(math.ceil(total / limit), MAX_ITEMS // limit))
 
 
+def checked_last_page(total: int, limit: int, page: int) -> int:
+    """``last_page``; 404 when ``page`` is past it (the feed and its browser page alike)."""
+    pages = last_page(total, limit)
+    if page > pages:
+        raise ApiError(ErrorCode.PAGE_NOT_FOUND, f"this feed has {pages} page(s) of {limit} items")
+    return pages
+
+
 def feed_info(config: Config, selection: Selection, label: str, fmt: str, limit: int, page: int,
               pages: int) -> feeds.FeedInfo:
     site = config.site_title
@@ -271,7 +279,6 @@ def feed_info(config: Config, selection: Selection, label: str, fmt: str, limit:
         language="vi",
         ttl=FEED_TTL_MINUTES,
         hub_url=config.websub_hub or None,
-        stylesheet_url=STYLESHEET_URL if fmt != "json" else None,
         page=page,
         first_url=url(1) if paged else None,
         prev_url=url(page - 1) if paged and page > 1 else None,

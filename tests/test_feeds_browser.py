@@ -1,9 +1,11 @@
-"""Embeds and the feed view in a real browser: Debian's headless Chromium.
+"""Embeds and the feeds' browser page in a real browser: Debian's headless Chromium.
 
 A partner page is served from *another origin* (a tiny ``http.server`` on 127.0.0.2, or on another
 port of 127.0.0.1 where 127.0.0.2 cannot be bound) and carries both embeds: an ``<iframe>`` of
 ``/embed/the-thao`` and the ``<script src=".../embed.js">`` widget. Its own CSS is hostile (it hides
 every list and paints every link red) to prove the widget's Shadow DOM keeps both sides apart.
+A feed URL opened in a tab must be our HTML page (no XSLT, nothing in Chromium's console) whose
+copy button really fills the clipboard.
 Skipped, with the reason, where /usr/bin/chromium (or chromedriver) is missing;
 ``scripts/ensure_chromium.sh`` installs both as root.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.server
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -190,26 +193,103 @@ def test_embeds_render_on_a_partner_page(service, partner: str, tmp_path: Path) 
         assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 10_000
 
 
-def test_feed_opens_as_a_readable_page(service, tmp_path: Path) -> None:
-    """A browser tab gets the XSL view; its inline <style> is allowed by the feed CSP's hash."""
+FEED_PAGES = {
+    # path: (h1, items on the page); a search feed is checked too (its URL carries a query)
+    "/feeds/the-thao.rss": ("Thể thao", 3),
+    "/feeds/all.atom?limit=10": ("Tất cả bài viết", 10),
+    "/feeds/search.json?q=b%C3%B3ng+%C4%91%C3%A1": ("Tìm kiếm «bóng đá»", 2),
+}
+
+
+@pytest.mark.parametrize("path", list(FEED_PAGES))
+def test_feed_in_a_tab_is_a_page_without_xslt_or_csp_complaints(service, path: str, tmp_path: Path) -> None:
+    """A feed URL opened in Chromium: our HTML page, not an XSL view. Chromium 156 logs "XSLTProcessor
+    and XSLT Processing Instructions have been deprecated" for a document with an xml-stylesheet
+    PI, and a CSP violation for each inline style or script; nothing at all is logged here."""
+    proc = chromium(
+        ["--enable-logging=stderr", "--v=0", "--virtual-time-budget=3000", "--dump-dom", service.url + path],
+        tmp_path / "profile",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "xslt" not in proc.stderr.lower(), proc.stderr[-2000:]
+    assert "Content Security Policy" not in proc.stderr, proc.stderr[-2000:]
+    console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == [], console  # no warning, no error, from anything on the page
+    title, count = FEED_PAGES[path]
+    dom = proc.stdout
+    assert f"<h1>{title}</h1>" in dom and dom.count('<li class="article-item">') == count
+    assert "<rss" not in dom and "<feed" not in dom
+    # the script ran: it shows the copy button (hidden in the HTML, for pages without JavaScript)
+    assert re.search(r'<button type="button" id="copy-feed-url"[^>]*>', dom)
+    assert not re.search(r'<button type="button" id="copy-feed-url"[^>]*hidden', dom)
+
+
+def test_feed_page_renders_and_its_copy_button_copies_the_address(service, tmp_path: Path) -> None:
+    """In a real tab: the page is styled by its stylesheet, links our article pages and the other
+    formats, and the copy button puts the feed address on the system clipboard, read back through
+    the async Clipboard API (permission granted over the DevTools protocol), by mouse and by keyboard."""
+    expected = headlines(service, "the-thao", 10)
     with webdriver(tmp_path) as driver:
         # a limit that is not a feed size is a 301 the browser follows to the next size (10)
-        for path, shown in (("/feeds/the-thao.rss", "/feeds/the-thao.rss"),
-                            ("/feeds/the-thao.atom?limit=2", "/feeds/the-thao.atom?limit=10")):
-            driver.get(service.url + path)
-            driver.wait_until("return document.querySelectorAll('ol.items li').length > 0")
-            view = driver.script(
-                "return {title: document.title, items: document.querySelectorAll('ol.items li').length,"
-                " background: getComputedStyle(document.body).backgroundColor,"
-                " notice: (document.querySelector('.notice code') || {}).textContent}"
-            )
-            assert view["title"].endswith("– nguồn tin") and "Thể thao" in view["title"]
-            assert view["items"] == 3  # every article of the category
-            assert view["background"] == "rgb(246, 246, 244)"  # the XSL's own style was applied
-            assert view["notice"] == service.url + shown
+        driver.get(service.url + "/feeds/the-thao.atom?limit=2")
+        address = service.url + "/feeds/the-thao.atom?limit=10"
+        assert driver.current_url == address
+        driver.command("POST", "/goog/cdp/execute", {"cmd": "Browser.grantPermissions", "params": {
+            "origin": service.url, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]}})
+        page = driver.script(
+            "var links = Array.from(document.querySelectorAll('ol.article-list li h3 a'));"
+            "var button = document.getElementById('copy-feed-url');"
+            "return {title: document.title, lang: document.documentElement.lang,"
+            " h1: document.querySelector('h1').textContent, field: document.getElementById('feed-url').value,"
+            " titles: links.map(function (a) { return a.textContent; }),"
+            " hrefs: links.map(function (a) { return a.href; }),"
+            " formats: Array.from(document.querySelectorAll('.format-links a')).map(function (a) {"
+            "   return a.href; }),"
+            " buttonShown: !button.hidden && button.getBoundingClientRect().width > 0,"
+            " buttonColor: getComputedStyle(button).backgroundColor,"
+            " readers: Array.from(document.querySelectorAll('.reader-links a')).map(function (a) {"
+            "   return a.textContent; })};"
+        )
+        assert isinstance(page, dict)
+        assert page["title"].startswith("Thể thao – nguồn tin Atom 1.0") and page["lang"] == "vi"
+        assert page["h1"] == "Thể thao" and page["field"] == address
+        assert page["titles"] == expected and len(expected) == 3
+        assert all(h.startswith(service.url + "/articles/") for h in page["hrefs"])
+        assert page["formats"] == [service.url + f"/feeds/the-thao.{f}?limit=10" for f in ("rss", "atom", "json")]
+        assert page["readers"] == ["Feedly", "Inoreader", "NewsBlur", "The Old Reader"]
+        assert page["buttonShown"] and page["buttonColor"] == "rgb(11, 79, 138)"  # feed_page.css applied
+
+        def clipboard() -> object:
+            return driver.script("return navigator.clipboard.readText()")
+
+        def reset() -> None:
+            driver.script("document.getElementById('copy-feed-url').removeAttribute('data-copy-state');"
+                          "return navigator.clipboard.writeText('trước khi sao chép')")
+            assert clipboard() == "trước khi sao chép"  # the read-back really reads the clipboard
+
+        button = driver.find("#copy-feed-url")
+        reset()
+        driver.command("POST", f"/element/{button}/click", {})
+        assert driver.wait_until("return document.getElementById('copy-feed-url').getAttribute('data-copy-state')") \
+            == "copied"
+        assert clipboard() == address
+        status = driver.script("var s = document.getElementById('copy-status');"
+                               "return {role: s.getAttribute('role'), text: s.textContent}")
+        assert status == {"role": "status", "text": "Đã sao chép địa chỉ nguồn tin. Hãy dán vào ứng dụng đọc tin."}
+        reset()
+        driver.send_keys(button, WebDriver.ENTER)  # the keyboard: a real <button>, Enter activates it
+        driver.wait_until("return document.getElementById('copy-feed-url').getAttribute('data-copy-state')")
+        assert clipboard() == address
+
         shot = base64.b64decode(str(driver.command("GET", "/screenshot")))
-        (tmp_path / "feed-view.png").write_bytes(shot)
-        assert shot[:8] == b"\x89PNG\r\n\x1a\n"
+        (tmp_path / "feed-page.png").write_bytes(shot)
+        assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 10_000
+
+        # the other formats open as pages too
+        driver.command("POST", f"/element/{driver.find('.format-links li:nth-child(3) a')}/click", {})
+        driver.wait_until("return location.pathname === '/feeds/the-thao.json'")
+        driver.wait_until("return document.querySelector('.kicker') !== null")
+        assert driver.script("return document.querySelector('.kicker').textContent") == "Nguồn tin JSON Feed 1.1"
 
 
 def test_embed_page_has_no_csp_violations(service, tmp_path: Path) -> None:

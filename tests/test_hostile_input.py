@@ -426,7 +426,7 @@ def test_index_cli_over_hostile_file(tmp_path: Path) -> None:
 # --- HTTP ----------------------------------------------------------------------------------------
 
 ROUTES = ["/", "/search", "/articles/{seg}", "/c/{seg}", "/api/search", "/api/suggest", "/api/articles/{seg}",
-          "/api/categories", "/api/openapi.json", "/feeds", "/feeds.opml", "/feeds/feed.xsl", "/feeds/{seg}.rss",
+          "/api/categories", "/api/openapi.json", "/feeds", "/feeds.opml", "/feeds/{seg}.rss",
           "/feeds/{seg}.atom", "/feeds/{seg}.json", "/feeds/{seg}.{seg}", "/feeds/search.rss", "/feeds/search.json",
           "/embed/{seg}", "/embed/search", "/embed.js", "/healthz", "/readyz", "/metrics", "/static/{seg}",
           "/{seg}"]
@@ -515,6 +515,9 @@ def check_answer(target: bytes, method: bytes, status: int, headers: dict[str, s
 @example(target=b"/api/search?q=" + b"a" * 15_000, method=b"GET", headers=[])
 @example(target=b"/api/search?page=1&page=2&per_page=5&per_page=500", method=b"GET", headers=[])
 @example(target=b"/feeds/all.rss?limit=99999999999999999999999&limit=1", method=b"GET", headers=[])
+@example(target=b"/feeds/search.json?q=%3Cscript%3E&limit=7&page=3", method=b"GET",
+         headers=[(b"Sec-Fetch-Dest", b"document")])  # a browser tab: the feed's HTML page
+@example(target=b"/feeds/the-thao.atom?page=999", method=b"GET", headers=[(b"Accept", b"text/html")])
 def test_every_route_every_parameter(served: ServiceProcess, target: bytes, method: bytes,
                                      headers: list[tuple[bytes, bytes]]) -> None:
     started = time.monotonic()
@@ -858,8 +861,7 @@ def test_rate_limit_on_every_limited_route(built_index: Path, tmp_path: Path) ->
                 # what was answered once is answered again from a cache, at no cost
                 assert http.get(url(0), headers=client).status_code == 200, name
             other = {"X-Forwarded-For": "198.51.100.1"}  # limited above
-            for path in ("/api/categories", "/api/openapi.json", "/feeds/feed.xsl", "/embed.js", "/healthz",
-                         "/readyz"):
+            for path in ("/api/categories", "/api/openapi.json", "/embed.js", "/healthz", "/readyz"):
                 assert all(http.get(path, headers=other).status_code == 200 for _ in range(5)), path
             for path in ("/feeds.opml", "/feeds", "/feeds/all.atom", "/"):  # a render, then cache hits
                 assert http.get(path, headers=other).status_code == 429, path

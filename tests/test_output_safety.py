@@ -153,8 +153,9 @@ def check_html_tree(root: lxml.html.HtmlElement, where: str, *, page: bool) -> N
                 f"{where}: {name}={value!r}"
 
 
-def check_page(http: httpx.Client, path: str, must_show: list[str] = ()) -> lxml.html.HtmlElement:  # type: ignore[assignment]
-    response = http.get(path)
+def check_page(http: httpx.Client, path: str, must_show: list[str] = (),  # type: ignore[assignment]
+               headers: dict[str, str] | None = None) -> lxml.html.HtmlElement:
+    response = http.get(path, headers=headers)
     assert response.status_code == 200, (path, response.status_code, response.text[:300])
     assert response.headers["content-type"].startswith("text/html")
     root = lxml.html.fromstring(response.content)
@@ -418,11 +419,26 @@ def test_json_feed(http: httpx.Client, slug: str) -> None:
             check_plain(item["title"], path)
 
 
-def test_opml_and_xsl(http: httpx.Client) -> None:
+def test_opml(http: httpx.Client) -> None:
     root = xml(http.get("/feeds.opml"))
     links = check_feed_links(root, "/feeds.opml")
     assert links and all(link.startswith("http://127.0.0.1:") for link in links)
-    xml(http.get("/feeds/feed.xsl"))
+
+
+BROWSER_TAB = {"Sec-Fetch-Dest": "document", "Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+
+
+def test_feed_pages(http: httpx.Client, slug: str) -> None:
+    """The page a browser tab gets at a feed URL shows titles as text and links our article pages;
+    a search feed's page reflects the query (title, address field, reader links) safely."""
+    for fmt in ("rss", "atom", "json"):
+        root = check_page(http, f"/feeds/{slug}.{fmt}", [SCRIPT, IMG], headers=BROWSER_TAB)
+        hrefs = root.xpath("//ol[@class='article-list']/li/h3/a/@href")
+        assert len(hrefs) == len(records()) and all(h.startswith("/articles/") for h in hrefs), hrefs
+    for payload in PAYLOADS:
+        path = "/feeds/search.atom?" + str(httpx.QueryParams({"q": payload}))
+        root = check_page(http, path, [payload], headers=BROWSER_TAB)
+        assert root.xpath("//input[@id='feed-url']/@value")[0].startswith("http://127.0.0.1:"), path
 
 
 def links_in_html(html: str, fragment: bool = False) -> list[str]:

@@ -160,7 +160,7 @@ def test_static_files_still_served(service: ServiceProcess) -> None:
     for target in (b"/static/style.css", b"/static/%73tyle.css", b"/static/./style.css"):
         status, headers, body = raw_request(service.url, target)
         assert status == 200 and headers["content-type"].startswith("text/css"), (target, status)
-    assert raw_request(service.url, b"/feeds/feed.xsl")[0] == 200
+    assert raw_request(service.url, b"/feeds/all.rss")[0] == 200
 
 
 def test_no_unhandled_error_logged(service: ServiceProcess) -> None:

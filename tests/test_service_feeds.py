@@ -386,39 +386,176 @@ def test_media_types_cors_and_security_headers(client: httpx.Client) -> None:
             assert "etag" in response.headers["access-control-expose-headers"].lower()
             assert response.headers["x-content-type-options"] == "nosniff"
             assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
-    xsl = get_ok(client, "/feeds/feed.xsl")
-    assert xsl.headers["content-type"] == "text/xsl; charset=utf-8"
+            assert response.headers["x-frame-options"] == "DENY"
     assert get_ok(client, "/feeds.opml").headers["access-control-allow-origin"] == "*"
     missing = client.get("/feeds/nope.json", headers={"Origin": "https://partner.example"})
     assert missing.status_code == 404 and missing.headers["access-control-allow-origin"] == "*"
 
 
-def test_browser_tabs_get_an_xml_type_that_applies_the_stylesheet(client: httpx.Client) -> None:
-    reader = get_ok(client, "/feeds/all.rss", headers={"Accept-Encoding": "identity"})
-    tab = get_ok(client, "/feeds/all.rss", headers={"Sec-Fetch-Dest": "document", "Accept-Encoding": "identity"})
-    assert tab.headers["content-type"] == "application/xml; charset=utf-8"
-    assert tab.content == reader.content and tab.headers["etag"] != reader.headers["etag"]
-    assert "accept" in [v.strip().lower() for v in tab.headers["vary"].split(",")]
-    old = get_ok(client, "/feeds/all.atom", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
-    assert old.headers["content-type"] == "application/xml; charset=utf-8"
-    fetcher = get_ok(client, "/feeds/all.json", headers={"Sec-Fetch-Dest": "empty", "Accept": "text/html"})
-    assert fetcher.headers["content-type"] == "application/feed+json; charset=utf-8"
-    assert parsed(client, "/feeds/all.atom").feed.title  # default Accept (*/*): the feed type
-    reader_accept = "application/atom+xml,application/rss+xml;q=0.9,text/html;q=0.1"
-    typed = get_ok(client, "/feeds/all.atom", headers={"Accept": reader_accept})
-    assert typed.headers["content-type"] == "application/atom+xml; charset=utf-8"
+# --- browser tabs: the feed's HTML page ---------------------------------------------------------------
+
+# What Chromium sends when a person opens a link in a tab; and an older browser without Fetch Metadata.
+TAB = {"Sec-Fetch-Dest": "document", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Site": "none",
+       "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"}
+OLD_TAB = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+# Everything else gets the feed document: httpx's default (*/*), curl, a feed reader naming feed
+# types (and HTML, lower), fetch() even when it asks for HTML, a client asking for XML.
+NOT_TABS: list[dict[str, str]] = [
+    {},
+    {"Accept": "*/*", "User-Agent": "curl/8.5.0"},
+    {"Accept": "application/rss+xml, application/atom+xml, application/feed+json;q=0.9, text/html;q=0.1",
+     "User-Agent": "Feedbin feed-id:1 - 1 subscribers"},
+    {"Sec-Fetch-Dest": "empty", "Sec-Fetch-Mode": "cors", "Accept": "text/html"},
+    {"Accept": "application/xml, text/xml;q=0.9"},
+]
+PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+            "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+READER_QUERY = {"www.inoreader.com": "add_feed", "www.newsblur.com": "url", "theoldreader.com": "url"}
 
 
-def test_stylesheet_is_valid_xslt_and_renders_our_feeds(client: httpx.Client) -> None:
-    rss = get_ok(client, "/feeds/all.rss?limit=10").content
-    assert rss.splitlines()[1] == b'<?xml-stylesheet type="text/xsl" href="/feeds/feed.xsl"?>'
-    assert b"xml-stylesheet" not in get_ok(client, "/feeds/all.json").content
-    xslt = etree.XSLT(etree.fromstring(get_ok(client, "/feeds/feed.xsl").content))
-    for path in ("/feeds/all.rss?limit=10", "/feeds/all.atom?limit=10&page=2"):
-        html = str(xslt(etree.fromstring(get_ok(client, path).content)))
-        first = etree.fromstring(get_ok(client, path).content)
-        title = first.findtext("channel/title") or first.findtext(f"{ATOM}title")
-        assert title in html and "<script" not in html
+def vary(response: httpx.Response) -> set[str]:
+    return {v.strip().lower() for v in response.headers["vary"].split(",")}
+
+
+def reader_target(href: str) -> str:
+    """The feed URL a one-click reader link subscribes to, decoded as the reader decodes it."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    parts = urlsplit(href)
+    assert parts.scheme == "https", href
+    if parts.hostname == "feedly.com":
+        prefix = "/i/subscription/feed%2F"
+        assert parts.path.startswith(prefix) and "/" not in parts.path[len(prefix):], href  # one encoded segment
+        return unquote(parts.path[len(prefix):])
+    values = parse_qs(parts.query, strict_parsing=True)[READER_QUERY[str(parts.hostname)]]
+    assert len(values) == 1, href
+    return values[0]
+
+
+@pytest.mark.parametrize("fmt", list(MEDIA))
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_browser_tabs_get_the_feed_page_everything_else_the_feed(client: httpx.Client, fsvc, kind: str,
+                                                                 fmt: str) -> None:
+    import lxml.html
+
+    prefix, label, html_path = KINDS[kind]
+    path = f"{prefix}.{fmt}{KIND_QUERY[kind]}"
+    # readers, curl, fetch(): one document, byte for byte, whatever else they send
+    answers = []
+    for headers in NOT_TABS:
+        response = get_ok(client, path, headers={**headers, "Accept-Encoding": "identity"})
+        assert response.headers["content-type"] == f"{MEDIA[fmt]}; charset=utf-8", headers
+        assert vary(response) == {"accept-encoding", "accept", "sec-fetch-dest"}, headers
+        answers.append((response.content, response.headers["etag"], response.headers["last-modified"]))
+    assert len(set(answers)) == 1
+    feed_bytes, feed_tag, _ = answers[0]
+    if fmt == "json":
+        items = json.loads(feed_bytes)["items"]
+        titles = [i["title"] for i in items]
+        guids = [i["id"] for i in items]
+    else:
+        doc = feedparser.parse(feed_bytes)
+        assert doc.bozo == 0 and doc.entries
+        assert b"xml-stylesheet" not in feed_bytes
+        raw = etree.fromstring(feed_bytes)
+        titles = [t.text for t in raw.findall("channel/item/title") + raw.findall(f"{ATOM}entry/{ATOM}title")]
+        guids = [e.id for e in doc.entries]
+    ids = [g.rsplit(":articles/", 1)[1] for g in guids]
+
+    # a browser tab (with or without Fetch Metadata): the page, with a tag of its own
+    pages = []
+    for headers in (TAB, OLD_TAB):
+        response = get_ok(client, path, headers={**headers, "Accept-Encoding": "identity"})
+        assert response.headers["content-type"] == "text/html; charset=utf-8"
+        assert vary(response) == {"accept-encoding", "accept", "sec-fetch-dest"}
+        assert response.headers["content-security-policy"] == PAGE_CSP
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["cache-control"] == "public, max-age=300"
+        assert "last-modified" not in response.headers  # the ETag alone says whether it changed
+        pages.append((response.content, response.headers["etag"]))
+    assert len(set(pages)) == 1
+    page_bytes, page_tag = pages[0]
+    assert page_tag != feed_tag
+    html = page_bytes.decode("utf-8")
+    assert not re.search(r"<script(?![^>]*\ssrc=\"/static/)", html), "inline script"
+    assert not re.search(r"<style|\sstyle=", html), "inline style"
+    root = lxml.html.fromstring(page_bytes)
+    assert root.get("lang") == "vi" and root.find(".//main") is not None
+    assert root.findtext(".//h1") == label
+    assert root.xpath("//head/link[@rel='stylesheet']/@href")[1].startswith("/static/feed_page.css?v=")
+    assert root.xpath("//head/script/@src")[0].startswith("/static/feed_page.js?v=")
+    subscribe = fsvc.url + path
+    field = root.get_element_by_id("feed-url")
+    assert field.get("value") == subscribe and field.get("readonly") is not None
+    assert root.xpath("//label[@for='feed-url']")
+    button = root.get_element_by_id("copy-feed-url")
+    assert button.get("type") == "button" and button.get("hidden") is not None  # shown by the script
+    # the newest items, linking to our article pages, in the feed's order
+    links = root.xpath("//ol[@class='article-list']/li/h3/a")
+    assert [a.text_content() for a in links] == titles[: len(links)] and len(links) == min(len(titles), 20)
+    assert [a.get("href") for a in links] == ["/articles/" + i for i in ids[: len(links)]]
+    assert root.xpath("//a[starts-with(normalize-space(), 'Xem')]/@href")[0] == html_path
+    # one-click readers, each with the feed URL encoded whole (JSON Feed: its Atom twin)
+    target = subscribe.replace(f".{fmt}", ".atom", 1) if fmt == "json" else subscribe
+    readers = root.xpath("//ul[@class='reader-links']/li/a/@href")
+    assert len(readers) == 4 and [reader_target(h) for h in readers] == [target] * 4
+    # the other formats of the same feed
+    formats = root.xpath("//ul[@class='format-links']/li/a")
+    assert [a.get("href") for a in formats] == [f"{prefix}.{f}{KIND_QUERY[kind]}" for f in MEDIA]
+    assert [a.get("type") for a in formats] == list(MEDIA.values())
+    assert [a.get("aria-current") for a in formats] == [("page" if f == fmt else None) for f in MEDIA]
+
+    # revalidation: each variant's tag answers 304 for that variant only, Vary on the 304 too
+    for headers, tag, other in ((TAB, page_tag, feed_tag), ({}, feed_tag, page_tag)):
+        same = client.get(path, headers={**headers, "Accept-Encoding": "identity", "If-None-Match": tag})
+        assert same.status_code == 304 and same.content == b"" and same.headers["etag"] == tag
+        assert vary(same) == {"accept-encoding", "accept", "sec-fetch-dest"}
+        crossed = client.get(path, headers={**headers, "Accept-Encoding": "identity", "If-None-Match": other})
+        assert crossed.status_code == 200 and crossed.headers["etag"] == tag
+    # gzip: the page is compressed once, like the feeds, and its -gz tag revalidates it
+    with httpx.stream("GET", fsvc.url + path, headers={**TAB, "Accept-Encoding": "gzip"}) as r:
+        raw_page = b"".join(r.iter_raw())
+        zipped = r.headers
+    assert zipped["content-encoding"] == "gzip" and gzip.decompress(raw_page) == page_bytes
+    assert zipped["etag"] == page_tag[:-1] + '-gz"'
+    again = client.get(path, headers={**TAB, "Accept-Encoding": "gzip", "If-None-Match": zipped["etag"]})
+    assert again.status_code == 304
+
+
+def test_feed_page_is_rendered_once_then_cached(client: httpx.Client) -> None:
+    """A tab costs one render per worker and generation, then dictionary lookups (like a feed)."""
+    path = "/feeds/search.rss?q=thi%C3%AAn+v%C4%83n"  # asked for by no other test
+    before = feed_renders(client.get("/metrics").text)
+    tags = {get_ok(client, path, headers=TAB).headers["etag"] for _ in range(12)}
+    assert len(tags) == 1
+    assert feed_renders(client.get("/metrics").text) - before <= 2  # two workers
+    # the feed document itself is another render, not the page's bytes
+    assert get_ok(client, path).headers["etag"] not in tags
+
+
+def test_feed_page_paging_and_errors(client: httpx.Client, fsvc) -> None:
+    import lxml.html
+
+    # page 2 of an Atom feed: its items, numbered on; the address to subscribe to is the first page
+    feed = etree.fromstring(get_ok(client, f"/feeds/{SCIENCE_SLUG}.atom?limit=10&page=2").content)
+    titles = [e.findtext(f"{ATOM}title") for e in feed.findall(f"{ATOM}entry")]
+    root = lxml.html.fromstring(get_ok(client, f"/feeds/{SCIENCE_SLUG}.atom?limit=10&page=2", headers=TAB).content)
+    assert [a.text_content() for a in root.xpath("//ol[@class='article-list']/li/h3/a")] == titles
+    assert root.xpath("//ol[@class='article-list']/@start") == ["11"]
+    assert root.get_element_by_id("feed-url").get("value") == f"{fsvc.url}/feeds/{SCIENCE_SLUG}.atom?limit=10"
+    # a limit that is not a feed size: the same 301 for a tab as for a reader
+    moved = client.get("/feeds/all.rss?limit=7", headers=TAB)
+    assert moved.status_code == 301 and moved.headers["location"] == "/feeds/all.rss?limit=10"
+    # the errors of the feed (unknown category, page past the last one, bad parameter)
+    assert client.get("/feeds/nope.rss", headers=TAB).status_code == 404
+    assert client.get(f"/feeds/{SCIENCE_SLUG}.atom?page=40", headers=TAB).status_code == 404
+    assert client.get("/feeds/all.rss?page=2", headers=TAB).status_code == 400
+
+
+def test_the_xsl_is_gone(client: httpx.Client) -> None:
+    for path in ("/feeds/all.rss", f"/feeds/{SCIENCE_SLUG}.atom"):
+        assert b"<?xml-stylesheet" not in get_ok(client, path).content
+    assert client.get("/feeds/feed.xsl").status_code == 404
 
 
 # --- paging (RFC 5005) -----------------------------------------------------------------------------
@@ -785,25 +922,23 @@ def test_feed_cache_evicts_the_least_recently_used_by_size() -> None:
 def test_every_variant_tag_of_a_document_revalidates_it() -> None:
     from starlette.requests import Request
 
-    from searchsvc.http.feed_cache import respond
+    from searchsvc.http.feed_cache import NAVIGATION_VARY, respond
 
     doc = make_document(b"<rss>x</rss>" * 100, "application/rss+xml")
     validator = doc.etag.strip('"')
-    assert (doc.gzip_etag, doc.view_etag, doc.gzip_view_etag) == tuple(
-        f'"{validator}-{suffix}"' for suffix in ("gz", "view", "gz-view"))
+    assert doc.gzip_etag == f'"{validator}-gz"'
 
     def get(**headers: str) -> tuple[int, str]:
         raw = [(k.replace("_", "-").lower().encode(), v.encode()) for k, v in headers.items()]
         response = respond(Request({"type": "http", "method": "GET", "path": "/f", "headers": raw}), doc,
-                           view_type="application/xml")
+                           vary=NAVIGATION_VARY)
+        assert response.headers["vary"] == "Accept-Encoding, Accept, Sec-Fetch-Dest"
         return response.status_code, response.headers["etag"]
 
     assert get(accept_encoding="identity") == (200, doc.etag)
     assert get(accept_encoding="gzip") == (200, doc.gzip_etag)
-    assert get(accept_encoding="gzip", sec_fetch_dest="document") == (200, doc.gzip_view_etag)
-    for tag in (doc.etag, doc.gzip_etag, doc.view_etag, doc.gzip_view_etag, "W/" + doc.gzip_etag,
-                f'"{validator}-gzip"', f'"{validator}-view-gzip"', f'"other", {doc.etag}', "*"):
+    for tag in (doc.etag, doc.gzip_etag, "W/" + doc.gzip_etag, f'"{validator}-gzip"', f'"other", {doc.etag}', "*"):
         assert get(accept_encoding="gzip", if_none_match=tag) == (304, doc.gzip_etag), tag
         assert get(accept_encoding="identity", if_none_match=tag) == (304, doc.etag), tag
-    for tag in ('"other"', f'"{validator}-other"', validator, f'"{validator[:-1]}"'):
+    for tag in ('"other"', f'"{validator}-other"', f'"{validator}-view"', validator, f'"{validator[:-1]}"'):
         assert get(accept_encoding="gzip", if_none_match=tag)[0] == 200, tag

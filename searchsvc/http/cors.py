@@ -1,8 +1,8 @@
 """Cross-origin access: the API's CORS layer, and the open CORS of feeds and embeds.
 
 ``/api/`` answers the origins configured in ``SEARCHSVC_CORS_ORIGINS`` through Starlette's CORS
-middleware (``ApiCORSMiddleware``, scoped to the prefix by the app). Feeds, OPML, the XSL and
-embeds are public documents any site may fetch (the script widget reads ``/feeds/{slug}.json``
+middleware (``ApiCORSMiddleware``, scoped to the prefix by the app). Feeds, OPML and embeds are
+public documents any site may fetch (the script widget reads ``/feeds/{slug}.json``
 cross-origin): they carry ``CORS_HEADERS`` on every answer, errors included (``with_cors``).
 """
 

@@ -11,10 +11,12 @@ If-None-Match rule are ``caching.make_etag`` and ``caching.not_modified``):
 
 * ``ETag``: a hash of the plain document, strong (``"…"``: the bytes of each variant are fixed),
   with a ``-gz`` variant for the gzip encoding (RFC 9110 8.8.3: different content codings,
-  different tags) and a ``-view`` variant for the browser-tab one (same bytes, ``application/xml``:
-  see ``respond``). Every variant carries the same document, so an ``If-None-Match`` naming any of
-  them revalidates any other (``Document.tags``), as does the ``-gzip`` tag a proxy such as
-  Apache's mod_deflate makes of a plain one when it compresses it.
+  different tags). Both carry the same document, so an ``If-None-Match`` naming either revalidates
+  the other (``Document.tags``), as does the ``-gzip`` tag a proxy such as Apache's mod_deflate
+  makes of a plain one when it compresses it. A feed's HTML page for browser tabs is a document of
+  its own (other bytes, other tags), cached beside the feed under its own key: the route picks
+  which one a request gets (``is_browser_navigation``) and both name the request headers that
+  chose them in ``Vary`` (``respond``).
 * ``Last-Modified``: the newest item's date (what the feed's own ``updated`` says).  Coarser than
   the ETag (an article added with an older date, or corrected in place, does not move it), so
   ``If-Modified-Since`` is only looked at when the request has no ``If-None-Match`` (RFC 9110
@@ -38,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gzip
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -72,8 +74,6 @@ class Document:
     media_type: str  # full Content-Type value, charset included
     etag: str
     gzip_etag: str
-    view_etag: str  # the browser-tab variant (see respond), plain and gzip
-    gzip_view_etag: str
     tags: tuple[str, ...]  # every tag that names this document: an If-None-Match of any is a match
     last_modified: datetime | None  # whole seconds, aware; None: no Last-Modified header
 
@@ -82,8 +82,8 @@ class Document:
         """What the document counts against the cache's byte bound."""
         return len(self.body) + len(self.gzip_body)
 
-    def etag_for(self, gzip: bool, view: bool) -> str:
-        return (self.gzip_view_etag if view else self.gzip_etag) if gzip else (self.view_etag if view else self.etag)
+    def etag_for(self, gzip: bool) -> str:
+        return self.gzip_etag if gzip else self.etag
 
 
 def make_document(body: bytes, media_type: str, last_modified: datetime | None = None) -> Document:
@@ -95,17 +95,15 @@ def make_document(body: bytes, media_type: str, last_modified: datetime | None =
     def tag(*variants: str) -> str:
         return make_etag(validator, *variants, weak=False)
 
-    etag, gzip_etag, view_etag, gzip_view_etag = tag(), tag("gz"), tag("view"), tag("gz", "view")
+    etag, gzip_etag = tag(), tag("gz")
     return Document(
         body=body,
         gzip_body=gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0),
         media_type=media_type,
         etag=etag,
         gzip_etag=gzip_etag,
-        view_etag=view_etag,
-        gzip_view_etag=gzip_view_etag,
-        # ...and the tags a compressing proxy makes of the plain variants (mod_deflate's "-gzip")
-        tags=(etag, gzip_etag, view_etag, gzip_view_etag, tag("gzip"), tag("view", "gzip")),
+        # ...and the tag a compressing proxy makes of the plain variant (mod_deflate's "-gzip")
+        tags=(etag, gzip_etag, tag("gzip")),
         last_modified=last_modified,
     )
 
@@ -253,6 +251,8 @@ def http_date(value: datetime) -> str:
 
 
 FEED_MEDIA_HINTS = ("rss+xml", "atom+xml", "feed+json", "opml", "rdf+xml")
+# What is_browser_navigation reads: the Vary of every response a route chooses with it.
+NAVIGATION_VARY = ("Accept", "Sec-Fetch-Dest")
 
 
 def is_browser_navigation(headers: Headers) -> bool:
@@ -273,34 +273,32 @@ def respond(
     request: Request,
     doc: Document,
     extra_headers: Mapping[str, str] | None = None,
-    view_type: str | None = None,
+    vary: Sequence[str] = (),
 ) -> Response:
-    """200 with the right variant of ``doc``, or 304; validators and CORS on both.
+    """200 with the right encoding of ``doc``, or 304; validators and CORS on both.
 
-    ``view_type``: the Content-Type for a browser navigation (``is_browser_navigation``), same
-    bytes. Chromium shows ``application/rss+xml`` and ``application/atom+xml`` as plain text and
-    never applies their xml-stylesheet; as ``application/xml`` it renders the XSL view. Feed
-    readers keep getting ``doc.media_type``. The variant has its own ETag (``-view``).
+    ``vary``: the request headers, besides ``Accept-Encoding``, that chose ``doc`` among others
+    for the same URL (a feed and its browser-tab page: ``Accept``, ``Sec-Fetch-Dest``), so that a
+    shared cache keeps them apart. ``extra_headers`` go on the 304 too: a cache updates the stored
+    response's headers from a 304 (RFC 9111 4.3.4), so they must be the 200's.
     """
     # The same decision the gzip layer would take, so it never has anything left to do.
     big = len(doc.body) >= GZIP_MINIMUM_SIZE
     use_gzip = big and request_encoding(request.headers) == GZIP
-    view = view_type is not None and is_browser_navigation(request.headers)
     headers = {
-        "ETag": doc.etag_for(use_gzip, view),
+        "ETag": doc.etag_for(use_gzip),
         "Cache-Control": CACHE_CONTROL,
         **CORS_HEADERS,
         **(extra_headers or {}),
     }
     # Every variant, compressed or not and 304 or not, names what chose it (these routes are
     # outside the gzip layer, which writes the same Vary for everything else).
-    vary = [ACCEPT_ENCODING, "Accept", "Sec-Fetch-Dest"] if view_type is not None else [ACCEPT_ENCODING]
-    headers["Vary"] = ", ".join(vary_names([*vary, (extra_headers or {}).get("Vary", "")]))
+    headers["Vary"] = ", ".join(vary_names([ACCEPT_ENCODING, *vary, (extra_headers or {}).get("Vary", "")]))
     if doc.last_modified is not None:
         headers["Last-Modified"] = http_date(doc.last_modified)
     if not_modified(request.headers, doc.tags, doc.last_modified):
         return Response(status_code=304, headers=headers)
-    headers["Content-Type"] = view_type if view and view_type is not None else doc.media_type
+    headers["Content-Type"] = doc.media_type
     if use_gzip:
         headers["Content-Encoding"] = "gzip"
     return Response(doc.gzip_body if use_gzip else doc.body, headers=headers)
@@ -312,7 +310,7 @@ async def serve_cached(
     key: FeedKey,
     render: Callable[[], Document],
     extra_headers: Mapping[str, str] | None = None,
-    view_type: str | None = None,
+    vary: Sequence[str] = (),
     shows: Shows = ANY_CHANGE,
 ) -> Response:
     """``respond`` with the document ``cache`` holds for ``key``, rendered first if it holds none;
@@ -321,4 +319,4 @@ async def serve_cached(
     charge = cache.charge
     doc = await cache.get_or_render(key, render, None if charge is None else functools.partial(charge, request),
                                     shows)
-    return respond(request, doc, extra_headers, view_type)
+    return respond(request, doc, extra_headers, vary)

@@ -1,6 +1,6 @@
 """Syndication feeds: RSS 2.0, Atom 1.0 and JSON Feed 1.1 of every category, of the whole archive
-and of any search, an OPML subscription list, the XSL that makes feeds readable in a browser, and
-the ``/feeds`` page that explains all of it.
+and of any search, the page a browser tab gets at a feed's URL, an OPML subscription list, and the
+``/feeds`` page that explains all of it.
 
 URLs (``{fmt}`` is ``rss``, ``atom`` or ``json``)::
 
@@ -9,8 +9,13 @@ URLs (``{fmt}`` is ``rss``, ``atom`` or ``json``)::
     /feeds/search.{fmt}?q=…          newest matches of a search ("saved search"); also
                                      category=, source= (repeatable), from=, to= (YYYY-MM-DD)
     /feeds.opml                      every category feed, RSS and Atom, in OPML 2.0
-    /feeds/feed.xsl                  the stylesheet named by the feeds' xml-stylesheet PI
     /feeds                           the human page: every feed URL, how to subscribe, embeds
+
+A browser tab that opens a feed URL (``feed_cache.is_browser_navigation``: ``Sec-Fetch-Dest:
+document``, or an Accept asking for HTML and naming no feed type) gets that feed's HTML page
+(``searchsvc.feed_page``); feed readers, ``curl`` and ``fetch()`` get the feed document. Both are
+cached documents with their own ETags, and both carry ``Vary: Accept-Encoding, Accept,
+Sec-Fetch-Dest``.
 
 ``?limit=`` sets the number of items: 10, 20, 50 (the default), 100 or 200. Any other value from 1
 to 200 is answered ``301`` to the same feed with the next size up (and the page holding the first
@@ -30,13 +35,10 @@ by the ``feeds`` library (deterministic bytes) and served through ``searchsvc.ht
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from collections.abc import Callable
 from datetime import datetime
 from urllib.parse import quote
 
-from lxml import etree
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -48,38 +50,39 @@ from index.article import VN_TZ
 from ..config import Config
 from ..engine_calls import current_generation, map_engine_errors
 from ..errors import ApiError, ErrorCode
+from ..feed_page import render_feed_page
 from ..http.cors import CORS_HEADERS, with_cors
-from ..http.feed_cache import CACHE_CONTROL, Document, make_document, respond, serve_cached
-from ..http.middleware import BASE_SECURITY_HEADERS, HeaderPolicy
+from ..http.feed_cache import (
+    CACHE_CONTROL,
+    NAVIGATION_VARY,
+    Document,
+    is_browser_navigation,
+    make_document,
+    serve_cached,
+)
 from ..presenters import format_count
 from ..selection import (
     ALL,
     ALL_LABEL,
     DEFAULT_LIMIT,
+    FORMAT_LABELS,
     FORMATS,
     LIMITS,
     MAX_ITEMS,
     SEARCH,
     Selection,
     canonical_limit,
+    checked_last_page,
     feed_info,
     feed_target,
     feed_url,
     fetch,
-    last_page,
     parse_limit,
     parse_page,
     parse_selection,
 )
 from ..state import app_state
 
-# What a browser tab gets instead (same bytes): see feed_cache.respond.
-VIEW_TYPES: dict[str, str] = {
-    "rss": "application/xml; charset=utf-8",
-    "atom": "application/xml; charset=utf-8",
-    "json": "application/json; charset=utf-8",
-}
-FORMAT_LABELS = {"rss": "RSS 2.0", "atom": "Atom 1.0", "json": "JSON Feed 1.1"}
 RENDERERS: dict[str, Callable[..., bytes]] = {
     "rss": feeds.render_rss, "atom": feeds.render_atom, "json": feeds.render_json,
 }  # fmt: skip
@@ -87,35 +90,10 @@ EMPTY_FEED_DATE = datetime(2000, 1, 1, tzinfo=VN_TZ)  # OPML dateCreated of an e
 URL_SAFE = ":/?#[]@!$&'()*+,;=%~"  # characters a URL may hold as they are (RFC 3986 reserved, and "%")
 
 
-def _stylesheet_style_hash() -> str:
-    """CSP hash source for the one inline ``<style>`` the XSL writes into its HTML view."""
-    tree = etree.parse(str(feeds.STYLESHEET_PATH), etree.XMLParser(resolve_entities=False, no_network=True))
-    style = tree.find(".//style")
-    text = style.text if style is not None and style.text else ""
-    digest = hashlib.sha256(text.encode("utf-8")).digest()
-    return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
-
-
-# Feed documents opened in a browser become HTML through the XSL. CSP governs the XSL load with
-# script-src (so 'self'), and the only style is the XSL's own <style>, allowed by its hash; feed
-# content reaches that page as escaped text only. Nothing may frame a feed.
-FEED_CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self' " + _stylesheet_style_hash() + "; "
-    "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-HEADER_POLICIES: dict[str, HeaderPolicy] = {
-    "/feeds/": HeaderPolicy(
-        {**BASE_SECURITY_HEADERS, "Content-Security-Policy": FEED_CSP, "X-Frame-Options": "DENY"}
-    ),
-}
-
-
 def render_feed(engine: SearchEngine, config: Config, selection: Selection, fmt: str, limit: int,
                 page: int) -> Document:
     batch = fetch(engine, selection, limit, (page - 1) * limit)
-    pages = last_page(batch.total, limit)
-    if page > pages:
-        raise ApiError(ErrorCode.PAGE_NOT_FOUND, f"this feed has {pages} page(s) of {limit} items")
+    pages = checked_last_page(batch.total, limit, page)
     info = feed_info(config, selection, batch.label, fmt, limit, page, pages)
     body = RENDERERS[fmt](info, batch.articles, config.base_url)
     updated = feeds.feed_updated(info, batch.articles) if batch.articles else None
@@ -127,7 +105,7 @@ def render_feed(engine: SearchEngine, config: Config, selection: Selection, fmt:
 
 @with_cors
 async def feed(request: Request) -> Response:
-    """One feed document: ``/feeds/{name}.{fmt}``."""
+    """One feed document: ``/feeds/{name}.{fmt}``; for a browser tab, the feed's page."""
     fmt = request.path_params["fmt"]
     if fmt not in FORMATS:
         raise ApiError(ErrorCode.NOT_FOUND, "feeds are .rss, .atom or .json")
@@ -144,13 +122,21 @@ async def feed(request: Request) -> Response:
     engine, generation = await current_generation(request)
     state = app_state(request)
     config = state.config
+    if is_browser_navigation(request.headers):
+        env = state.templates.env
+
+        def render_page() -> Document:
+            return map_engine_errors(render_feed_page, env, engine, config, selection, fmt, limit, page)
+
+        return await serve_cached(request, state.feed_cache, (generation, "feed-page", fmt, selection, limit, page),
+                                  render_page, vary=NAVIGATION_VARY, shows=selection.shows())
 
     def render() -> Document:
         return map_engine_errors(render_feed, engine, config, selection, fmt, limit, page)
 
     key = (generation, "feed", fmt, selection, limit, page)
     return await serve_cached(request, state.feed_cache, key, render, websub_links(config, selection, fmt, limit, page),
-                              view_type=VIEW_TYPES[fmt], shows=selection.shows())
+                              vary=NAVIGATION_VARY, shows=selection.shows())
 
 
 def websub_links(config: Config, selection: Selection, fmt: str, limit: int, page: int) -> dict[str, str] | None:
@@ -191,18 +177,6 @@ async def opml(request: Request) -> Response:
     state = app_state(request)
     return await serve_cached(request, state.feed_cache, (generation, "opml"),
                               lambda: map_engine_errors(render_opml, engine, state.config))
-
-
-_STYLESHEET: Document | None = None
-
-
-@with_cors
-async def stylesheet(request: Request) -> Response:
-    """The XSL named by every RSS/Atom document (``text/xsl``), same origin as the feeds."""
-    global _STYLESHEET
-    if _STYLESHEET is None:
-        _STYLESHEET = make_document(feeds.STYLESHEET_PATH.read_bytes(), "text/xsl; charset=utf-8")
-    return respond(request, _STYLESHEET)
 
 
 def embed_snippets(config: Config, slug: str) -> dict[str, str]:
@@ -260,6 +234,5 @@ async def feeds_page(request: Request) -> Response:
 routes = [
     Route("/feeds", feeds_page, methods=["GET"], name="feeds_page"),
     Route("/feeds.opml", opml, methods=["GET"], name="feeds_opml"),
-    Route("/feeds/feed.xsl", stylesheet, methods=["GET"], name="feeds_stylesheet"),
     Route("/feeds/{name}.{fmt}", feed, methods=["GET"], name="feed"),
 ]

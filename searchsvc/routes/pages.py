@@ -26,6 +26,7 @@ from ..freshness import shows
 from ..params import SearchParams, parse_int, parse_q, parse_search
 from ..presenters import (
     article_path,
+    article_view,
     format_calendar_date,
     format_count,
     format_date,
@@ -211,22 +212,6 @@ async def render_search(request: Request, params: SearchParams) -> Response:
     if any(c not in faceted for c in params.categories):
         labels = {c.slug: c.value for c in await run_engine(request, lambda e: e.categories(), heavy=False)}
     return render(request, "search.html", search_context(params, result, labels))
-
-
-def article_view(article: Article) -> dict[str, Any]:
-    excerpt = article.body[0] if article.body else ""
-    if len(excerpt) > 240:
-        excerpt = excerpt[:240].rsplit(" ", 1)[0] + "…"
-    return {
-        "title": article.title,
-        "url": article_path(article.id),
-        "date": format_date(article.published),
-        "datetime": article.published.isoformat(),
-        "category": article.category,
-        "category_url": f"/c/{article.category_slug}",
-        "source": article.source,
-        "excerpt": excerpt,
-    }
 
 
 async def article_page(request: Request) -> Response:
