@@ -45,6 +45,7 @@ fi
 tar -xzf "$tarball" -C "$tmp" package/axe.min.js package/LICENSE
 mkdir -p "$tmp/out"
 mv "$tmp/package/axe.min.js" "$tmp/package/LICENSE" "$tmp/out/"
-rm -rf "$DEST"
-mv "$tmp/out" "$DEST"  # the directory appears whole or not at all
+if [ -d "$DEST" ] && [ ! -s "$DEST/axe.min.js" ]; then rm -rf "$DEST"; fi  # a cache dir someone emptied
+# The directory appears whole or not at all; a concurrent run (test.sh and the test) may win the race.
+mv -T "$tmp/out" "$DEST" 2>/dev/null || [ -s "$DEST/axe.min.js" ]
 echo "$DEST/axe.min.js"

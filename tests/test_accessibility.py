@@ -52,7 +52,14 @@ PAGES: list[Page] = [
     Page("embed-dark", "/embed/all?theme=dark&limit=5"),
     Page("embed-search", "/embed/search?q=b%C3%B3ng+%C4%91%C3%A1"),
     Page("error-404", "/c/khong-co-chuyen-muc-nay", 404),
+    # a feed opened in a browser tab (issue 15 §2) joins here when it is a page: Page("feed-page", "/feeds/all.rss"),
 ]
+# What Chromium sends when it navigates: the status and CSP checks ask for the page it will get.
+BROWSER_HEADERS = {
+    "Accept": "text/html,application/xhtml+xml,*/*;q=0.8",
+    "Sec-Fetch-Dest": "document",
+    "Sec-Fetch-Mode": "navigate",
+}
 ARTICLE_STEM = "the-thao-dak-nong-2014"  # it has captions
 
 # Violations at these impacts fail; lesser ones are printed with the failure for context only.
@@ -123,7 +130,7 @@ def test_axe_no_serious_violations(
     path = page.path
     url = page_url(service, path, article_ids)
     # The page as served carries its CSP (injection over WebDriver is not a page script).
-    response = httpx.get(url, timeout=30)
+    response = httpx.get(url, headers=BROWSER_HEADERS, timeout=30)
     assert response.status_code == page.status and "content-security-policy" in response.headers
     driver.get(url)
     violations = axe_violations(driver, axe_source)
@@ -201,6 +208,21 @@ return {expanded: input.getAttribute('aria-expanded'), hidden: list.hidden, role
 """
 
 
+def contrast(css_a: str, css_b: str) -> float:
+    """WCAG contrast ratio of two computed ``rgb()``/``rgba()`` colours (transparent counts as white)."""
+
+    def luminance(css: str) -> float:
+        parts = [float(x) for x in re.findall(r"[\d.]+", css)]
+        if len(parts) > 3 and parts[3] == 0:
+            parts = [255.0, 255.0, 255.0]
+        channels = [c / 255 for c in parts[:3]]
+        r, g, b = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    hi, lo = sorted((luminance(css_a), luminance(css_b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
 def combobox(driver: WebDriver) -> dict[str, object]:
     state = driver.script(COMBOBOX_STATE)
     assert isinstance(state, dict)
@@ -236,6 +258,12 @@ def test_combobox_keyboard_and_announcements(service: ServiceProcess, driver: We
         assert s["value"] == "dak n", "moving through options does not change the text (manual selection)"
 
     press_and_check(WebDriver.ARROW_DOWN, 0)
+    # the highlighted option stands out for sighted keyboard users, not only in the accessibility tree
+    backgrounds = driver.script(
+        "return Array.prototype.map.call(document.querySelectorAll('#q-suggestions [role=option]'),"
+        " function (o) { return getComputedStyle(o).backgroundColor; })"
+    )
+    assert isinstance(backgrounds, list) and contrast(backgrounds[0], backgrounds[1]) >= 3, backgrounds
     press_and_check(WebDriver.ARROW_DOWN, 1)
     press_and_check(WebDriver.ARROW_UP, 0)
     press_and_check(WebDriver.ARROW_UP, -1)  # wraps to the last
