@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh test
 if [ -x scripts/ensure_chromium.sh ]; then scripts/ensure_chromium.sh || true; fi
+# axe-core for the accessibility tests (pinned, integrity-checked, cached in .cache/axe); offline it
+# says why and the tests skip.
+if [ -x scripts/ensure_axe.sh ]; then scripts/ensure_axe.sh >/dev/null || true; fi
 if [ "${SEARCHSVC_SKIP_LINT:-0}" != "1" ]; then
   echo "ruff check" >&2
   ruff check .

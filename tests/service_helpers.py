@@ -302,7 +302,10 @@ class WebDriver:
 
     ELEMENT_KEY = "element-6066-11e4-a52e-4f735466cecf"
     ARROW_DOWN = "\ue015"
+    ARROW_UP = "\ue013"
     ENTER = "\ue007"
+    ESCAPE = "\ue00c"
+    TAB = "\ue004"
 
     def __init__(self, tmp: Path) -> None:
         binary = require_chromium()
@@ -356,8 +359,24 @@ class WebDriver:
     def send_keys(self, element: str, text: str) -> None:
         self.command("POST", f"/element/{element}/value", {"text": text})
 
-    def script(self, source: str) -> object:
-        return self.command("POST", "/execute/sync", {"script": source, "args": []})
+    def script(self, source: str, *args: object) -> object:
+        return self.command("POST", "/execute/sync", {"script": source, "args": list(args)})
+
+    def async_script(self, source: str, *args: object, timeout: float = 60.0) -> object:
+        """Run ``source``; its last argument is the callback that ends it with a value."""
+        self.command("POST", "/timeouts", {"script": int(timeout * 1000)})
+        return self.command("POST", "/execute/async", {"script": source, "args": list(args)})
+
+    def press(self, *keys: str) -> None:
+        """Real key presses (down, up) on whatever has focus, as a user types them."""
+        steps = [step for key in keys for step in ({"type": "keyDown", "value": key}, {"type": "keyUp", "value": key})]
+        self.command("POST", "/actions", {"actions": [{"type": "key", "id": "keyboard", "actions": steps}]})
+
+    def computed(self, element: str) -> tuple[str, str]:
+        """The element's role and accessible name as Chromium's accessibility tree computes them."""
+        return str(self.command("GET", f"/element/{element}/computedrole")), str(
+            self.command("GET", f"/element/{element}/computedlabel")
+        )
 
     def wait_until(self, predicate_js: str, timeout: float = 10.0) -> object:
         deadline = time.monotonic() + timeout

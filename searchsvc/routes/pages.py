@@ -36,7 +36,7 @@ from ..presenters import (
 from ..selection import search_feed_links
 from ..share import article_share
 from ..state import app_state
-from ..timeline import build_timeline
+from ..timeline import Timeline, build_timeline
 
 RESULTS_PER_PAGE = 10
 CATEGORY_PAGE_SIZE = 20
@@ -128,6 +128,20 @@ def category_facets(params: SearchParams, values: list[FacetValue]) -> list[dict
     return out
 
 
+def timeline_summary(timeline: Timeline) -> str:
+    """One sentence saying what the chart shows: the chart's text alternative (with the table of
+    periods), read by screen readers and printed under the chart for everyone."""
+    unit = "năm" if timeline.unit == "year" else "tháng"
+    total = sum(b.count for b in timeline.bars)
+    if len(timeline.bars) == 1:
+        return f"Cả {format_count(total)} bài trong {unit} {timeline.first.label}."
+    top = max(timeline.bars, key=lambda b: b.count)
+    return (
+        f"{format_count(total)} bài theo {unit}, từ {timeline.first.label} đến {timeline.last.label};"
+        f" nhiều nhất {unit} {top.label} ({format_count(top.count)} bài)."
+    )
+
+
 def search_context(
     params: SearchParams, result: SearchResult, labels: dict[str, str] | None = None
 ) -> dict[str, Any]:
@@ -142,6 +156,7 @@ def search_context(
                     "bar": bar,
                     "url": search_url(params, date_from=bar.date_from, date_to=bar.date_to) if bar.count else None,
                     "title": f"{bar.label}: {format_count(bar.count)} bài",
+                    "count": format_count(bar.count),
                 }
             )
     active_filters = []
@@ -169,6 +184,7 @@ def search_context(
         "suggestion_url": search_url(params, q=result.suggestion) if result.suggestion else None,
         "facets": category_facets(params, result.facets.get("category", [])),
         "timeline": timeline,
+        "timeline_summary": timeline_summary(timeline) if timeline is not None else None,
         "bars": bars,
         "sorts": [
             {"label": SORT_LABELS[s], "url": search_url(params, sort=s), "current": s == params.sort} for s in SORTS

@@ -1,6 +1,15 @@
 /* Search-box autocomplete: a progressive enhancement over the plain GET form.
- * Follows the WAI-ARIA combobox pattern (input role=combobox + listbox): ArrowDown/ArrowUp move
- * through suggestions, Enter picks the active one and searches for it, Escape closes the list.
+ * The WAI-ARIA 1.2 combobox pattern, as the APG's "list autocomplete with manual selection":
+ *  - the input keeps DOM focus: role=combobox, aria-expanded, aria-controls (the listbox),
+ *    aria-autocomplete=list; the highlighted option is its aria-activedescendant and has
+ *    aria-selected=true;
+ *  - ArrowDown / ArrowUp open the list on its first / last option, or move, wrapping around;
+ *    Alt+ArrowDown opens it without highlighting, Alt+ArrowUp closes it;
+ *  - Enter searches for the highlighted option (with none, the form submits what was typed);
+ *  - Escape closes the list; when it is already closed, Escape clears the box;
+ *  - typing, ArrowLeft/ArrowRight and Home/End return to the text (no option highlighted);
+ *  - a polite live region (the element named by data-suggest-status) says "N gợi ý…" when the
+ *    list opens or its length changes: screen readers are not told by focus, which stays put.
  * Without JavaScript (or if /api/suggest fails) the form works exactly the same. No inline code:
  * the page CSP allows scripts from 'self' only. */
 (function () {
@@ -13,21 +22,39 @@
     var list = document.getElementById(input.getAttribute("aria-controls"));
     var form = input.form;
     if (!list || !form) return;
+    var status = document.getElementById(input.getAttribute("data-suggest-status") || "");
     var url = input.getAttribute("data-suggest-url");
     var timer = null;
     var controller = null;
     var active = -1;
     var lastQuery = null;
+    var pending = null; /* "first" or "last": highlight it once the list being fetched opens */
 
     function options() {
       return list.querySelectorAll('[role="option"]');
     }
 
-    function close() {
-      list.hidden = true;
-      input.setAttribute("aria-expanded", "false");
+    function isOpen() {
+      return !list.hidden && options().length > 0;
+    }
+
+    function announce(text) {
+      if (status && status.textContent !== text) status.textContent = text;
+    }
+
+    function deselect() {
+      var items = options();
+      for (var i = 0; i < items.length; i++) items[i].setAttribute("aria-selected", "false");
       input.removeAttribute("aria-activedescendant");
       active = -1;
+    }
+
+    function close() {
+      deselect();
+      list.hidden = true;
+      input.setAttribute("aria-expanded", "false");
+      pending = null;
+      announce(""); /* so that the same count is announced again when the list reopens */
     }
 
     function highlight(index) {
@@ -41,6 +68,16 @@
       active = index;
       input.setAttribute("aria-activedescendant", items[index].id);
       items[index].scrollIntoView({ block: "nearest" });
+    }
+
+    function open() {
+      var count = options().length;
+      list.hidden = false;
+      input.setAttribute("aria-expanded", "true");
+      announce(count + " gợi ý. Dùng phím mũi tên lên, xuống để chọn, Enter để tìm.");
+      if (pending === "first") highlight(0);
+      else if (pending === "last") highlight(count - 1);
+      pending = null;
     }
 
     function render(query, suggestions) {
@@ -63,8 +100,7 @@
         });
         list.appendChild(li);
       });
-      list.hidden = false;
-      input.setAttribute("aria-expanded", "true");
+      open();
     }
 
     function fetchSuggestions() {
@@ -75,8 +111,7 @@
         return;
       }
       if (query === lastQuery && options().length) {
-        list.hidden = false;
-        input.setAttribute("aria-expanded", "true");
+        open();
         return;
       }
       if (controller) controller.abort();
@@ -99,35 +134,59 @@
     }
 
     input.addEventListener("input", function () {
+      deselect(); /* typing returns to the text */
+      pending = null;
       clearTimeout(timer);
       timer = setTimeout(fetchSuggestions, DEBOUNCE_MS);
     });
 
     input.addEventListener("keydown", function (event) {
-      var open = !list.hidden && options().length > 0;
+      if (event.ctrlKey || event.metaKey) return;
+      var shown = isOpen();
       switch (event.key) {
         case "ArrowDown":
           event.preventDefault();
-          if (open) highlight(active + 1);
-          else fetchSuggestions();
+          if (shown && !event.altKey) highlight(active + 1);
+          else if (!shown) {
+            pending = event.altKey ? null : "first";
+            fetchSuggestions();
+          }
           break;
         case "ArrowUp":
-          if (open) {
+          if (shown) {
             event.preventDefault();
-            highlight(active - 1);
+            if (event.altKey) close();
+            else highlight(active - 1);
+          } else if (!event.altKey && input.value.trim() !== "") {
+            event.preventDefault();
+            pending = "last";
+            fetchSuggestions();
           }
           break;
         case "Enter":
-          if (open && active >= 0) {
+          if (shown && active >= 0) {
             event.preventDefault();
             choose(options()[active].textContent);
+          } else if (shown) {
+            close(); /* and the form submits what was typed */
           }
           break;
         case "Escape":
-          if (open) {
+          if (shown) {
             event.preventDefault();
             close();
+          } else if (input.value !== "") {
+            event.preventDefault();
+            input.value = "";
+            lastQuery = "";
+            list.textContent = "";
           }
+          break;
+        case "ArrowLeft":
+        case "ArrowRight":
+        case "Home":
+        case "End":
+          if (active >= 0) deselect(); /* the caret moves in the text, as usual */
           break;
         default:
           break;

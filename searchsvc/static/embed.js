@@ -35,7 +35,7 @@
     "h2 { font-size: 1rem; margin: 0 0 .5rem; padding: 0 0 .4rem; border-bottom: 2px solid var(--link); }",
     "h2 a { color: var(--text); text-decoration: none; }",
     "a { color: var(--link); text-underline-offset: 2px; }",
-    "a:focus-visible { outline: 3px solid #f0a500; outline-offset: 2px; }",
+    "a:focus-visible { outline: 3px solid var(--link); outline-offset: 2px; }",
     "ol { list-style: none; margin: 0; padding: 0; }",
     "li { display: block; margin: 0; padding: .45rem 0; border-bottom: 1px solid var(--line); }",
     "li a { font-weight: 600; text-decoration: none; }",
