@@ -52,7 +52,8 @@ PAGES: list[Page] = [
     Page("embed-dark", "/embed/all?theme=dark&limit=5"),
     Page("embed-search", "/embed/search?q=b%C3%B3ng+%C4%91%C3%A1"),
     Page("error-404", "/c/khong-co-chuyen-muc-nay", 404),
-    # a feed opened in a browser tab (issue 15 §2) joins here when it is a page: Page("feed-page", "/feeds/all.rss"),
+    Page("feed-page", "/feeds/all.rss"),  # a feed opened in a browser tab: its HTML page (docs/feeds.md)
+    Page("feed-page-search", "/feeds/search.atom?q=b%C3%B3ng+%C4%91%C3%A1"),
 ]
 # What Chromium sends when it navigates: the status and CSP checks ask for the page it will get.
 BROWSER_HEADERS = {
@@ -381,7 +382,7 @@ return el === document.body ? null : el.outerHTML.slice(0, 120);
 """
 
 
-@pytest.mark.parametrize("path", ["/", TIMELINE_PATH, "/articles/{article}", "/feeds", "/embed/all?theme=dark"])
+@pytest.mark.parametrize("path", ["/", TIMELINE_PATH, "/articles/{article}", "/feeds", "/feeds/all.rss", "/embed/all?theme=dark"])
 def test_focus_is_visible(service: ServiceProcess, article_ids: dict[str, str], driver: WebDriver, path: str) -> None:
     """Tab through the page: every stop shows a visible, contrasting focus indicator."""
     driver.get(page_url(service, path, article_ids))
