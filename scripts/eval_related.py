@@ -36,11 +36,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchkit.corpus import CORPUS_ARTICLES, iter_articles  # noqa: E402
-from index import related  # noqa: E402
-from index.article import Article  # noqa: E402
-from index.builder import index_articles  # noqa: E402
-from index.engine import WhooshEngine  # noqa: E402
+from benchkit.corpus import CORPUS_ARTICLES, iter_articles
+from index import related
+from index.article import Article
+from index.builder import index_articles
+from index.engine import WhooshEngine
 
 
 def halves(a: Article) -> tuple[list[str], list[str]]:
@@ -106,8 +106,13 @@ def main() -> None:
         else:
             body = a.body[:-1] if len(a.body) >= 3 else list(a.body)
             body = [*body[:-1], body[-1] + " Thông tin đang được cập nhật."]
-            copy = replace(a, id=f"dup-{a.id}", title="[Cập nhật] " + a.title, body=body,
-                           published=a.published + timedelta(hours=5))
+            copy = replace(
+                a,
+                id=f"dup-{a.id}",
+                title="[Cập nhật] " + a.title,
+                body=body,
+                published=a.published + timedelta(hours=5),
+            )
             kind = "edited"
         extras.append(copy)
         dups.append((a, copy, kind))
@@ -128,8 +133,10 @@ def main() -> None:
         with WhooshEngine.open(index_dir) as engine:
             started = time.perf_counter()
             engine.warm_up()
-            print(f"warm-up (suggester, vocabulary, syllable frequencies) {time.perf_counter() - started:.1f} s; "
-                  f"{engine.doc_count} articles")
+            print(
+                f"warm-up (suggester, vocabulary, syllable frequencies) {time.perf_counter() - started:.1f} s; "
+                f"{engine.doc_count} articles"
+            )
             evaluate(engine, retrieval, agreement, dups)
     finally:
         if args.work_dir is None:
@@ -143,8 +150,9 @@ def timed(engine: WhooshEngine, article_id: str, limit: int, latencies: list[flo
     return found
 
 
-def evaluate(engine: WhooshEngine, retrieval: list[Article], agreement: list[Article],
-             dups: list[tuple[Article, Article, str]]) -> None:
+def evaluate(
+    engine: WhooshEngine, retrieval: list[Article], agreement: list[Article], dups: list[tuple[Article, Article, str]]
+) -> None:
     latencies: list[float] = []
     at1 = at5 = half1 = half5 = 0
     for a in retrieval:
@@ -155,8 +163,10 @@ def evaluate(engine: WhooshEngine, retrieval: list[Article], agreement: list[Art
         half1 += without[:1] == [f"rh-{a.id}"]
         half5 += f"rh-{a.id}" in without[:5]
     n = len(retrieval)
-    print(f"(a) self-retrieval, {n} first halves: original S@1 {at1 / n:.3f}  S@5 {at5 / n:.3f}; "
-          f"second half alone S@1 {half1 / n:.3f}  S@5 {half5 / n:.3f}   load {os.getloadavg()}")
+    print(
+        f"(a) self-retrieval, {n} first halves: original S@1 {at1 / n:.3f}  S@5 {at5 / n:.3f}; "
+        f"second half alone S@1 {half1 / n:.3f}  S@5 {half5 / n:.3f}   load {os.getloadavg()}"
+    )
 
     agree, listed_total, empty = 0, 0, 0
     counts: dict[str, int] = {}
@@ -167,9 +177,11 @@ def evaluate(engine: WhooshEngine, retrieval: list[Article], agreement: list[Art
         agree += sum(r.category_slug == a.category_slug for r in found)
         listed_total += len(found)
     chance = sum((c / len(agreement)) ** 2 for c in counts.values())
-    print(f"(b) category agreement@5, {len(agreement)} articles: {agree / max(1, listed_total):.3f} "
-          f"({listed_total} listed, {empty} with none; two random articles agree {chance:.3f})   "
-          f"load {os.getloadavg()}")
+    print(
+        f"(b) category agreement@5, {len(agreement)} articles: {agree / max(1, listed_total):.3f} "
+        f"({listed_total} listed, {empty} with none; two random articles agree {chance:.3f})   "
+        f"load {os.getloadavg()}"
+    )
 
     excluded = {"verbatim": [0, 0], "edited": [0, 0]}
     similarity = {"verbatim": [], "edited": []}  # type: dict[str, list[float]]
@@ -181,12 +193,16 @@ def evaluate(engine: WhooshEngine, retrieval: list[Article], agreement: list[Art
         similarity[kind].append(related.jaccard(related.shingles(original), related.shingles(copy)))
     for kind, (ok, total) in excluded.items():
         sims = sorted(similarity[kind])
-        print(f"(c) near-duplicates, {kind}: {ok}/{total} pairs kept apart "
-              f"(word-bigram Jaccard min {sims[0]:.2f}, median {sims[len(sims) // 2]:.2f})")
+        print(
+            f"(c) near-duplicates, {kind}: {ok}/{total} pairs kept apart "
+            f"(word-bigram Jaccard min {sims[0]:.2f}, median {sims[len(sims) // 2]:.2f})"
+        )
 
     ms = [x * 1000 for x in latencies]
-    print(f"latency, {len(ms)} uncached related lists in process: p50 {percentile(ms, .5):.1f} ms  "
-          f"p95 {percentile(ms, .95):.1f} ms  max {max(ms):.1f} ms   load {os.getloadavg()}")
+    print(
+        f"latency, {len(ms)} uncached related lists in process: p50 {percentile(ms, 0.5):.1f} ms  "
+        f"p95 {percentile(ms, 0.95):.1f} ms  max {max(ms):.1f} ms   load {os.getloadavg()}"
+    )
 
 
 if __name__ == "__main__":

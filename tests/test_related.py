@@ -24,43 +24,109 @@ def _day(d: int) -> datetime:
 
 
 ARTICLES = [
-    article("vang-1", "Giá vàng tăng mạnh", [GOLD, "Nhà đầu tư mua vàng miếng, giá vàng SJC lập đỉnh mới."],
-            "Kinh tế", published=_day(1)),
-    article("vang-2", "Vàng SJC lập đỉnh", [GOLD.replace("tăng mạnh", "giảm nhẹ"),
-                                            "Các cửa hàng vàng bạc đông khách suốt buổi sáng."],
-            "Kinh tế", published=_day(2)),
-    article("vang-3", "Thị trường vàng thế giới", ["Giá vàng thế giới biến động, nhà đầu tư lo ngại lạm phát.",
-                                                   "Giá vàng SJC theo sát giá thế giới."],
-            "Thế giới", published=_day(3)),
+    article(
+        "vang-1",
+        "Giá vàng tăng mạnh",
+        [GOLD, "Nhà đầu tư mua vàng miếng, giá vàng SJC lập đỉnh mới."],
+        "Kinh tế",
+        published=_day(1),
+    ),
+    article(
+        "vang-2",
+        "Vàng SJC lập đỉnh",
+        [GOLD.replace("tăng mạnh", "giảm nhẹ"), "Các cửa hàng vàng bạc đông khách suốt buổi sáng."],
+        "Kinh tế",
+        published=_day(2),
+    ),
+    article(
+        "vang-3",
+        "Thị trường vàng thế giới",
+        ["Giá vàng thế giới biến động, nhà đầu tư lo ngại lạm phát.", "Giá vàng SJC theo sát giá thế giới."],
+        "Thế giới",
+        published=_day(3),
+    ),
     # The same text as vang-1 under another id: a re-post, never "related".
-    article("vang-1-dang-lai", "Giá vàng tăng mạnh", [GOLD, "Nhà đầu tư mua vàng miếng, giá vàng SJC lập đỉnh mới."],
-            "Kinh tế", published=_day(9)),
-    article("bong-1", "Việt Nam thắng Thái Lan", [FOOTBALL, "Cổ động viên ăn mừng khắp các phố."],
-            "Thể thao", published=_day(4)),
-    article("bong-2", "Huấn luyện viên khen cầu thủ trẻ", [FOOTBALL.replace("thắng", "hòa"),
-                                                           "Trận tiếp theo gặp Malaysia."],
-            "Thể thao", published=_day(5)),
-    article("gao-1", "Xuất khẩu gạo tăng", [RICE, "Giá lúa tại đồng bằng sông Cửu Long tăng theo."],
-            "Kinh tế", published=_day(6)),
-    article("gao-2", "Hợp đồng bán gạo cho Philippines", [RICE.replace("tăng", "khởi sắc"),
-                                                          "Nông dân phấn khởi vì giá lúa cao."],
-            "Kinh tế", published=_day(7)),
+    article(
+        "vang-1-dang-lai",
+        "Giá vàng tăng mạnh",
+        [GOLD, "Nhà đầu tư mua vàng miếng, giá vàng SJC lập đỉnh mới."],
+        "Kinh tế",
+        published=_day(9),
+    ),
+    article(
+        "bong-1",
+        "Việt Nam thắng Thái Lan",
+        [FOOTBALL, "Cổ động viên ăn mừng khắp các phố."],
+        "Thể thao",
+        published=_day(4),
+    ),
+    article(
+        "bong-2",
+        "Huấn luyện viên khen cầu thủ trẻ",
+        [FOOTBALL.replace("thắng", "hòa"), "Trận tiếp theo gặp Malaysia."],
+        "Thể thao",
+        published=_day(5),
+    ),
+    article(
+        "gao-1",
+        "Xuất khẩu gạo tăng",
+        [RICE, "Giá lúa tại đồng bằng sông Cửu Long tăng theo."],
+        "Kinh tế",
+        published=_day(6),
+    ),
+    article(
+        "gao-2",
+        "Hợp đồng bán gạo cho Philippines",
+        [RICE.replace("tăng", "khởi sắc"), "Nông dân phấn khởi vì giá lúa cao."],
+        "Kinh tế",
+        published=_day(7),
+    ),
     # Two articles that hold the source's terms alike (the same score), with words of their own:
     # the newer one comes first.
-    article("hoa-cu", "Hoa lan đột biến", ["Hoa lan đột biến được trả giá cao. Bán ở chợ phiên Bắc Ninh sáng sớm."],
-            "Đời sống", published=_day(10)),
-    article("hoa-moi", "Hoa lan đột biến", ["Hoa lan đột biến được trả giá cao. Nghệ nhân Đà Lạt kể chuyện chiều."],
-            "Đời sống", published=_day(12)),
+    article(
+        "hoa-cu",
+        "Hoa lan đột biến",
+        ["Hoa lan đột biến được trả giá cao. Bán ở chợ phiên Bắc Ninh sáng sớm."],
+        "Đời sống",
+        published=_day(10),
+    ),
+    article(
+        "hoa-moi",
+        "Hoa lan đột biến",
+        ["Hoa lan đột biến được trả giá cao. Nghệ nhân Đà Lạt kể chuyện chiều."],
+        "Đời sống",
+        published=_day(12),
+    ),
     # The same score again, in two categories: the source's own category comes first, although
     # the other article is newer.
-    article("che-cung", "Chè Thái Nguyên được mùa", ["Chè Thái Nguyên được mùa. Hợp tác xã ở Đại Từ mở rộng."],
-            "Nông nghiệp", published=_day(13)),
-    article("che-khac", "Chè Thái Nguyên được mùa", ["Chè Thái Nguyên được mùa. Du khách Hà Giang ghé thăm."],
-            "Du lịch", published=_day(15)),
-    article("che-nguon", "Chè Thái Nguyên xuất khẩu", ["Người trồng chè Thái Nguyên phấn khởi vì được mùa."],
-            "Nông nghiệp", published=_day(14)),
-    article("hoa-nguon", "Hoa lan đột biến được trả giá cao", ["Người chơi hoa lan đột biến trả giá cao."],
-            "Đời sống", published=_day(11)),
+    article(
+        "che-cung",
+        "Chè Thái Nguyên được mùa",
+        ["Chè Thái Nguyên được mùa. Hợp tác xã ở Đại Từ mở rộng."],
+        "Nông nghiệp",
+        published=_day(13),
+    ),
+    article(
+        "che-khac",
+        "Chè Thái Nguyên được mùa",
+        ["Chè Thái Nguyên được mùa. Du khách Hà Giang ghé thăm."],
+        "Du lịch",
+        published=_day(15),
+    ),
+    article(
+        "che-nguon",
+        "Chè Thái Nguyên xuất khẩu",
+        ["Người trồng chè Thái Nguyên phấn khởi vì được mùa."],
+        "Nông nghiệp",
+        published=_day(14),
+    ),
+    article(
+        "hoa-nguon",
+        "Hoa lan đột biến được trả giá cao",
+        ["Người chơi hoa lan đột biến trả giá cao."],
+        "Đời sống",
+        published=_day(11),
+    ),
 ]
 
 
@@ -125,12 +191,15 @@ def test_cached_lists_are_copies(engine) -> None:
     assert engine.related("gao-1", 5)
 
 
-def test_both_engines_give_the_same_lists(request: pytest.FixtureRequest,
-                                          tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_both_engines_give_the_same_lists(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """The cluster engine scores its candidates on their text, the Whoosh engine from postings:
     the same formula, so the same lists in the same order (docs/scale-out.md)."""
-    with build(tmp_path_factory.mktemp("related-parity"), ARTICLES) as whoosh, \
-            build_cluster_engine(request, ARTICLES) as cluster:
+    with (
+        build(tmp_path_factory.mktemp("related-parity"), ARTICLES) as whoosh,
+        build_cluster_engine(request, ARTICLES) as cluster,
+    ):
         for a in ARTICLES:
             assert ids(cluster, a.id, 20) == ids(whoosh, a.id, 20), a.id
 

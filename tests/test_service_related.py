@@ -84,8 +84,14 @@ def test_the_article_page_lists_the_related_articles(http: httpx.Client, article
 
 def test_an_unpublished_article_is_410(tmp_path: Path) -> None:
     index_dir = tmp_path / "ix"
-    index_articles(index_dir, [article(1, "Bão số 3 đổ bộ", "Mưa lớn ở miền Trung."),
-                               article(2, "Bão số 4 suy yếu", "Mưa lớn ở miền Trung giảm dần.")], procs=1)
+    index_articles(
+        index_dir,
+        [
+            article(1, "Bão số 3 đổ bộ", "Mưa lớn ở miền Trung."),
+            article(2, "Bão số 4 suy yếu", "Mưa lớn ở miền Trung giảm dần."),
+        ],
+        procs=1,
+    )
     with Journal(index_dir / "journal.sqlite3") as journal:
         journal.append([Change(Op.DELETE, "gone-7")])
     with running_service(index_dir, tmp_path / "logs") as svc, httpx.Client(base_url=svc.url, timeout=10) as client:
