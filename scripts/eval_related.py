@@ -82,8 +82,17 @@ def main() -> None:
     ap.add_argument("--dups", type=int, default=200)
     ap.add_argument("--seed", type=int, default=15)
     ap.add_argument("--work-dir", type=Path, help="where the copy goes (default: a temporary directory)")
+    ap.add_argument(
+        "--latency-only",
+        type=int,
+        metavar="N",
+        help="only time N uncached lists on --base-index itself (opened read only), after 200 others",
+    )
     args = ap.parse_args()
     print(f"load average at start: {os.getloadavg()}")
+    if args.latency_only:
+        latency_only(args.base_index, args.latency_only, args.seed)
+        return
     rng = random.Random(args.seed)
     picks = rng.sample(range(CORPUS_ARTICLES), 2 * args.n + args.dups + 200)
     wanted = set(picks)
@@ -152,6 +161,24 @@ def main() -> None:
     finally:
         if args.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def latency_only(index_dir: Path, n: int, seed: int) -> None:
+    with WhooshEngine.open(index_dir) as engine:
+        engine.warm_up()
+        searcher, _ = engine._state()
+        picks = random.Random(seed).sample(range(searcher.reader().doc_count_all()), n + 200)
+        ids = [searcher.stored_fields(i)["id"] for i in picks]
+        for article_id in ids[:200]:  # the posting caches as a running worker has them
+            engine.related(article_id, related.DEFAULT_LIMIT)
+        latencies: list[float] = []
+        for article_id in ids[200:]:
+            timed(engine, article_id, related.DEFAULT_LIMIT, latencies)
+        ms = [x * 1000 for x in latencies]
+        print(
+            f"latency, {n} uncached related lists in process: p50 {percentile(ms, 0.5):.1f} ms  "
+            f"p95 {percentile(ms, 0.95):.1f} ms  max {max(ms):.1f} ms   load {os.getloadavg()}"
+        )
 
 
 def timed(engine: WhooshEngine, article_id: str, limit: int, latencies: list[float]) -> list[Article]:
