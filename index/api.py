@@ -228,6 +228,12 @@ class SearchEngine(Protocol):
 
     def categories(self) -> list[FacetValue]: ...
 
+    def related(self, article_id: str, limit: int = 5) -> list[Article]:
+        """Up to ``limit`` (1..20, else ``SearchError("bad_limit")``) articles most like
+        ``article_id``, best first, without the article itself or re-posts of its text
+        (``index.related``); [] when the index does not hold the id. Cached per generation."""
+        ...
+
     def latest(self, category_slug: str | None = None, limit: int = 50, offset: int = 0) -> list[Article]: ...
 
     def published_between(self, start: datetime, end: datetime, limit: int, offset: int = 0) -> list[Dated]:

@@ -24,7 +24,8 @@ from whoosh import scoring
 from whoosh.index import TOC
 from whoosh.searching import Searcher
 
-from index import catalog, store
+from index import catalog, related_whoosh, store
+from index import related as related_algorithm
 from index.api import EVERYTHING, NOTHING, Changes, Dated, FacetValue, SearchRequest, SearchResult
 from index.article import Article
 from index.docsets import DocSets, SharedSets
@@ -55,6 +56,10 @@ class _Generation:
     vocabulary_refreshing: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
     catalog: catalog.Snapshot | None = None  # built when the generation is first opened
+    # Every folded syllable's document frequency (``index.related_whoosh``), for related articles.
+    syllable_df: dict[str, int] | None = None
+    syllable_df_built: float = 0.0
+    syllable_df_refreshing: bool = False
 
 
 class WhooshEngine:
@@ -89,6 +94,10 @@ class WhooshEngine:
         # and again, and parsing an article's JSON is most of what answering them costs.
         self._articles: LRUCache[tuple[str, int], Article] = LRUCache(self.ARTICLE_CACHE_SIZE)
         self._articles_lock = threading.Lock()
+        # Related articles of the generation ``_related_generation``, pickled (as results are):
+        # (generation, id, limit) -> the list.
+        self._related: LRUCache[tuple[str, str, int], bytes] = LRUCache(max(1, self.RELATED_CACHE_SIZE))
+        self._related_generation: str | None = None
 
     @classmethod
     def open(cls, index_dir: Path | str) -> WhooshEngine:
@@ -212,6 +221,9 @@ class WhooshEngine:
                         # usable (every candidate is checked against the index afterwards) and
                         # is refreshed in the background at most every VOCABULARY_REFRESH seconds.
                         gen.vocabulary, gen.vocabulary_built = previous.vocabulary, previous.vocabulary_built
+                        # Likewise the syllable frequencies of related articles: a commit moves a
+                        # few counts by a few articles; refreshed like the vocabulary.
+                        gen.syllable_df, gen.syllable_df_built = previous.syllable_df, previous.syllable_df_built
                     self._shared = {token: gen}
         return gen
 
@@ -328,6 +340,40 @@ class WhooshEngine:
             return None
         return Article.from_dict(json.loads(fields["doc"]))
 
+    # Related lists kept per worker (each a handful of articles, pickled).
+    RELATED_CACHE_SIZE = 4096
+
+    def related(self, article_id: str, limit: int = related_algorithm.DEFAULT_LIMIT) -> list[Article]:
+        """The articles most like ``article_id`` (``index.related``), best first; [] for an id the
+        index does not hold. Cached per generation: the key holds the generation, so a cached list
+        is never older than the index it was asked of."""
+        related_algorithm.check_limit(limit)
+        key = (self.generation, article_id, limit)
+        with self._cache_lock:
+            held = self._related.get(key) if key[0] == self._related_generation else None
+        if held is not None:
+            found: list[Article] = pickle.loads(held)
+            return found
+        searcher, gen = self._state()
+        source = self.get_article(article_id)
+        if source is None:
+            return []
+        docsets = self._local.docsets
+        n_docs = gen.doc_count
+        frequencies = _syllable_df(gen, searcher)
+        terms = related_algorithm.choose_terms(
+            related_algorithm.profile(source), lambda s: frequencies.get(s, 0),
+            lambda wanted: related_whoosh.pair_frequencies(docsets, wanted), n_docs)
+        candidates = related_whoosh.candidates(searcher, docsets, terms, source, limit)
+        found = related_algorithm.rank(source, candidates, limit)
+        held = pickle.dumps(found, protocol=pickle.HIGHEST_PROTOCOL)
+        with self._cache_lock:
+            if key[0] != self._related_generation:
+                self._related = LRUCache(max(1, self.RELATED_CACHE_SIZE))
+                self._related_generation = key[0]
+            self._related[key] = held
+        return found
+
     def categories(self) -> list[FacetValue]:
         """Every category with its article count, largest first: from the catalog, kept current
         commit by commit, so never a pass over the postings."""
@@ -417,6 +463,38 @@ class WhooshEngine:
         self.categories()
         searcher, gen = self._state()
         _vocabulary(gen, searcher)
+        _syllable_df(gen, searcher)
+
+
+def _syllable_df(gen: _Generation, searcher: Searcher) -> dict[str, int]:
+    """Every folded syllable's document frequency (``related_whoosh.syllable_frequencies``), read
+    once per index and refreshed in the background at most every ``VOCABULARY_REFRESH`` seconds,
+    as the vocabulary is: a commit adds a few articles, and the frequencies only weigh terms."""
+    if gen.syllable_df is None:
+        with gen.lock:
+            if gen.syllable_df is None:
+                gen.syllable_df = related_whoosh.syllable_frequencies(searcher.reader())
+                gen.syllable_df_built = time.monotonic()
+    elif not gen.syllable_df_refreshing and time.monotonic() - gen.syllable_df_built > VOCABULARY_REFRESH:
+        gen.syllable_df_refreshing = True
+
+        def refresh() -> None:
+            try:
+                reader = searcher._ix.reader()  # its own reader: searchers are not shared across threads
+                try:
+                    counts = related_whoosh.syllable_frequencies(reader)
+                finally:
+                    reader.close()
+                gen.syllable_df, gen.syllable_df_built = counts, time.monotonic()
+            except Exception:  # the searcher may be gone with its generation: keep the old table
+                pass
+            finally:
+                gen.syllable_df_refreshing = False
+
+        threading.Thread(target=refresh, daemon=True, name="searchsvc-related-df").start()
+    counts = gen.syllable_df
+    assert counts is not None  # built above, and a refresh only ever replaces it
+    return counts
 
 
 def _token_order(token: str) -> tuple[str, int]:

@@ -122,6 +122,7 @@ ENGINE_CODES: frozenset[ErrorCode] = frozenset(
         ErrorCode.BAD_PAGE,
         ErrorCode.BAD_PER_PAGE,
         ErrorCode.PAGE_TOO_DEEP,
+        ErrorCode.BAD_LIMIT,  # related(): a limit outside 1..20
     }
 )
 

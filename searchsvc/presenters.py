@@ -128,6 +128,19 @@ def article_json(article: Article, base_url: str) -> dict[str, Any]:
     return data
 
 
+def related_json(article: Article, base_url: str) -> dict[str, Any]:
+    """A related article in a list: what a link to it needs, never its body."""
+    return {
+        "id": article.id,
+        "title": article.title,
+        "url": absolute(base_url, article_path(article.id)),
+        "category": article.category,
+        "category_slug": article.category_slug,
+        "published": article.published.isoformat(),
+        "source": article.source,
+    }
+
+
 def query_string(**params: object) -> str:
     """``?a=1&b=x`` from keyword arguments; None/empty values dropped, lists repeated."""
     pairs: list[tuple[str, str]] = []

@@ -382,7 +382,10 @@ return el === document.body ? null : el.outerHTML.slice(0, 120);
 """
 
 
-@pytest.mark.parametrize("path", ["/", TIMELINE_PATH, "/articles/{article}", "/feeds", "/feeds/all.rss", "/embed/all?theme=dark"])
+FOCUS_PATHS = ["/", TIMELINE_PATH, "/articles/{article}", "/feeds", "/feeds/all.rss", "/embed/all?theme=dark"]
+
+
+@pytest.mark.parametrize("path", FOCUS_PATHS)
 def test_focus_is_visible(service: ServiceProcess, article_ids: dict[str, str], driver: WebDriver, path: str) -> None:
     """Tab through the page: every stop shows a visible, contrasting focus indicator."""
     driver.get(page_url(service, path, article_ids))

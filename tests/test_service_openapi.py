@@ -11,6 +11,7 @@ from pathlib import Path
 import openapi_spec_validator
 from starlette.routing import Mount, Route
 
+from index import related as related_limits
 from index.api import MAX_DATE, MAX_PER_PAGE, MAX_QUERY_CHARS, MAX_RESULT_DEPTH, MIN_DATE, SORTS, SearchRequest
 from index.tiers import Tier
 from searchsvc.app import MAX_BODY_BYTES, create_app
@@ -175,6 +176,7 @@ def expected_limits() -> tuple[dict[str, object], dict[str, set[str]]]:
             f"{p}.per_page.description": _numbers(MAX_RESULT_DEPTH, 400),
         }
     suggest, category = "paths./api/suggest.get.parameters", "paths./c/{slug}.get.parameters"
+    related = "paths./api/articles/{article_id}/related.get.parameters"
     feed, embed = "paths./feeds/{name}.{fmt}.get.parameters", "paths./embed/{name}.get.parameters"
     schemas, codes = "components.schemas", "components.x-error-codes"
     limits |= {
@@ -183,6 +185,8 @@ def expected_limits() -> tuple[dict[str, object], dict[str, set[str]]]:
         f"{suggest}.limit.schema.default": DEFAULT_SUGGEST_LIMIT,
         f"{suggest}.format.schema.enum": list(SUGGEST_FORMATS),
         f"{suggest}.format.schema.default": SUGGEST_FORMATS[0],
+        f"{related}.limit.schema.maximum": related_limits.MAX_LIMIT,
+        f"{related}.limit.schema.default": related_limits.DEFAULT_LIMIT,
         f"{category}.page.schema.maximum": MAX_RESULT_DEPTH // CATEGORY_PAGE_SIZE,
         f"{category}.page.schema.default": FIRST_PAGE,
         f"{feed}.fmt.schema.enum": list(FORMATS),

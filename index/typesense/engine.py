@@ -40,6 +40,7 @@ import typesense
 from cachetools import LRUCache
 from typesense import exceptions as ts_errors
 
+from index import related as rel
 from index.api import (
     EVERYTHING,
     NOTHING,
@@ -53,7 +54,7 @@ from index.api import (
 from index.article import Article
 from index.typesense import search as cluster_search
 from index.typesense.connection import READ_TIMEOUT, ClusterSettings, _node, read_client
-from index.typesense.documents import token
+from index.typesense.documents import pair_token, token
 from index.typesense.lexicon import ClusterLexicon, PairCounts, Vocabulary
 
 if TYPE_CHECKING:
@@ -73,6 +74,8 @@ MAX_CHANGES_READ = 2_000  # commits read to tell what changed; more counts as ev
 # default limit of 50 searches in one multi-search request (``limit-multi-searches``).
 LISTING_CHUNK = 40 * cluster_search.MAX_PER_SEARCH
 ARTICLE_CACHE = 2048
+RELATED_CACHE = 1024  # related lists remembered (each a handful of articles)
+RELATED_PER_TERM = 100  # articles read per query term of a related list
 MAX_ID_PATH = 2000  # characters of a quoted id in a URL path; a longer one is looked up by a filter
 
 _UNAVAILABLE = (ts_errors.ServerError, ts_errors.ServiceUnavailable, ts_errors.HTTPStatus0Error,
@@ -180,6 +183,8 @@ class TypesenseEngine:
         self._vocabulary = _PerTarget(self._read_vocabulary, "searchsvc-vocabulary")
         self._suggester = _PerTarget(self._build_suggester, "searchsvc-suggester")
         self._articles: LRUCache[tuple[str, str], Article | None] = LRUCache(ARTICLE_CACHE)
+        # Related lists by (generation, id, limit), under ``_articles_lock``.
+        self._related: LRUCache[tuple[str, str, int], tuple[Article, ...]] = LRUCache(RELATED_CACHE)
         self._articles_lock = threading.Lock()
 
     @classmethod
@@ -399,6 +404,71 @@ class TypesenseEngine:
             with self._articles_lock:
                 self._articles[key] = article
         return article
+
+    def related(self, article_id: str, limit: int = rel.DEFAULT_LIMIT) -> list[Article]:
+        """``index.related`` on the cluster: syllable frequencies from the vocabulary facet, pair
+        frequencies counted per generation (``lexicon.PairCounts``), candidates from one
+        ``multi_search`` of the query terms (``related_candidates``), each scored on its own text."""
+        rel.check_limit(limit)
+        gen = self._state()
+        key = (gen.token, article_id, limit)
+        with self._articles_lock:
+            held = self._related.get(key)
+        if held is not None:
+            return list(held)
+        source = self.get_article(article_id)
+        if source is None:
+            return []
+        counts = self._current_vocabulary().counts
+        terms = rel.choose_terms(rel.profile(source), lambda s: counts.get(s, 0), gen.pairs.get,
+                                     self.doc_count)
+        found = rel.rank(source, self._related_candidates(terms, limit), limit)
+        with self._articles_lock:
+            self._related[key] = tuple(found)
+        return found
+
+    def _related_candidates(self, terms: list[rel.QueryTerm], limit: int) -> list[rel.Candidate]:
+        """The articles holding the query terms, best first by the weights of the terms they hold
+        (Typesense cannot score by our term frequencies), the best ``candidate_count`` of them read
+        and scored on their analysed text (``rel.score``: the Whoosh engine's score).
+
+        Bounded: one search per term, at most ``RELATED_PER_TERM`` articles each (the newest: a
+        term held by more articles is seen only in those, docs/scale-out.md), in one round trip,
+        then one read of the candidates."""
+        if not terms:
+            return []
+        searches = [{"q": "*", "per_page": RELATED_PER_TERM, "include_fields": "id",
+                     "sort_by": "published:desc,ident:asc",
+                     "filter_by": f"{'folded' if t.kind == rel.FOLDED else 'pair'}:=["
+                                  f"{token(t.text) if t.kind == rel.FOLDED else pair_token(t.text)}]"}
+                    for t in terms]
+        held: dict[str, float] = {}
+        for term, result in zip(terms, self.multi(searches), strict=True):
+            for hit in result.get("hits", []):
+                doc_id = str(hit["document"]["id"])
+                held[doc_id] = held.get(doc_id, 0.0) + term.weight
+        best = sorted(held, key=lambda i: (-held[i], i))[:rel.candidate_count(limit) + 1]
+        out: list[rel.Candidate] = []
+        for article in self._articles_by_id(best):
+            out.append(rel.Candidate(article, rel.score(terms, rel.profile(article))))
+        return out
+
+    def _articles_by_id(self, ids: list[str]) -> list[Article]:
+        """The stored articles of ``ids`` in one search (an id a filter cannot quote, one holding
+        a backtick, is read on its own)."""
+        quotable = [i for i in ids if "`" not in i]
+        out: list[Article] = []
+        if quotable:
+            listed = ",".join(f"`{i}`" for i in quotable)
+            result = self.multi([{"q": "*", "filter_by": f"id:=[{listed}]", "per_page": len(quotable),
+                                  "include_fields": "doc"}])[0]
+            out += [Article.from_dict(json.loads(str(h["document"]["doc"]))) for h in result.get("hits", [])]
+        for i in ids:
+            if "`" in i:
+                article = self.get_article(i)
+                if article is not None:
+                    out.append(article)
+        return out
 
     def categories(self) -> list[FacetValue]:
         gen = self._state()

@@ -14,7 +14,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from feeds.opensearch import SUGGESTIONS_TYPE
-from index.api import Shows
+from index.api import ANY_CHANGE, Shows
+from index.related import DEFAULT_LIMIT as DEFAULT_RELATED_LIMIT
+from index.related import MAX_LIMIT as MAX_RELATED_LIMIT
 
 from ..engine_calls import fetch_article, run_engine, run_search
 from ..errors import ApiError, ErrorCode
@@ -22,7 +24,7 @@ from ..freshness import shows
 from ..http.caching import ETAG_BASIS_KEY
 from ..openapi import openapi_document
 from ..params import DEFAULT_SUGGEST_LIMIT, MAX_SUGGEST_LIMIT, parse_int, parse_q, parse_search
-from ..presenters import absolute, article_json, result_json
+from ..presenters import absolute, article_json, article_path, related_json, result_json
 from ..state import app_state
 
 
@@ -62,6 +64,22 @@ async def api_article(request: Request) -> Response:
     return JSONResponse(article_json(article, app_state(request).config.base_url))
 
 
+async def api_related(request: Request) -> Response:
+    """The articles related to one (``SearchEngine.related``): 404/410 as for the article itself.
+
+    Any commit may change the list (a new article may be more alike, every term's frequency
+    moves), so the answer declares nothing narrower than ``ANY_CHANGE``: its validator and cached
+    copies hold until the next commit."""
+    article_id = request.path_params["article_id"]
+    limit = parse_int(request.query_params, "limit", DEFAULT_RELATED_LIMIT, ErrorCode.BAD_LIMIT, 1, MAX_RELATED_LIMIT)
+    shows(request, ANY_CHANGE)
+    article = await fetch_article(request, article_id)
+    found = await run_engine(request, lambda e: e.related(article.id, limit), heavy=True)
+    base_url = app_state(request).config.base_url
+    return JSONResponse({"id": article.id, "url": absolute(base_url, article_path(article.id)),
+                         "related": [related_json(a, base_url) for a in found]})
+
+
 async def api_categories(request: Request) -> Response:
     values = await run_engine(request, lambda e: e.categories(), heavy=False)
     base_url = app_state(request).config.base_url
@@ -83,6 +101,8 @@ async def api_openapi(request: Request) -> Response:
 routes = [
     Route("/api/search", api_search, methods=["GET"], name="api_search"),
     Route("/api/suggest", api_suggest, methods=["GET"], name="api_suggest"),
+    # Before the article itself: its path converter would take ".../related" as part of an id.
+    Route("/api/articles/{article_id:path}/related", api_related, methods=["GET"], name="api_related"),
     Route("/api/articles/{article_id:path}", api_article, methods=["GET"], name="api_article"),
     Route("/api/categories", api_categories, methods=["GET"], name="api_categories"),
     Route("/api/openapi.json", api_openapi, methods=["GET"], name="api_openapi"),

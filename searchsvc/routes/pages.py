@@ -41,6 +41,7 @@ from ..timeline import Timeline, build_timeline
 RESULTS_PER_PAGE = 10
 CATEGORY_PAGE_SIZE = 20
 HOME_LATEST = 8
+RELATED_ON_PAGE = 5  # the "Bài liên quan" list of an article page
 
 SORT_LABELS = {"relevance": "Liên quan nhất", "newest": "Mới nhất", "oldest": "Cũ nhất", "views": "Xem nhiều nhất"}
 TIER_LABELS = {
@@ -236,6 +237,13 @@ async def article_page(request: Request) -> Response:
     shows(request, Shows.article(article_id))  # the article, and its category's label and feeds
     article = await fetch_article(request, article_id)
     slug = article.category_slug
+    related = await run_engine(request, lambda e: e.related(article.id, RELATED_ON_PAGE), heavy=True)
+    # The related list changes with any commit (``api_related``); the page is carried over a commit
+    # that touches neither the article, nor a listed one, nor the article's category (where most
+    # new related articles appear): it may miss a new one of another category until then
+    # (docs/search.md, "Related articles").
+    shows(request, Shows(ids=frozenset((article_id, *(a.id for a in related))), categories=frozenset((slug,)),
+                         any_change=False))
     return render(
         request,
         "article.html",
@@ -249,6 +257,7 @@ async def article_page(request: Request) -> Response:
             "share": article_share(article, app_state(request).config,
                                    app_state(request).config.base_url + article_path(article.id)),
             "feeds": category_feeds(slug, article.category),
+            "related": [article_view(a) for a in related],
         },
     )
 
