@@ -16,10 +16,10 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from index import store
 from index.api import (
@@ -39,6 +39,8 @@ from searchsvc.config import ENGINES, HTTP_PROTOCOLS
 if TYPE_CHECKING:
     from index.builder import IndexReport
     from index.typesense.writer import ClusterWriter
+
+T = TypeVar("T")
 
 # Exit statuses (README, "Command line").
 EXIT_OK = 0
@@ -119,6 +121,17 @@ def _cluster_writer() -> ClusterWriter:
     return ClusterWriter(ClusterSettings.from_env())
 
 
+def _with_websub(engine: str | None, index_dir: Path | None, write: Callable[[], T], say: Callable[[str], None]) -> T:
+    """``write``, then a WebSub ping for the feeds it changed when ``SEARCHSVC_WEBSUB_HUB`` is set
+    (``searchsvc.websub.ping_after_write``): what the applier does for published articles, done
+    for the command-line writes too, so a hub hears of every change whatever made it."""
+    from searchsvc.engine_holder import opener_for
+    from searchsvc.websub import ping_after_write
+
+    opener = opener_for(_engine(engine))
+    return ping_after_write(lambda: opener(index_dir or Path(".")), write, say=say)
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     from index.builder import index_articles
     from index.readers import read_sources
@@ -159,18 +172,20 @@ def cmd_index(args: argparse.Namespace) -> int:
         from tqdm import tqdm
 
         bar = tqdm(unit=" articles", file=sys.stderr)
-    report: IndexReport
-    try:
+    def write() -> IndexReport:
         if cluster is not None:
             with cluster:
-                report = cluster.index_articles(read_sources(args.sources), rebuild=args.rebuild, progress=progress,
-                                                on_error=on_error, on_warning=on_warning)
-        else:
-            assert index_dir is not None
-            report = index_articles(
-                index_dir, read_sources(args.sources), rebuild=args.rebuild, progress=progress,
-                on_error=on_error, lock_wait=args.wait, procs=args.procs, on_phase=on_phase, on_warning=on_warning,
-            )
+                return cluster.index_articles(read_sources(args.sources), rebuild=args.rebuild, progress=progress,
+                                              on_error=on_error, on_warning=on_warning)
+        assert index_dir is not None
+        return index_articles(
+            index_dir, read_sources(args.sources), rebuild=args.rebuild, progress=progress,
+            on_error=on_error, lock_wait=args.wait, procs=args.procs, on_phase=on_phase, on_warning=on_warning,
+        )
+
+    report: IndexReport
+    try:
+        report = _with_websub(args.engine, index_dir, write, say)
     except OSError as e:
         if cluster is not None:
             raise CliError(f"indexing failed: {e}. The cluster keeps every batch committed before the failure"
@@ -189,11 +204,15 @@ def cmd_index(args: argparse.Namespace) -> int:
 def cmd_delete(args: argparse.Namespace) -> int:
     from index.builder import delete_articles
 
-    if _engine(args.engine) == "typesense":
-        with _cluster_writer() as cluster:
-            deleted = cluster.delete_articles(args.ids)
-    else:
-        deleted = delete_articles(_index_dir(args.index_dir), args.ids)
+    index_dir = None if _engine(args.engine) == "typesense" else _index_dir(args.index_dir)
+
+    def write() -> int:
+        if index_dir is None:
+            with _cluster_writer() as cluster:
+                return cluster.delete_articles(args.ids)
+        return delete_articles(index_dir, args.ids)
+
+    deleted = _with_websub(args.engine, index_dir, write, lambda message: print(message, file=sys.stderr))
     print(f"deleted {deleted} of {len(args.ids)}")
     return EXIT_OK if deleted == len(args.ids) else EXIT_INCOMPLETE
 

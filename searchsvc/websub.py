@@ -24,6 +24,9 @@ attempt each within ``FLUSH_TIMEOUT``; the rest is abandoned and counted. The co
 and, through ``stats()``, into the applier's status file (``websub``), which
 ``GET /api/admin/status`` shows.
 
+``searchsvc index`` and ``searchsvc delete`` change feeds too, without the applier: with the hub
+set, they ping it for what their commit changed (``ping_after_write``) before they exit.
+
 The HTTP client is the standard library's (a ping a second at most needs no connection pool).
 """
 
@@ -37,16 +40,19 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 from urllib.parse import urlencode
 
+from index.api import EVERYTHING, SearchEngine
 from index.publishing import AppliedBatch
 
 from .config import ENV_NAMES, Config
 from .selection import ALL, FORMATS, SEARCH, Selection, feed_url
 
 logger = logging.getLogger("searchsvc.websub")
+T = TypeVar("T")
 
 MAX_ATTEMPTS = 8  # sends of one ping before it is given up (about four minutes of backoff)
 BACKOFF_MIN = 1.0  # seconds before the first retry; doubled after every failure
@@ -66,8 +72,13 @@ def changed_feed_urls(config: Config, batch: AppliedBatch) -> list[str]:
     the commit changed no article."""
     if not batch.categories and not (batch.upserted or batch.deleted):
         return []
+    return feed_urls_of(config, batch.categories)
+
+
+def feed_urls_of(config: Config, categories: Iterable[str]) -> list[str]:
+    """Every format of ``/feeds/all`` and of each category in ``categories`` (slugs), absolute."""
     # "all" and "search" are reserved feed names: a category with either slug has no feed of its own.
-    slugs = sorted(s for s in batch.categories if s and s not in (ALL, SEARCH))
+    slugs = sorted({s for s in categories if s and s not in (ALL, SEARCH)})
     selections = [Selection(ALL), *(Selection("category", slug=s) for s in slugs)]
     return [feed_url(config, selection, fmt) for selection in selections for fmt in FORMATS]
 
@@ -306,3 +317,69 @@ def notifier_from_env(environ: Mapping[str, str] | None = None) -> HubNotifier |
                        config.base_url)
     logger.info("WebSub: notifying %s of changed feeds under %s", config.websub_hub, config.base_url)
     return HubNotifier(config.websub_hub, config).start()
+
+
+# How long ``ping_after_write`` waits for the hub to acknowledge (retries included) before it gives
+# each waiting ping one last attempt and exits: a command-line write is done by then, and a hub that
+# is down must not keep an indexing script waiting for the four minutes of the applier's backoff.
+CLI_WAIT = 15.0
+
+
+def ping_after_write(
+    open_engine: Callable[[], SearchEngine], write: Callable[[], T], *, environ: Mapping[str, str] | None = None,
+    say: Callable[[str], None] = lambda message: None, wait: float = CLI_WAIT,
+) -> T:
+    """Run ``write`` (an index or delete run), then, when ``SEARCHSVC_WEBSUB_HUB`` is set, ping the
+    hub for the feeds it changed, as the applier does after its commits.
+
+    What changed comes from the engine, through ``index.api`` (so either engine): its generation
+    before the write and ``changes_between`` that and the one after, which the engine knows
+    precisely for commits it saw (the categories whose lists moved); a new generation (a
+    ``--rebuild``, a first index) is ``EVERYTHING``, and then the feeds of every category before
+    and after the write are topics.
+    Without the hub setting nothing is opened and ``write`` runs alone."""
+    notifier = notifier_from_env(environ)
+    if notifier is None:
+        return write()
+    try:
+        engine: SearchEngine | None = open_engine()
+    except Exception:  # no index yet: whatever the write creates is new
+        engine = None
+    try:
+        before = engine.generation if engine is not None else None
+        # A rebuild replaces everything: the categories it empties have changed feeds too.
+        known = {c.slug for c in engine.categories()} if engine is not None else set()
+        result = write()
+        if engine is None:
+            engine = open_engine()
+        after = _next_generation(engine, before)
+        if after == before:
+            say("WebSub: no feed changed; the hub is not told")
+            return result
+        changes = engine.changes_between(before, after) if before is not None else EVERYTHING
+        categories = known | {c.slug for c in engine.categories()} if changes.everything else changes.categories
+        urls = feed_urls_of(notifier.config, categories)
+        notifier.notify(urls)
+        deadline = time.monotonic() + wait
+        while notifier.stats()["waiting"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        counts = notifier.stats()
+        say(f"WebSub: told {notifier.hub} of {len(urls)} changed feed URLs"
+            if counts["sent"] else f"WebSub: {notifier.hub} did not acknowledge the ping ({counts})")
+        return result
+    finally:
+        notifier.close()
+        if engine is not None:
+            engine.close()
+
+
+def _next_generation(engine: SearchEngine, before: str | None, patience: float = 2.0) -> str:
+    """The engine's generation once it has seen the write: engines re-read theirs on an interval
+    (``index.engine.CHECK_INTERVAL``), so a new one shows within moments; ``patience`` bounds the
+    wait when the write changed nothing."""
+    deadline = time.monotonic() + patience
+    while True:
+        current = engine.generation
+        if current != before or time.monotonic() >= deadline:
+            return current
+        time.sleep(0.05)

@@ -352,3 +352,42 @@ def test_an_unreachable_or_silent_hub_never_holds_publishing_up(built_index: Pat
             assert wait_until(lambda: (read_status(index_dir / "applier-status.json").websub or {}).get(busy),  # noqa: B023
                               10), read_status(index_dir / "applier-status.json")
         # running_service asserted a clean exit within the graceful timeout: the stop did not hang.
+
+
+def test_command_line_writes_ping_the_hub_for_the_feeds_they_changed(built_index: Path, tmp_path: Path) -> None:
+    """``searchsvc index`` and ``searchsvc delete`` change feeds without the applier: with the hub
+    set they ping it before exiting, for the categories their commit changed (a rebuild: every
+    category), in the protocol's form; without it they open nothing and ping nothing."""
+    import json
+
+    from service_helpers import run_cli
+
+    index_dir = tmp_path / "ix"
+    shutil.copytree(built_index, index_dir)
+    source = tmp_path / "new.jsonl"
+    record = {"id": "cli-ws-1", "title": "Đội tuyển Xolotrix vô địch", "body": "Nội dung.\n\nĐoạn hai.",
+              "category": "Thể thao", "published": "2020-01-02T08:00:00+07:00"}
+    source.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
+    with Hub(statuses=[503]) as hub:
+        env = {**clean_env(), "SEARCHSVC_WEBSUB_HUB": hub.url, "SEARCHSVC_BASE_URL": BASE}
+        index = run_cli("index", str(source), "--index-dir", str(index_dir), "--quiet", env=env)
+        assert "WebSub: told" in index.stderr, index.stderr
+        # 503 then 2xx: retried with backoff, acknowledged before the command exited.
+        assert [set(p) for p in hub.received()] == [feed_urls(BASE, "all", "the-thao")] * 2, hub.received()
+
+        run_cli("delete", "cli-ws-1", "--index-dir", str(index_dir), env=env)
+        assert [set(p) for p in hub.received()[2:]] == [feed_urls(BASE, "all", "the-thao")]
+
+        from index.engine import WhooshEngine
+
+        engine = WhooshEngine.open(index_dir)
+        categories = {c.slug for c in engine.categories()}
+        engine.close()
+        assert len(categories) > 2  # the rebuild below leaves one: the others' feeds are emptied
+        run_cli("index", str(source), "--index-dir", str(index_dir), "--rebuild", "--quiet", env=env)
+        assert set(hub.received()[3]) == feed_urls(BASE, "all", *categories)
+        assert hub.violations == []
+
+        quiet = {**clean_env(), "SEARCHSVC_BASE_URL": BASE}
+        run_cli("delete", "cli-ws-1", "--index-dir", str(index_dir), env=quiet)
+        assert len(hub.received()) == 4, "no hub setting, no ping"
