@@ -78,6 +78,7 @@ class IndexReport:
     errors: list[str] = field(default_factory=list)  # "path:line: reason", first 1,000
     warnings: list[str] = field(default_factory=list)  # indexed, but changed (a category label), first 1,000
     generation: str = ""
+    kept: int = 0  # a rebuild: articles published through the API, not in its sources, kept
 
     @property
     def skipped_total(self) -> int:
@@ -91,6 +92,8 @@ class IndexReport:
         text = ", ".join(parts)
         if self.skipped:
             text += " (" + "; ".join(f"{reason}: {n}" for reason, n in self.skipped.most_common()) + ")"
+        if self.kept:
+            text += f", kept {self.kept} published through the API"
         return text + (f"; generation {self.generation}" if self.generation else "")
 
 
@@ -179,6 +182,8 @@ def index_articles(
             _write(ix, items, report, fresh=fresh, procs=procs, limitmb=limitmb, progress=progress,
                    on_error=on_error, phase=phase, labels=labels)
             if fresh and live is not None:
+                phase("keeping")
+                report.kept = _keep_published(index_dir, live, ix, labels, limitmb)
                 # The journal entries the live generation has applied are not applied again to
                 # the new one: the publishing applier goes on after them (index.store, "Why
                 # journal-<n>.seq"; docs/publishing.md says what a rebuild means for them).
@@ -197,6 +202,49 @@ def index_articles(
         report.generation = f"{name}.{ix.latest_generation()}"
     phase("done")
     return report
+
+
+def _keep_published(index_dir: Path, live: str, ix: FileIndex, labels: CanonicalLabels, limitmb: int) -> int:
+    """Copy into the new generation ``ix`` the articles published through the admin API (the
+    journal's ``published`` ids) that the rebuild's sources did not hold, from the ``live``
+    generation; returns how many.
+
+    Why: a rebuild replaces the index with its sources, and a CMS export made before (or without)
+    what the newsroom published since would otherwise drop acknowledged articles without a word.
+    An id the sources hold is theirs (the rebuild's version wins); an id the live generation does
+    not hold yet is still waiting in the journal, and the applier adds it after the switch; an
+    unpublished id is not in ``published``."""
+    from index.journal import Journal, default_journal_path
+
+    try:
+        journal = Journal(default_journal_path(index_dir), readonly=True)
+    except FileNotFoundError:
+        return 0  # nothing was ever published through the API
+    kept = 0
+    writer = None
+    old_ix = store.storage(index_dir / live).open_index()
+    try:
+        with journal, old_ix.searcher() as old, ix.searcher() as new:
+            for ids in journal.published_ids():
+                for article_id in ids:
+                    if new.document_number(id=article_id) is not None:
+                        continue
+                    fields = old.document(id=article_id)
+                    if not fields:
+                        continue
+                    if writer is None:
+                        writer = ix.writer(limitmb=limitmb)
+                    article = labels.apply(Article.from_dict(json.loads(fields["doc"])))
+                    writer.add_document(**article_fields(article, writer.schema))
+                    kept += 1
+        if writer is not None:
+            labels.save()
+            writer.commit(merge=False)
+    except BaseException:
+        if writer is not None:
+            _abandon(writer)
+        raise
+    return kept
 
 
 def canonical_label(labels: dict[str, str], article: Article, warn: WarningFn) -> tuple[Article, bool]:

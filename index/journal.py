@@ -16,6 +16,13 @@ later UPSERT of the id removes it. Compaction keeps them, so the service can ans
 for an unpublished article long after its entry was applied; there is one row per id ever
 unpublished and not republished (docs/publishing.md, "Unpublishing").
 
+Published ids: an UPSERT records its id in ``published`` and a DELETE removes it (in the same
+transaction), so the journal knows which articles the newsroom published through the API and has
+not unpublished, long after their entries are compacted away. ``searchsvc index --rebuild`` reads
+them (``index.builder``): a rebuild from a CMS export that lacks them keeps them instead of
+silently dropping what was acknowledged. One short row per id; ids published before the table
+existed (a journal older than it) are not in it.
+
 Threads share one connection behind a lock (an append is one short transaction; SQLite would
 serialise the writers anyway, and its busy handler sleeps far longer than a lock waits).
 Processes each open their own ``Journal``; SQLite's file locks order them, and ``BUSY_TIMEOUT``
@@ -29,7 +36,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,6 +62,9 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS tombstones (
         article_id TEXT PRIMARY KEY,
         deleted_at TEXT NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS published (
+        article_id TEXT PRIMARY KEY
     ) WITHOUT ROWID""",
 )
 
@@ -194,8 +204,10 @@ class Journal:
                         if op == Op.DELETE.value:
                             conn.execute("INSERT OR REPLACE INTO tombstones (article_id, deleted_at) VALUES (?, ?)",
                                          (article_id, now))
+                            conn.execute("DELETE FROM published WHERE article_id = ?", (article_id,))
                         else:
                             conn.execute("DELETE FROM tombstones WHERE article_id = ?", (article_id,))
+                            conn.execute("INSERT OR IGNORE INTO published (article_id) VALUES (?)", (article_id,))
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
@@ -274,3 +286,26 @@ class Journal:
             except sqlite3.Error as exc:
                 raise _journal_error("read", self.path, exc) from exc
         return datetime.fromisoformat(row[0]) if row else None
+
+    def published_ids(self, batch: int = 10_000) -> Iterator[list[str]]:
+        """The ids published through the journal and not unpublished since, in batches of at most
+        ``batch`` (an archive fed by the API can hold millions); none from a journal older than
+        the ``published`` table (opened read-only, it cannot have been given one)."""
+        after = ""
+        while True:
+            with self._lock:
+                try:
+                    rows = self._conn.execute(
+                        "SELECT article_id FROM published WHERE article_id > ? ORDER BY article_id LIMIT ?",
+                        (after, batch),
+                    ).fetchall()
+                except sqlite3.OperationalError as exc:
+                    if "no such table" in str(exc):
+                        return
+                    raise _journal_error("read", self.path, exc) from exc
+                except sqlite3.Error as exc:
+                    raise _journal_error("read", self.path, exc) from exc
+            if not rows:
+                return
+            yield [str(row[0]) for row in rows]
+            after = str(rows[-1][0])

@@ -351,6 +351,49 @@ def test_a_rebuild_carries_the_applied_number_into_the_new_generation(tmp_path: 
     assert index_state(index_dir) == {"r": ["Rebuilt"]}
 
 
+def test_a_rebuild_keeps_what_was_published_through_the_api_and_its_sources_lack(tmp_path: Path) -> None:
+    """A rebuild from a CMS export replaces the index with the export, but an article published
+    through the API (journal beside the index) that the export lacks is kept, from the live
+    generation; the export's version wins where it has one; an unpublished article stays gone; an
+    entry still waiting is applied after the switch."""
+    index_dir = tmp_path / "ix"
+    writer = WhooshIndexWriter(index_dir)
+    with Journal(index_dir / "journal.sqlite3") as journal:
+        journal.append([upsert(art("a", "Alpha")), upsert(art("b", "Beta")),
+                        upsert(art("c", "Gamma", category="Thể thao"))])
+        journal.append([delete("a")])
+        writer.apply(entries_of(journal))
+        journal.append([upsert(art("d", "Delta"))])  # acknowledged, not applied yet
+        report = index_articles(index_dir, [art("b", "Beta từ CMS"), art("r", "Rebuilt")], rebuild=True, procs=1)
+        assert report.kept == 1 and "kept 1 published through the API" in report.summary()
+        assert index_state(index_dir) == {"b": ["Beta từ CMS"], "c": ["Gamma"], "r": ["Rebuilt"]}
+        assert writer.applied_seq() == 4
+        writer.apply(entries_of(journal, writer.applied_seq()))
+        assert index_state(index_dir) == {"b": ["Beta từ CMS"], "c": ["Gamma"], "d": ["Delta"], "r": ["Rebuilt"]}
+        # The kept article is whole: searchable, in its category.
+        assert searchable_ids(index_dir, ["c"]) == {"c"}
+        # Republished then unpublished again: not kept by the next rebuild.
+        journal.append([delete("c")])
+        writer.apply(entries_of(journal, writer.applied_seq()))
+        again = index_articles(index_dir, [art("r", "Rebuilt")], rebuild=True, procs=1)
+        assert again.kept == 2  # b and d, published through the API, not in these sources
+        assert index_state(index_dir) == {"b": ["Beta từ CMS"], "d": ["Delta"], "r": ["Rebuilt"]}
+
+
+def test_a_journal_older_than_the_published_table_keeps_nothing_and_fails_nothing(tmp_path: Path) -> None:
+    import sqlite3
+
+    index_dir = tmp_path / "ix"
+    index_articles(index_dir, [art("x", "X")], procs=1)
+    conn = sqlite3.connect(index_dir / "journal.sqlite3")
+    conn.execute("CREATE TABLE entries (seq INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT, article_id TEXT,"
+                 " article TEXT, accepted_at TEXT)")
+    conn.commit()
+    conn.close()
+    report = index_articles(index_dir, [art("r", "Rebuilt")], rebuild=True, procs=1)
+    assert report.kept == 0 and index_state(index_dir) == {"r": ["Rebuilt"]}
+
+
 def segment_sizes(index_dir: Path) -> list[int]:
     _name, ix = store.open_live(index_dir)
     return sorted(seg.doc_count_all() for seg in ix._segments())
