@@ -22,7 +22,8 @@ them; where they are plain words one space apart, their folded forms settle it; 
 line is analysed as the index analysed it and the run looked for among its tokens. So the answer
 is the analyzer's own, at the cost of a regular expression over the text in most cases.
 
-Bounded (``CHECK_ALL``): the engines check at most that many candidates, the newest first. When
+Bounded (``CHECK_ALL``): the engines check at most that many candidates, the newest first (the
+next ones too while none of them holds the phrase, up to ``MAX_SAMPLES`` times as many). When
 more hold every pair, those checked are a sample: the total and the facet counts are estimated
 from the share of them that hold the phrase (the articles known either way counted exactly), the
 ranked page is checked article by article, and the result says so in a note (docs/search.md).
@@ -33,18 +34,20 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Iterable, Sequence
+import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from index.analysis import analyze, fold, folded_form, nfc
+from index.analysis import analyze, fold, nfc
 from index.api import FacetValue
 from index.query import ParsedQuery, Unit
 
 MIN_SYLLABLES = 3  # a phrase of two syllables is one pair: the index answers it exactly
 MAX_RUNS = 16  # syllable sequences a quote split by compounds is checked as
-CHECK_ALL = 200  # candidates checked per search step; more, and they are a sample (module docstring)
-MAX_PAGE_CHECKS = 400  # candidates of the ranked page checked one by one, beyond the sample
+CHECK_ALL = 100  # candidates checked per search step; more, and they are a sample (module docstring)
+MAX_SAMPLES = 4  # ... CHECK_ALL more at a time while none holds the phrase, at most this many times
+MAX_PAGE_CHECKS = 200  # candidates of the ranked page checked one by one, beyond the sample
 
 # Characters that always leave a position gap between two tokens (``index.analysis._GAP_RE``,
 # less "." and "-", which may join a compound or follow an abbreviation: those cases are settled
@@ -75,18 +78,18 @@ class Checks:
     def __bool__(self) -> bool:
         return bool(self.required or self.excluded)
 
-    def verdict(self, texts: Sequence[str], required: str = "all") -> bool:
-        """Whether an article with these texts (``article_texts``) passes the checks: it holds a
+    def verdict(self, article: StoredArticle, required: str = "all") -> bool:
+        """Whether a stored article passes the checks: it holds a
         phrase of every checked clause (``required="all"``), of one of them at least (``"any"``:
         the partial tier, where an article matches some units only), or need hold none (``"none"``:
         it matched otherwise), and holds no excluded phrase."""
-        found = (holds(texts, quote) for clause in self.required for quote in clause)
+        found = (holds(article, quote) for clause in self.required for quote in clause)
         if required == "all":
-            if not all(any(holds(texts, quote) for quote in clause) for clause in self.required):
+            if not all(any(holds(article, quote) for quote in clause) for clause in self.required):
                 return False
         elif required == "any" and self.required and not any(found):
             return False
-        return not any(holds(texts, quote) for quote in self.excluded)
+        return not any(holds(article, quote) for quote in self.excluded)
 
 
 def _quotes(units: Iterable[Unit]) -> dict[int, Quote]:
@@ -159,42 +162,85 @@ def _syllable_pattern(syllable: str) -> str:
     return "".join(parts)
 
 
+# Between two syllables in a stored JSON string: the separators, or an escape sequence (a tab is
+# "\t" there, and no gap).
+_RAW_SEPARATOR = rf"(?:[^\w{_GAP_CHARS}]|\\[a-z]|\\u[0-9a-fA-F]{{4}})+"
+
+
 @lru_cache(maxsize=256)
-def run_pattern(run: tuple[str, ...]) -> re.Pattern[str]:
-    """Where ``run`` may stand in a text: its syllables as whole words, with no gap character
-    between them (a superset of where it does: ``holds`` confirms)."""
-    body = _SEPARATOR.join(_syllable_pattern(s) for s in run)
-    return re.compile(rf"(?<!\w){body}(?!\w)")
+def run_pattern(run: tuple[str, ...], raw: bool = False) -> re.Pattern[str]:
+    """Where ``run`` may stand in a text (``raw``: in the JSON of a stored article): its syllables
+    with no gap character between them, the last one a whole word (a superset of where it does:
+    ``holds`` confirms). No look-behind for the first: it would keep ``re`` from scanning for
+    the pattern's first character in C, several times slower (``_word_start`` checks it)."""
+    body = (_RAW_SEPARATOR if raw else _SEPARATOR).join(_syllable_pattern(s) for s in run)
+    return re.compile(rf"{body}(?!\w)")
 
 
-def article_texts(doc_json: str) -> tuple[str, str]:
-    """The title and the body (paragraphs and captions, as ``index.builder`` indexes them) of a
-    stored article (its JSON), NFC as the analyzer reads them."""
-    doc = json.loads(doc_json)
-    body = doc.get("body") or ""
-    paragraphs = [body] if isinstance(body, str) else [str(p) for p in body]
-    captions = [str(c) for c in doc.get("captions") or []]
-    return nfc(str(doc.get("title") or "")), nfc("\n\n".join([*paragraphs, *captions]))
+def _word_start(text: str, at: int) -> bool:
+    return at == 0 or not (text[at - 1].isalnum() or text[at - 1] == "_")
 
 
-def holds(texts: Sequence[str], quote: Quote) -> bool:
-    """Whether one of ``texts`` holds one of the quote's runs contiguously."""
-    return any(_holds_run(text, run) for run in quote.runs for text in texts)
+class StoredArticle:
+    """A stored article's JSON, its title and body (paragraphs and captions, as ``index.builder``
+    indexes them) read from it only when a quick look at the JSON does not settle the check."""
+
+    __slots__ = ("raw", "_texts", "quick")
+
+    def __init__(self, doc_json: str) -> None:
+        self.raw = doc_json
+        self._texts: tuple[str, str] | None = None
+        # The look at the JSON reads letters as written: not in an article stored decomposed (NFD)
+        # or with its letters escaped ("\u1ea7"); ours are neither (index.builder).
+        self.quick = "\\u" not in doc_json and unicodedata.is_normalized("NFC", doc_json)
+
+    @classmethod
+    def of_texts(cls, title: str, body: str) -> StoredArticle:
+        return cls(json.dumps({"title": title, "body": body}, ensure_ascii=False))
+
+    @property
+    def texts(self) -> tuple[str, str]:
+        if self._texts is None:
+            doc = json.loads(self.raw)
+            body = doc.get("body") or ""
+            paragraphs = [body] if isinstance(body, str) else [str(p) for p in body]
+            captions = [str(c) for c in doc.get("captions") or []]
+            self._texts = nfc(str(doc.get("title") or "")), nfc("\n\n".join([*paragraphs, *captions]))
+        return self._texts
+
+
+def holds(article: StoredArticle, quote: Quote) -> bool:
+    """Whether the article's title or body holds one of the quote's runs contiguously."""
+    for run in quote.runs:
+        # Nowhere in the JSON (whatever escapes it holds), nowhere in the texts: most candidates
+        # that fail are settled here, without parsing the JSON.
+        if article.quick and run_pattern(run, raw=True).search(article.raw) is None:
+            continue
+        if any(_holds_run(text, run) for text in article.texts):
+            return True
+    return False
 
 
 def _holds_run(text: str, run: tuple[str, ...]) -> bool:
     pattern = run_pattern(run)
     at = 0
     while (m := pattern.search(text, at)) is not None:
+        at = m.start() + 1  # a later match may overlap this one
+        if not _word_start(text, m.start()):
+            continue
         words = m.group().split(" ")
         # Plain words one space apart: tokens of their own at consecutive positions (one space is
-        # never a gap), so their folded forms are the answer.
-        if len(words) == len(run) and all(w.isalnum() and folded_form(w) == s for w, s in zip(words, run)):
+        # never a gap), so their folded forms settle it.
+        if len(words) == len(run) and all(w.isalnum() and fold_word(w) == s for w, s in zip(words, run)):
             return True
         if _run_in_line(text, m.start(), m.end(), run):
             return True
-        at = m.start() + 1  # a later match may overlap this one
     return False
+
+
+def fold_word(word: str) -> str:
+    """The folded form ``index.analysis.analyze`` gives a word of letters or digits."""
+    return analyze(word)[0].folded
 
 
 def _run_in_line(text: str, start: int, end: int, run: tuple[str, ...]) -> bool:

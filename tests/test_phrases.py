@@ -12,7 +12,7 @@ from index_helpers import article
 
 from index.api import SearchRequest
 from index.article import VN_TZ
-from index.phrases import CHECK_ALL, Checks, checks_of, holds
+from index.phrases import CHECK_ALL, Checks, StoredArticle, checks_of, holds
 from index.query import parse
 from index.tiers import Tier
 
@@ -20,7 +20,7 @@ from index.tiers import Tier
 
 
 def _verdict(q: str, body: str, title: str = "") -> bool:
-    return checks_of(parse(q)).verdict((title, unicodedata.normalize("NFC", body)))
+    return checks_of(parse(q)).verdict(StoredArticle.of_texts(title, body))
 
 
 @pytest.mark.parametrize(
@@ -78,7 +78,8 @@ def test_which_quotes_are_checked() -> None:
 
 def test_holds_any_run_of_a_quote() -> None:
     ((quote,),) = checks_of(parse('"UBND TP.HCM"')).required
-    assert holds(("", "UBND TP-HCM"), quote) and not holds(("UBND", "TP.HCM"), quote)
+    assert holds(StoredArticle.of_texts("", "UBND TP-HCM"), quote)
+    assert not holds(StoredArticle.of_texts("UBND", "TP.HCM"), quote)
 
 
 # -- both engines ----------------------------------------------------------------------------------
@@ -161,16 +162,35 @@ def _many() -> list:
 
 @pytest.mark.parametrize("kind", ENGINES)
 def test_beyond_the_bound_the_total_is_estimated_from_the_newest(kind, request, tmp_path) -> None:
-    """250 candidates, every other one holding the phrase: the newest 200 are checked (half hold
-    it), the 50 oldest counted at that share; exact here by construction, and the same in both
-    engines. The page is checked article by article."""
-    with build_engine(kind, request, tmp_path, _many()) as engine:
+    """More candidates than one check takes, every other one holding the phrase: the newest
+    CHECK_ALL are checked (half hold it), the 50 oldest counted at that share; exact here by
+    construction, and the same in both engines. The page is checked article by article."""
+    docs = _many()
+    holding = [d for d in docs if "Trần Văn Nam" in d.body[0]]
+    with build_engine(kind, request, tmp_path, docs) as engine:
         r = engine.search(SearchRequest(q='"Trần Văn Nam"', per_page=20))
-        assert r.total == MANY // 2
-        assert len(r.notes) == 1 and "about 125" in r.notes[0] and f"{CHECK_ALL} of the {MANY}" in r.notes[0]
-        assert {(f.slug, f.count) for f in r.facets["category"]} == {("thoi-su", 63), ("kinh-te", 62)}
+        assert r.total == len(holding) == MANY // 2
+        assert len(r.notes) == 1 and f"about {r.total}" in r.notes[0]
+        assert f"newest {CHECK_ALL} of the {MANY}" in r.notes[0]
+        expected = {}
+        for d in holding:
+            expected[d.category_slug] = expected.get(d.category_slug, 0) + 1
+        assert {f.slug: f.count for f in r.facets["category"]} == expected
         assert sum(f.count for f in r.facets["year"]) == r.total
         assert len(r.hits) == 20 and all(int(h.article.id[1:]) % 2 == 0 for h in r.hits)
         # By date, the oldest are those the sample left out: checked on the page too.
         r = engine.search(SearchRequest(q='"Trần Văn Nam"', per_page=10, sort="oldest"))
         assert [h.article.id for h in r.hits] == [f"m{i}" for i in range(0, 20, 2)]
+
+
+@pytest.mark.parametrize("kind", ENGINES)
+def test_a_rare_phrase_among_common_pairs_is_still_found(kind, request, tmp_path) -> None:
+    """None of the newest candidates holds it: the next ones are checked, up to MAX_SAMPLES
+    times as many, until one does (here the oldest article)."""
+    start = datetime(2010, 1, 1, 8, 0, tzinfo=VN_TZ)
+    docs = [article(f"r{i}", f"Tin số {i}", "Ông Trần Văn Nam phát biểu." if i == 0 else
+                    "Trần Văn Hùng và Lê Văn Nam dự họp.", published=start + timedelta(days=i))
+            for i in range(2 * CHECK_ALL + 10)]
+    with build_engine(kind, request, tmp_path, docs) as engine:
+        r = engine.search(SearchRequest(q='"Trần Văn Nam"'))
+        assert [h.article.id for h in r.hits] == ["r0"] and r.total == 1 and r.notes == []

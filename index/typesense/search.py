@@ -35,7 +35,7 @@ from whoosh import query as Q
 from index.api import FacetValue, Hit, SearchRequest, SearchResult
 from index.article import Article
 from index.passages import MAX_BREAKS, MAX_CHECKED, MAX_FULL, SMALL_POOL, merge_numbers, pattern
-from index.phrases import CHECK_ALL, article_texts, estimate, estimate_note, estimated_facets
+from index.phrases import CHECK_ALL, MAX_SAMPLES, Checks, StoredArticle, estimate, estimate_note, estimated_facets
 from index.plan import PLAN, Planner, Step, build_filter
 from index.query import Alternative, parse
 from index.search import CHECK_RANKED, WEAK_TOTAL, validate
@@ -273,6 +273,7 @@ def _check_phrases(multi: Multi, planner: Planner, tier: Tier, matched: str | No
     checks = planner.checks
     base = both(matched, allowed)
     parts: list[str | None] = []
+    mode = "any" if tier is Tier.PARTIAL else "all"
     rest = planner.partial_query(checked=False) if tier is Tier.PARTIAL and checks.required else None
     if checks.required:
         parts.append(both(base, translate(rest, negate=True, multi=multi, scope=allowed)) if rest is not None
@@ -281,30 +282,41 @@ def _check_phrases(multi: Multi, planner: Planner, tier: Tier, matched: str | No
     if holders is not None:
         parts.append(both(base, translate(holders, multi=multi, scope=allowed)))
     unsure = " || ".join(f"({p})" for p in parts if p is not None) if all(p is not None for p in parts) else ""
-    result = multi([{"q": "*", "sort_by": "published:desc,ident:asc", "per_page": CHECK_ALL,
-                     "include_fields": "id,doc", **({"filter_by": unsure} if unsure else {})}])[0]
+    # As index.search: the newest CHECK_ALL, and the next ones while none holds a phrase.
+    search = {"q": "*", "sort_by": "published:desc,ident:asc", "per_page": CHECK_ALL, "include_fields": "id,doc",
+              **({"filter_by": unsure} if unsure else {})}
+    result = multi([search])[0]
     docs = [h["document"] for h in result.get("hits", [])]
+    unsure_count = int(result.get("found", 0))
+    page = 1
+    while (rest is None and page < MAX_SAMPLES and len(docs) < unsure_count
+           and not any(_verdict_of(checks, d, mode, verdicts) for d in docs)):
+        page += 1
+        docs += [h["document"] for h in multi([{**search, "page": page}])[0].get("hits", [])]
     sure: set[str] = set()
     if rest is not None and docs:  # partial tier: which of them match the units that need no check
         in_rest = both(id_filter({str(d["id"]) for d in docs}), translate(rest, multi=multi, scope=allowed))
         sure = {str(h["document"]["id"]) for h in multi([{"q": "*", "filter_by": in_rest, "per_page": CHECK_ALL,
                                                            "include_fields": "id"}])[0].get("hits", [])}
-    mode = "any" if tier is Tier.PARTIAL else "all"
 
     def verdict(doc: dict[str, Any]) -> bool:
-        ident = str(doc["id"])
-        found = verdicts.get(ident)
-        if found is None:
-            found = checks.verdict(article_texts(doc["doc"]), "none" if ident in sure else mode)
-            verdicts[ident] = found
-        return found
+        return _verdict_of(checks, doc, "none" if str(doc["id"]) in sure else mode, verdicts)
 
-    checked = _Checked(unsure or "", int(result.get("found", 0)), {str(d["id"]) for d in docs}, set(), set(), 1.0,
-                       verdict)
+    checked = _Checked(unsure or "", unsure_count, {str(d["id"]) for d in docs}, set(), set(), 1.0, verdict)
     for doc in docs:
         (checked.holding if verdict(doc) else checked.failing).add(str(doc["id"]))
     checked.share = len(checked.holding) / len(docs) if docs else 1.0
     return checked
+
+
+def _verdict_of(checks: Checks, doc: dict[str, Any], mode: str, verdicts: dict[str, bool]) -> bool:
+    """``Checks.verdict`` of a stored article, once per search."""
+    ident = str(doc["id"])
+    found = verdicts.get(ident)
+    if found is None:
+        found = checks.verdict(StoredArticle(doc["doc"]), mode)
+        verdicts[ident] = found
+    return found
 
 
 def _without(matched: str | None, ids: set[str]) -> str | None:
