@@ -3,6 +3,7 @@ both engines on small real indexes, below and beyond the bound on the candidates
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from datetime import datetime, timedelta
 
@@ -188,9 +189,24 @@ def test_a_rare_phrase_among_common_pairs_is_still_found(kind, request, tmp_path
     """None of the newest candidates holds it: the next ones are checked, up to MAX_SAMPLES
     times as many, until one does (here the oldest article)."""
     start = datetime(2010, 1, 1, 8, 0, tzinfo=VN_TZ)
-    docs = [article(f"r{i}", f"Tin số {i}", "Ông Trần Văn Nam phát biểu." if i == 0 else
-                    "Trần Văn Hùng và Lê Văn Nam dự họp.", published=start + timedelta(days=i))
-            for i in range(2 * CHECK_ALL + 10)]
+    docs = [
+        article(
+            f"r{i}",
+            f"Tin số {i}",
+            "Ông Trần Văn Nam phát biểu." if i == 0 else "Trần Văn Hùng và Lê Văn Nam dự họp.",
+            published=start + timedelta(days=i),
+        )
+        for i in range(2 * CHECK_ALL + 10)
+    ]
     with build_engine(kind, request, tmp_path, docs) as engine:
         r = engine.search(SearchRequest(q='"Trần Văn Nam"'))
         assert [h.article.id for h in r.hits] == ["r0"] and r.total == 1 and r.notes == []
+
+
+def test_a_stored_article_with_escaped_letters_is_read_whole() -> None:
+    """The quick look at the JSON reads letters as written; an article stored with them escaped
+    ("\\u1ea7") is parsed instead of being passed over."""
+    (quote,) = checks_of(parse('"Trần Văn Nam"')).required[0]
+    escaped = StoredArticle(json.dumps({"title": "", "body": "Ông Trần Văn Nam nói."}, ensure_ascii=True))
+    assert not escaped.quick and holds(escaped, quote)
+    assert StoredArticle.of_texts("", "Ông Trần Văn Nam nói.").quick
