@@ -39,7 +39,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["Token", "analyze", "normalize_syllable", "fold", "pairs", "PAIR_SEP", "nfc"]
+__all__ = ["Token", "analyze", "normalize_syllable", "fold", "folded_form", "pairs", "PAIR_SEP", "nfc"]
 
 PAIR_SEP = " "
 
@@ -185,6 +185,12 @@ def _forms(word: str) -> tuple[str, str]:
             _FORMS.clear()
         _FORMS[word] = forms
     return forms
+
+
+def folded_form(word: str) -> str:
+    """The folded form ``analyze`` gives ``word`` when it stands alone (a word of letters or
+    digits, NFC): what the phrase check (``index.phrases``) compares without analysing a text."""
+    return _forms(word)[1]
 
 
 _new = object.__new__

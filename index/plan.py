@@ -34,6 +34,7 @@ from index.analysis import PAIR_SEP
 from index.api import SearchRequest
 from index.article import VN_TZ, slugify
 from index.docsets import DocSets
+from index.phrases import checks_of
 from index.query import Alternative, ParsedQuery, Unit
 from index.schema import source_key
 from index.spelling import Lexicon, Speller, TermStats
@@ -112,6 +113,7 @@ class Planner:
         self.lexicon: TermStats = lexicon
         self.speller = Speller(self.lexicon)
         self.df = self.lexicon.df
+        self.checks = checks_of(parsed)  # quoted phrases the pairs alone do not answer (index.phrases)
 
     def steps(self) -> tuple[Step, ...]:
         return EMPTY_QUERY_PLAN if self.parsed.empty else PLAN
@@ -222,12 +224,16 @@ class Planner:
             return None
         return self._exclude(_and(clauses))
 
-    def partial_query(self) -> Q.Query | None:
-        """Documents matching any unit: plain syllables alone, quoted phrases still whole."""
+    def partial_query(self, checked: bool = True) -> Q.Query | None:
+        """Documents matching any unit: plain syllables alone, quoted phrases still whole.
+        ``checked=False``: without the phrases ``index.phrases`` checks (what matches the rest)."""
         parts: list[Q.Query] = []
         seen: set[str] = set()
+        quotes = self.checks.required_quotes if not checked else frozenset()
         for clause in self.parsed.clauses:
             for unit in clause.units:
+                if unit.quote is not None and unit.quote in quotes:
+                    continue
                 if unit.phrase:
                     parts += [self.adjacent(a) for a in unit.alternatives if self.adjacent_possible(a)]
                     continue
@@ -240,10 +246,19 @@ class Planner:
         return self._exclude(Q.Or(parts, scale=0.95))
 
     def _exclude(self, q: Q.Query) -> Q.Query:
-        if not self.parsed.excluded:
-            return q
-        negatives = [self.adjacent(alt) for unit in self.parsed.excluded for alt in unit.alternatives]
-        return Q.AndNot(q, _or(negatives))
+        """``q`` without the excluded units, but for the phrases checked on the text instead
+        (``index.phrases``: an article is left out only where it holds such a phrase contiguously)."""
+        skipped = self.checks.excluded_quotes
+        negatives = [self.adjacent(alt) for unit in self.parsed.excluded for alt in unit.alternatives
+                     if unit.quote is None or unit.quote not in skipped]
+        return Q.AndNot(q, _or(negatives)) if negatives else q
+
+    def excluded_holders(self) -> Q.Query | None:
+        """The articles that may hold an excluded phrase checked on the text: all the pairs of one
+        of its runs (None: no such phrase)."""
+        options = [self.adjacent(Alternative(run, run, (False,) * len(run)))
+                   for quote in self.checks.excluded for run in quote.runs]
+        return _or(options) if options else None
 
     # What ranks and what is marked, once a tier has matched
 

@@ -45,6 +45,10 @@ class Alternative:
 class Unit:
     alternatives: list[Alternative]
     phrase: bool = False  # quoted: adjacency is never relaxed
+    # Which quoted phrase of the query it comes from (0, 1, ... in order; None: not quoted). A
+    # quote is split into several units at a compound ("TP.HCM" keeps its alternatives), and the
+    # phrase check (``index.phrases``) puts them back together.
+    quote: int | None = None
     # Used only when no alternative can match: the Telex/VNI reading ("hooij nghij" -> hội nghị).
     fallbacks: list[Alternative] = field(default_factory=list)
 
@@ -110,6 +114,7 @@ def parse(raw: str, synonyms: Synonyms | None = None) -> ParsedQuery:
     run: list[str] = []
     pending_or = False
     units_in_order: list[tuple[list[Unit], bool]] = []  # (units, joined to previous by OR)
+    quotes = 0
 
     def flush_run() -> None:
         nonlocal pending_or
@@ -126,6 +131,9 @@ def parse(raw: str, synonyms: Synonyms | None = None) -> ParsedQuery:
             units = units_from_text(m.group("phrase"), synonyms, phrase=True)
             if not units:
                 continue
+            for unit in units:
+                unit.quote = quotes
+            quotes += 1
             if m.group("neg"):
                 parsed.excluded.extend(units)
             else:

@@ -10,6 +10,8 @@ Kinds, generated deterministically (``--seed``) from corpus titles:
 
 * ``plain``: 2-4 consecutive syllables of a title, marks removed, lowercase;
 * ``phrase``: 2-3 consecutive syllables of a title as written, in double quotes;
+* ``phrase3``: 3-5 consecutive syllables of a title as written, in double quotes: every one is
+  checked on the stored text (``index.phrases``), the cost that check adds;
 * ``typo``: a plain query with one edit in one syllable of 4+ letters;
 * ``faceted``: a plain query + the article's category + a one-year date range around it,
   sort=newest;
@@ -50,6 +52,7 @@ from index.article import VN_TZ
 TARGET_SEARCH_P95 = 150.0
 TARGET_SUGGEST_P95 = 20.0
 WARMUP = 50
+SEARCH_KINDS = ("plain", "phrase", "phrase3", "typo", "faceted", "passage")
 
 
 @dataclass
@@ -105,6 +108,12 @@ def make_queries(sources: list[Source], n: int, seed: int) -> dict[str, list[Que
     gen = runs_of(rng, 2, 3)
     out["phrase"] = [
         Query("phrase", '"' + " ".join(words).lower() + '"') for _, words in (next(gen) for _ in range(total))
+    ]
+
+    rng = random.Random(f"{seed}:phrase3")
+    gen = runs_of(rng, 3, 5)
+    out["phrase3"] = [
+        Query("phrase3", '"' + " ".join(words).lower() + '"') for _, words in (next(gen) for _ in range(total))
     ]
 
     rng = random.Random(f"{seed}:typo")
@@ -258,6 +267,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=300, help="measured queries per kind (after a 50-query warm-up)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--skip-fts5", action="store_true")
+    ap.add_argument("--kinds", default=",".join(SEARCH_KINDS),
+                    help=f"search kinds to time, comma-separated (default: {','.join(SEARCH_KINDS)})")
     ap.add_argument("--typesense", action="store_true",
                     help="also time the cluster engine (SEARCHSVC_TYPESENSE_*, the same articles) on the same queries")
     args = ap.parse_args()
@@ -277,17 +288,20 @@ def main() -> None:
             (q.q + (f" [category={q.category} {q.date_from}..{q.date_to} sort=newest]" if q.category else ""))
             for q in qs[WARMUP : WARMUP + 3]))
 
-    t = time.perf_counter()
-    engine.suggest("a")
-    suggester_build = time.perf_counter() - t
-    print(f"\nsuggester build (first suggest() call, excluded below): {suggester_build:.2f} s")
-
+    kinds = [k for k in args.kinds.split(",") if k in SEARCH_KINDS]
+    if "plain" in kinds:
+        t = time.perf_counter()
+        engine.suggest("a")
+        suggester_build = time.perf_counter() - t
+        print(f"\nsuggester build (first suggest() call, excluded below): {suggester_build:.2f} s")
     results: list[tuple[Timing, float | None]] = []
-    for kind in ("plain", "phrase", "typo", "faceted", "passage"):
+    for kind in kinds:
         results.append((run_whoosh(engine, queries[kind], f"whoosh {kind}"), TARGET_SEARCH_P95))
         print(f"  done whoosh {kind}; {load_note()}", file=sys.stderr, flush=True)
-    results.append((run_whoosh(engine, queries["plain"], "whoosh plain (snippets+facets off)", False, False), None))
-    results.append((run_whoosh(engine, queries["suggest"], "whoosh suggest"), TARGET_SUGGEST_P95))
+    if "plain" in kinds:  # the plain kind's variants: without snippets and facets, and suggestions
+        results.append((run_whoosh(engine, queries["plain"], "whoosh plain (snippets+facets off)", False, False),
+                        None))
+        results.append((run_whoosh(engine, queries["suggest"], "whoosh suggest"), TARGET_SUGGEST_P95))
     w_load = load_note()
 
     if args.typesense:
@@ -296,20 +310,22 @@ def main() -> None:
         with TypesenseEngine.open() as cluster:
             cluster.warm_up()
             print(f"cluster engine: {', '.join(cluster.settings.nodes)} ({cluster.doc_count:,} articles)")
-            for kind in ("plain", "phrase", "typo", "faceted", "passage"):
+            for kind in kinds:
                 results.append((run_whoosh(cluster, queries[kind], f"typesense {kind}"), TARGET_SEARCH_P95))
                 print(f"  done typesense {kind}; {load_note()}", file=sys.stderr, flush=True)
-            results.append((run_whoosh(cluster, queries["plain"], "typesense plain (snippets+facets off)",
-                                       False, False), None))
-            results.append((run_whoosh(cluster, queries["suggest"], "typesense suggest"), TARGET_SUGGEST_P95))
+            if "plain" in kinds:
+                results.append((run_whoosh(cluster, queries["plain"], "typesense plain (snippets+facets off)",
+                                           False, False), None))
+                results.append((run_whoosh(cluster, queries["suggest"], "typesense suggest"), TARGET_SUGGEST_P95))
 
     f_results: list[Timing] = []
     if not args.skip_fts5:
         fts5.ensure(args.fts5_db, n_docs)
         fts = fts5.Fts5(args.fts5_db)
-        for kind in ("plain", "phrase", "typo", "faceted", "passage"):
+        for kind in kinds:
             f_results.append(run_fts5(fts, queries[kind], f"fts5 {kind}"))
-        f_results.append(run_fts5(fts, queries["plain"], "fts5 plain (snippets+facets off)", False, False))
+        if "plain" in kinds:
+            f_results.append(run_fts5(fts, queries["plain"], "fts5 plain (snippets+facets off)", False, False))
 
     print()
     print(HEADER)

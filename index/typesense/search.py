@@ -27,6 +27,7 @@ import heapq
 import json
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from whoosh import query as Q
@@ -34,6 +35,7 @@ from whoosh import query as Q
 from index.api import FacetValue, Hit, SearchRequest, SearchResult
 from index.article import Article
 from index.passages import MAX_BREAKS, MAX_CHECKED, MAX_FULL, SMALL_POOL, merge_numbers, pattern
+from index.phrases import CHECK_ALL, MAX_SAMPLES, Checks, StoredArticle, estimate, estimate_note, estimated_facets
 from index.plan import PLAN, Planner, Step, build_filter
 from index.query import Alternative, parse
 from index.search import CHECK_RANKED, WEAK_TOTAL, validate
@@ -79,8 +81,12 @@ def search(multi: Multi, lexicon: ClusterLexicon, labels: dict[str, str], reques
         with lexicon.assuming_pairs():
             q = planner.query(first)
     tier, matched = first.tier, translate(q, multi=multi, scope=allowed) if q is not None else None
+    # Quoted phrases checked on the text (index.phrases): the match set is known after the check.
+    checking = bool(planner.checks)
+    phrases: _Checked | None = None
+    deep = False  # the ranked page as deep as one search goes (index.phrases: beyond the bound)
     searches = []
-    if q is not None:
+    if q is not None and not checking:
         searches += _page_searches(planner, tier, both(matched, allowed), sort, request, wide)
     # As index.passages.contiguous_matches: without a digit, an article holding the run holds every pair.
     exact_passage = passage is not None and not any(c.isdigit() for s in passage for c in s)
@@ -91,7 +97,7 @@ def search(multi: Multi, lexicon: ClusterLexicon, labels: dict[str, str], reques
     elif passage is not None:
         checked = _passage_candidates(multi, passage, allowed)
     results = multi(searches) if searches else []
-    answered = q is not None and int(results[0].get("found", 0)) > 0
+    answered = q is not None and not checking and int(results[0].get("found", 0)) > 0
     if passage is not None and exact_passage:
         last = results[-1]
         # More than SMALL_POOL holding every pair: none is checked, the best-ranked ones are
@@ -102,7 +108,14 @@ def search(multi: Multi, lexicon: ClusterLexicon, labels: dict[str, str], reques
     contiguous = [i for i, doc in checked.items() if passage is not None and _holds(passage, doc)]
     if not answered:
         lexicon.prefetch(a + " " + b for a, b in zip(syllables, syllables[1:]))
-        tier, matched = _first_match(multi, planner, allowed, tried={repr(q)})
+        tier, matched, phrases = _first_match(multi, planner, allowed, tried=set() if checking else {repr(q)})
+        if phrases is not None:
+            matched = _without(matched, phrases.failing)
+            if not phrases.complete:
+                # Room to leave out the ranked articles that fail their check: the page is ranked
+                # from the first result, as deep as one search goes.
+                wide = need <= MAX_PER_SEARCH
+                deep = True
         if contiguous and tier not in (Tier.ADJACENT, Tier.SYLLABLES):
             # Every syllable is there, in one run: never a fuzzy or partial answer (index.search):
             # the match set stays the one the plan found, and the articles holding the run join it.
@@ -112,17 +125,28 @@ def search(multi: Multi, lexicon: ClusterLexicon, labels: dict[str, str], reques
         results = []
         if tier is not Tier.NONE:
             results = multi(_page_searches(planner, tier, both(_with(matched, contiguous), allowed), sort,
-                                           request, wide))
+                                           request, wide, deep))
     elif contiguous:
         # The totals and facets count the articles holding the run too (they may miss a pair).
         results[0] = multi([_counts(both(_with(matched, contiguous), allowed), request.facets)])[0]
     hits: list[Hit] = []
     facets: dict[str, list[FacetValue]] = {"category": [], "year": [], "month": []}
     total = 0
+    notes = list(parsed.notes)
     if tier is not Tier.NONE and results:
         total = int(results[0].get("found", 0))
         page = _ranked(multi, results[1], planner, tier, both(_with(matched, contiguous), allowed), request,
                        total, wide)
+        if phrases is not None and not phrases.complete:
+            # As index.search: the total and the counts from the sample, the ranked page checked.
+            unknown = multi([_counts(phrases.unknown_filter(), request.facets)])[0]
+            unknown_total = int(unknown.get("found", 0))
+            total = estimate(total, unknown_total, phrases.share)
+            notes.append(estimate_note(total, len(phrases.sample), phrases.unsure_count))
+            if request.facets:
+                facets = estimated_facets(_facets(list(results[0].get("facet_counts", [])), labels),
+                                          _facets(list(unknown.get("facet_counts", [])), labels), phrases.share)
+            page = [d for d in page if phrases.keeps(d)]
         start = 0 if wide else need - request.per_page
         if contiguous and wide:
             # Unless every article that can hold the run was checked, the best-ranked articles may
@@ -144,7 +168,7 @@ def search(multi: Multi, lexicon: ClusterLexicon, labels: dict[str, str], reques
                 title_spans=highlight(article.title, terms, pairs) if request.highlight_titles else [],
                 snippet=snippet(article.body, terms, pairs) if request.snippets else [],
             ))
-        if request.facets:
+        if request.facets and (phrases is None or phrases.complete):
             facets = _facets(list(results[0].get("facet_counts", [])), labels)
     suggestion = None
     weak = not contiguous and (tier in (Tier.FUZZY, Tier.PARTIAL, Tier.NONE) or total < WEAK_TOTAL)
@@ -163,7 +187,7 @@ def search(multi: Multi, lexicon: ClusterLexicon, labels: dict[str, str], reques
         _prefetch_corrections(planner)  # the pairs the speller will ask for, in one round trip
         suggestion = planner.speller.did_you_mean(syllables, full_matches, matching)
     return SearchResult(request=request, query=parsed.text, total=total, tier=tier, hits=hits, facets=facets,
-                        suggestion=suggestion, notes=parsed.notes, partial=tier is Tier.PARTIAL)
+                        suggestion=suggestion, notes=notes, partial=tier is Tier.PARTIAL)
 
 
 def _with(matched: str | None, ids: list[str]) -> str | None:
@@ -178,13 +202,16 @@ def _count(multi: Multi, filters: list[str | None]) -> list[int]:
     return [int(r.get("found", 0)) for r in results]
 
 
-def _first_match(multi: Multi, planner: Planner, allowed: str | None, tried: set[str]) -> tuple[Tier, str | None]:
+def _first_match(multi: Multi, planner: Planner, allowed: str | None, tried: set[str]
+                 ) -> tuple[Tier, str | None, _Checked | None]:
     """The tier and the filter of its match set, as ``index.search.first_match``: the first step of
     the plan whose query matches anything within ``allowed``, queries in ``tried`` left out (the
     first step built without the pair frequencies is the same query unless the plan's choice of
-    alternatives depends on them, e.g. a Telex reading offered when no pair of the query exists)."""
+    alternatives depends on them, e.g. a Telex reading offered when no pair of the query exists).
+    With quoted phrases to check (``index.phrases``), a step matches when its check finds one."""
     if planner.parsed.empty:
-        return Tier.NONE, None
+        return Tier.NONE, None, None
+    verdicts: dict[str, bool] = {}
     for step in PLAN:
         if step.tier in (Tier.SYLLABLES, Tier.FUZZY):
             _prefetch_corrections(planner)
@@ -193,15 +220,110 @@ def _first_match(multi: Multi, planner: Planner, allowed: str | None, tried: set
             continue
         tried.add(repr(q))
         matched = translate(q, multi=multi, scope=allowed)
-        if _count(multi, [both(matched, allowed)])[0] == 0:
+        found = _count(multi, [both(matched, allowed)])[0]
+        if found == 0:
+            continue
+        phrases = _check_phrases(multi, planner, step.tier, matched, allowed, verdicts) if planner.checks else None
+        if phrases is not None and not (phrases.holding or found > phrases.unsure_count):
             continue
         tier = step.tier
         if tier is Tier.SYLLABLES:
             plain = planner.query(step, corrections=False)
             if plain is None or _count(multi, [both(translate(plain, multi=multi, scope=allowed), allowed)])[0] == 0:
                 tier = Tier.FUZZY
-        return tier, matched
-    return Tier.NONE, None
+        return tier, matched, phrases
+    return Tier.NONE, None, None
+
+
+@dataclass(slots=True)
+class _Checked:
+    """``index.search.Checked`` here: the articles that needed a phrase check (a filter, and how
+    many), the newest ``CHECK_ALL`` of them checked (``sample``), the verdicts."""
+
+    unsure: str
+    unsure_count: int
+    sample: set[str]
+    holding: set[str]
+    failing: set[str]
+    share: float
+    verdict: Callable[[dict[str, Any]], bool]
+
+    @property
+    def complete(self) -> bool:
+        return self.unsure_count <= len(self.sample)
+
+    def unknown_filter(self) -> str:
+        """The articles not checked in the sample."""
+        return _without(self.unsure, self.sample) or self.unsure
+
+    def keeps(self, doc: dict[str, Any]) -> bool:
+        """Whether a ranked article stays on the page (checked now if it was not in the sample)."""
+        ident = str(doc["id"])
+        if ident in self.sample:
+            return ident in self.holding
+        if ident not in self.holding and ident not in self.failing:
+            (self.holding if self.verdict(doc) else self.failing).add(ident)
+        return ident in self.holding
+
+
+def _check_phrases(multi: Multi, planner: Planner, tier: Tier, matched: str | None, allowed: str | None,
+                   verdicts: dict[str, bool]) -> _Checked:
+    """``index.search._check_phrases`` over a filter: which articles of the match set need a
+    check, and the check of the newest ``CHECK_ALL`` of them (all of them when that is all)."""
+    checks = planner.checks
+    base = both(matched, allowed)
+    parts: list[str | None] = []
+    mode = "any" if tier is Tier.PARTIAL else "all"
+    rest = planner.partial_query(checked=False) if tier is Tier.PARTIAL and checks.required else None
+    if checks.required:
+        parts.append(both(base, translate(rest, negate=True, multi=multi, scope=allowed)) if rest is not None
+                     else base)
+    holders = planner.excluded_holders()
+    if holders is not None:
+        parts.append(both(base, translate(holders, multi=multi, scope=allowed)))
+    unsure = " || ".join(f"({p})" for p in parts if p is not None) if all(p is not None for p in parts) else ""
+    # As index.search: the newest CHECK_ALL, and the next ones while none holds a phrase.
+    search = {"q": "*", "sort_by": "published:desc,ident:asc", "per_page": CHECK_ALL, "include_fields": "id,doc",
+              **({"filter_by": unsure} if unsure else {})}
+    result = multi([search])[0]
+    docs = [h["document"] for h in result.get("hits", [])]
+    unsure_count = int(result.get("found", 0))
+    page = 1
+    while (rest is None and page < MAX_SAMPLES and len(docs) < unsure_count
+           and not any(_verdict_of(checks, d, mode, verdicts) for d in docs)):
+        page += 1
+        docs += [h["document"] for h in multi([{**search, "page": page}])[0].get("hits", [])]
+    sure: set[str] = set()
+    if rest is not None and docs:  # partial tier: which of them match the units that need no check
+        in_rest = both(id_filter({str(d["id"]) for d in docs}), translate(rest, multi=multi, scope=allowed))
+        sure = {str(h["document"]["id"]) for h in multi([{"q": "*", "filter_by": in_rest, "per_page": CHECK_ALL,
+                                                           "include_fields": "id"}])[0].get("hits", [])}
+
+    def verdict(doc: dict[str, Any]) -> bool:
+        return _verdict_of(checks, doc, "none" if str(doc["id"]) in sure else mode, verdicts)
+
+    checked = _Checked(unsure or "", unsure_count, {str(d["id"]) for d in docs}, set(), set(), 1.0, verdict)
+    for doc in docs:
+        (checked.holding if verdict(doc) else checked.failing).add(str(doc["id"]))
+    checked.share = len(checked.holding) / len(docs) if docs else 1.0
+    return checked
+
+
+def _verdict_of(checks: Checks, doc: dict[str, Any], mode: str, verdicts: dict[str, bool]) -> bool:
+    """``Checks.verdict`` of a stored article, once per search."""
+    ident = str(doc["id"])
+    found = verdicts.get(ident)
+    if found is None:
+        found = checks.verdict(StoredArticle(doc["doc"]), mode)
+        verdicts[ident] = found
+    return found
+
+
+def _without(matched: str | None, ids: set[str]) -> str | None:
+    """The match set less the articles ``ids`` (found not to hold a quoted phrase)."""
+    if not ids:
+        return matched
+    return both(matched, "ident:!=[" + ",".join(f"`{i}`" for i in sorted(ids)) + "]")
 
 
 def _prefetch_corrections(planner: Planner) -> None:
@@ -372,12 +494,13 @@ def _counts(final: str | None, facets: bool = True) -> dict[str, Any]:
 
 
 def _page_searches(planner: Planner, tier: Tier, final: str | None, sort: str, request: SearchRequest,
-                   wide: bool) -> list[dict[str, Any]]:
+                   wide: bool, deep: bool = False) -> list[dict[str, Any]]:
     """The searches for the total and facets, and for the ranked page (``wide``: every article
-    up to the page's end and ``CHECK_RANKED`` more, from the first)."""
+    up to the page's end and ``CHECK_RANKED`` more, from the first; ``deep``: as many as one
+    search returns)."""
     need = request.page * request.per_page
-    paging = {"page": 1, "per_page": need + CHECK_RANKED} if wide else {"page": request.page,
-                                                                          "per_page": request.per_page}
+    depth = MAX_PER_SEARCH if deep else min(MAX_PER_SEARCH, need + CHECK_RANKED)
+    paging = {"page": 1, "per_page": depth} if wide else {"page": request.page, "per_page": request.per_page}
     ranked: dict[str, Any] = {**_ranking(planner, tier, sort), **paging, "include_fields": "id,doc"}
     if "drop_tokens_threshold" in ranked:
         # Drop query syllables only while fewer matches than the page needs are reached (each
