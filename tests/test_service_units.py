@@ -391,7 +391,7 @@ def test_response_cache_keys_on_generation_and_bounds_itself() -> None:
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
 
-    from searchsvc.http.caching import ResponseCacheMiddleware
+    from searchsvc.http.caching import NO_STORE, ResponseCacheMiddleware
 
     calls: list[str] = []
     generation = {"value": "g1"}
@@ -400,7 +400,9 @@ def test_response_cache_keys_on_generation_and_bounds_itself() -> None:
         calls.append(request.url.path)
         status = 404 if request.query_params.get("missing") else 200
         padding = "x" * int(request.query_params.get("n", 1))
-        return PlainTextResponse(f"{request.url.path} {generation['value']} " + padding, status_code=status)
+        headers = {"Cache-Control": NO_STORE} if request.query_params.get("nostore") else None
+        return PlainTextResponse(f"{request.url.path} {generation['value']} " + padding, status_code=status,
+                                 headers=headers)
 
     inner = Starlette(routes=[Route("/p/{name}", page), Route("/other", page)])
     cache = ResponseCacheMiddleware(inner, generation=lambda: generation["value"], app_fingerprint="f",
@@ -421,6 +423,9 @@ def test_response_cache_keys_on_generation_and_bounds_itself() -> None:
             await client.get("/p/big?n=5000")
             await client.get("/p/big?n=5000")  # larger than max_entry_bytes
             assert calls.count("/p/gone") == 2 and calls.count("/p/big") == 2
+            await client.get("/p/partial?nostore=1")
+            await client.get("/p/partial?nostore=1")  # a page answered without a part: never stored
+            assert calls.count("/p/partial") == 2
             generation["value"] = "g2"
             assert (await client.get("/p/a")).text == "/p/a g2 x"  # a new generation never sees old bytes
             for i in range(20):  # 20 entries of ~900 bytes cannot all fit in 4000

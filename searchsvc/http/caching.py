@@ -178,6 +178,16 @@ def content_etag(body: bytes, encoding: str) -> str:
     return make_etag(etag_digest(body, encoding), weak=True)
 
 
+# What a handler sets on an answer that must be kept by no cache (a page answered without a part
+# it could not compute in time): neither the response caches nor the validators remember it, and
+# browsers and proxies do not store it (RFC 9111 5.2.2.5).
+NO_STORE = "no-store"
+
+
+def _no_store(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    return any(k.lower() == b"cache-control" and b"no-store" in v.lower() for k, v in headers)
+
+
 def cache_control(max_age: int) -> str:
     return "public, no-cache" if max_age <= 0 else f"public, max-age={max_age}"
 
@@ -304,6 +314,10 @@ class ConditionalGetMiddleware(_GenerationKeyed):
                     await finish(start, b"".join(chunks))
 
         async def finish(message: Message, body: bytes) -> None:
+            if _no_store(message.get("headers", [])):
+                await send(message)
+                await send({"type": "http.response.body", "body": body})
+                return
             basis = (scope.get("state") or {}).get(ETAG_BASIS_KEY)
             etag = content_etag(basis if isinstance(basis, bytes) else body, request_encoding(request_headers))
             self._validators[key] = Validator(etag, generation, shown(scope))
@@ -536,7 +550,7 @@ class ResponseCacheMiddleware(_GenerationKeyed):
                 # CORS, Vary: Origin) to this same message once it is sent, and a replay gets them
                 # added again (they were stored and doubled: "Vary: …, Origin, Origin").
                 start_headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", [])]
-                keep = message["status"] == 200
+                keep = message["status"] == 200 and not _no_store(start_headers)
             elif message["type"] == "http.response.body" and keep:
                 body = message.get("body", b"")
                 size += len(body)

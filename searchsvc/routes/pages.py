@@ -20,9 +20,11 @@ from index.api import MAX_RESULT_DEPTH, SORTS, FacetValue, Hit, SearchEngine, Se
 from index.article import Article
 from index.urls import web_url
 
+from ..admission import Overloaded
 from ..engine_calls import fetch_article, run_engine, run_search
 from ..errors import ApiError, ErrorCode
 from ..freshness import shows
+from ..http.caching import NO_STORE
 from ..params import SearchParams, parse_int, parse_q, parse_search
 from ..presenters import (
     article_path,
@@ -237,14 +239,23 @@ async def article_page(request: Request) -> Response:
     shows(request, Shows.article(article_id))  # the article, and its category's label and feeds
     article = await fetch_article(request, article_id)
     slug = article.category_slug
-    related = await run_engine(request, lambda e: e.related(article.id, RELATED_ON_PAGE), heavy=True)
+    # The related list is a search's worth of CPU, admitted like one, but the article is what the
+    # reader came for: when the engine threads are overloaded the page is answered without the list
+    # (and kept out of every cache, so the next request gets it whole) instead of with a 503, and
+    # pages are not charged to the client's rate (they never were; a crawler reads many).
+    try:
+        related = await run_engine(request, lambda e: e.related(article.id, RELATED_ON_PAGE), heavy=True,
+                                   charged=False)
+        whole = True
+    except Overloaded:
+        related, whole = [], False
     # The related list changes with any commit (``api_related``); the page is carried over a commit
     # that touches neither the article, nor a listed one, nor the article's category (where most
     # new related articles appear): it may miss a new one of another category until then
     # (docs/search.md, "Related articles").
     shows(request, Shows(ids=frozenset((article_id, *(a.id for a in related))), categories=frozenset((slug,)),
                          any_change=False))
-    return render(
+    response = render(
         request,
         "article.html",
         {
@@ -260,6 +271,9 @@ async def article_page(request: Request) -> Response:
             "related": [article_view(a) for a in related],
         },
     )
+    if not whole:
+        response.headers["Cache-Control"] = NO_STORE
+    return response
 
 
 def category_feeds(slug: str, label: str) -> list[dict[str, str]]:
