@@ -535,6 +535,40 @@ def test_request_ids_are_unique_hex() -> None:
     assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
 
 
+def test_a_forked_worker_draws_its_own_request_id_prefix() -> None:
+    """uvicorn's workers are forked: each must number its requests under a prefix of its own."""
+    import os
+
+    from searchsvc.http.middleware import new_request_id
+
+    parent = new_request_id()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first id, through the pipe, then out without pytest's teardown
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert re.fullmatch(r"[0-9a-f]{32}", child) and child[:20] != parent[:20]
+    assert new_request_id()[:20] == parent[:20]
+
+
+def test_request_key_is_computed_once_per_request_and_per_fingerprint() -> None:
+    from searchsvc.http.caching import request_key
+
+    scope = {"type": "http", "method": "GET", "path": "/api/search", "query_string": b"q=a&b=1",
+             "headers": [(b"accept-encoding", b"gzip")]}
+    first = request_key("f1", scope)
+    scope["query_string"] = b"q=changed"  # no layer does this; it shows the key was kept
+    assert request_key("f1", scope) == first
+    fresh = {**scope, "query_string": b"q=a&b=1"}
+    fresh.pop("searchsvc.request_key")
+    assert request_key("f1", fresh) == first and request_key("f2", fresh) != first
+    assert request_key("f1", {**fresh, "searchsvc.request_key": None, "path": "/search"}) != first
+
+
 def test_engine_holder_reports_when_warm_up_is_over(tmp_path) -> None:
     """The service waits for this before accepting connections (``searchsvc.app`` lifespan)."""
     import threading
