@@ -14,10 +14,11 @@ import pickle
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cachetools import LRUCache
 from whoosh import scoring
@@ -31,6 +32,8 @@ from index.article import Article
 from index.docsets import DocSets, SharedSets
 from index.search import Context, search
 from index.untracked import untracked
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:  # imported when first needed: building suggestions is rare
     from index.suggest import Suggester
@@ -467,34 +470,44 @@ class WhooshEngine:
 
 
 def _syllable_df(gen: _Generation, searcher: Searcher) -> dict[str, int]:
-    """Every folded syllable's document frequency (``related_whoosh.syllable_frequencies``), read
-    once per index and refreshed in the background at most every ``VOCABULARY_REFRESH`` seconds,
-    as the vocabulary is: a commit adds a few articles, and the frequencies only weigh terms."""
-    if gen.syllable_df is None:
+    """Every folded syllable's document frequency (``related_whoosh.syllable_frequencies``), kept
+    as the vocabulary is (``_kept_fresh``): a commit adds a few articles, and the frequencies only
+    weigh terms."""
+    return _kept_fresh(gen, "syllable_df", searcher, related_whoosh.syllable_frequencies, "searchsvc-related-df")
+
+
+def _kept_fresh(gen: _Generation, name: str, searcher: Searcher, read: Callable[[Any], T], thread: str) -> T:
+    """``gen.<name>``: read from the index once per generation (``read(reader)``), and read again in
+    the background at most every ``VOCABULARY_REFRESH`` seconds while the old value keeps answering
+    (an update commit carries the previous generation's value over, see ``_generation_data``).
+    ``gen`` holds ``<name>``, ``<name>_built`` and ``<name>_refreshing``."""
+    if getattr(gen, name) is None:
         with gen.lock:
-            if gen.syllable_df is None:
-                gen.syllable_df = related_whoosh.syllable_frequencies(searcher.reader())
-                gen.syllable_df_built = time.monotonic()
-    elif not gen.syllable_df_refreshing and time.monotonic() - gen.syllable_df_built > VOCABULARY_REFRESH:
-        gen.syllable_df_refreshing = True
+            if getattr(gen, name) is None:
+                setattr(gen, name, read(searcher.reader()))
+                setattr(gen, f"{name}_built", time.monotonic())
+    elif (not getattr(gen, f"{name}_refreshing")
+          and time.monotonic() - getattr(gen, f"{name}_built") > VOCABULARY_REFRESH):
+        setattr(gen, f"{name}_refreshing", True)
 
         def refresh() -> None:
             try:
                 reader = searcher._ix.reader()  # its own reader: searchers are not shared across threads
                 try:
-                    counts = related_whoosh.syllable_frequencies(reader)
+                    value = read(reader)
                 finally:
                     reader.close()
-                gen.syllable_df, gen.syllable_df_built = counts, time.monotonic()
-            except Exception:  # the searcher may be gone with its generation: keep the old table
+                setattr(gen, name, value)
+                setattr(gen, f"{name}_built", time.monotonic())
+            except Exception:  # the searcher may be gone with its generation: keep the old value
                 pass
             finally:
-                gen.syllable_df_refreshing = False
+                setattr(gen, f"{name}_refreshing", False)
 
-        threading.Thread(target=refresh, daemon=True, name="searchsvc-related-df").start()
-    counts = gen.syllable_df
-    assert counts is not None  # built above, and a refresh only ever replaces it
-    return counts
+        threading.Thread(target=refresh, daemon=True, name=thread).start()
+    value: T | None = getattr(gen, name)
+    assert value is not None  # built above, and a refresh only ever replaces it
+    return value
 
 
 def _token_order(token: str) -> tuple[str, int]:
@@ -514,38 +527,10 @@ def _close_quietly(searcher: Searcher) -> None:
 def _vocabulary(gen: _Generation, searcher: Searcher) -> frozenset[str]:
     """The folded syllables of the index, built once per generation (a term lookup in Whoosh's
     on-disk table is slow, and typo tolerance tries hundreds of candidates per query)."""
-    if gen.vocabulary is None:
-        with gen.lock:
-            if gen.vocabulary is None:
-                _build_vocabulary(gen, searcher)
-    elif (not gen.vocabulary_refreshing and time.monotonic() - gen.vocabulary_built > VOCABULARY_REFRESH):
-        gen.vocabulary_refreshing = True
-
-        def refresh() -> None:
-            try:
-                reader = searcher._ix.reader()  # its own reader: searchers are not shared across threads
-                try:
-                    vocabulary = _read_vocabulary(reader)
-                finally:
-                    reader.close()
-                gen.vocabulary, gen.vocabulary_built = vocabulary, time.monotonic()
-            except Exception:  # the searcher may be gone with its generation: keep the old set
-                pass
-            finally:
-                gen.vocabulary_refreshing = False
-
-        threading.Thread(target=refresh, daemon=True, name="searchsvc-vocabulary").start()
-    vocabulary = gen.vocabulary
-    assert vocabulary is not None  # built above, and a refresh only ever replaces it
-    return vocabulary
+    return _kept_fresh(gen, "vocabulary", searcher, _read_vocabulary, "searchsvc-vocabulary")
 
 
 VOCABULARY_REFRESH = 300.0  # seconds
-
-
-def _build_vocabulary(gen: _Generation, searcher: Searcher) -> None:
-    gen.vocabulary = _read_vocabulary(searcher.reader())
-    gen.vocabulary_built = time.monotonic()
 
 
 def _read_vocabulary(reader: Any) -> frozenset[str]:  # reader: a Whoosh IndexReader

@@ -82,13 +82,7 @@ def format_count(value: int) -> str:
 def hit_json(hit: Hit, base_url: str) -> dict[str, Any]:
     article = hit.article
     return {
-        "id": article.id,
-        "title": article.title,
-        "url": absolute(base_url, article_path(article.id)),
-        "category": article.category,
-        "category_slug": article.category_slug,
-        "published": article.published.isoformat(),
-        "source": article.source,
+        **article_link_json(article, base_url),
         "views": article.views,
         "snippet": str(highlight(hit.snippet)),
         "title_highlighted": str(highlight(hit.title_spans)) if hit.title_spans else str(escape(article.title)),
@@ -128,8 +122,9 @@ def article_json(article: Article, base_url: str) -> dict[str, Any]:
     return data
 
 
-def related_json(article: Article, base_url: str) -> dict[str, Any]:
-    """A related article in a list: what a link to it needs, never its body."""
+def article_link_json(article: Article, base_url: str) -> dict[str, Any]:
+    """An article in a list (a related article, the start of a search hit): what a link to it
+    needs, never its body."""
     return {
         "id": article.id,
         "title": article.title,

@@ -16,9 +16,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -124,6 +126,33 @@ def run_cli(
 
 def build_index(paths: Sequence[Path], index_dir: Path) -> subprocess.CompletedProcess:
     return run_cli("index", *(str(p) for p in paths), "--index-dir", str(index_dir))
+
+
+@contextlib.contextmanager
+def serve_page(page: bytes, host: str = "127.0.0.1", path: str = "/") -> Iterator[str]:
+    """A partner site: ``page`` as HTML at every path of a server on ``host`` (another origin than
+    the service's); yields the URL of ``path``."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, format: str, *args: object) -> None:  # quiet
+            pass
+
+    server = ThreadingHTTPServer((host, 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{server.server_address[1]}{path}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
 
 
 def free_port() -> int:

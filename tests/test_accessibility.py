@@ -15,10 +15,8 @@ Skipped, with the reason, without Chromium/chromedriver or when axe-core could n
 
 from __future__ import annotations
 
-import http.server
 import re
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -26,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from service_helpers import REPO_ROOT, ServiceProcess, WebDriver, require_chromium
+from service_helpers import REPO_ROOT, ServiceProcess, WebDriver, require_chromium, serve_page
 
 pytestmark = pytest.mark.slow
 
@@ -161,26 +159,8 @@ def partner_page(service: ServiceProcess) -> Iterator[str]:
         "</script></main></body></html>"
     ).encode()
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
-
-        def log_message(self, format: str, *args: object) -> None:  # quiet
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serve_page(page) as url:
+        yield url
 
 
 def test_axe_embed_widget(partner_page: str, driver: WebDriver, axe_source: str) -> None:

@@ -82,6 +82,11 @@ def _segment_files(index_dir: Path) -> dict[str, bytes]:
     """The files of the index's only segment, by extension (inside the compound file)."""
     ix: Any = store.storage(index_dir / str(store.current_generation(index_dir))).open_index()
     (segment,) = ix._segments()
+    return _files_of(ix, segment)
+
+
+def _files_of(ix: Any, segment: Any) -> dict[str, bytes]:
+    """A segment's files, by extension (inside its compound file)."""
     files = {}
     compound = segment.open_compound_file(ix.storage)
     for name in compound.list():
@@ -180,14 +185,8 @@ def _applied_segment(index_dir: Path, before: set[str]) -> tuple[dict[str, bytes
     ix: Any = store.storage(index_dir / str(store.current_generation(index_dir))).open_index()
     segments = ix._segments()
     (new,) = [s for s in segments if s.segment_id() not in before]
-    files = {}
-    compound = new.open_compound_file(ix.storage)
-    for name in compound.list():
-        with compound.open_file(name) as f:
-            files[name.removeprefix(new.segment_id())] = f.read()
-    compound.close()
     deleted = {str(i): sorted(s.deleted_docs()) for i, s in enumerate(segments)}
-    return files, deleted
+    return _files_of(ix, new), deleted
 
 
 def test_applier_commit_writes_the_same_segment_as_whoosh(tmp_path: Path) -> None:

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import http.server
 import re
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from service_helpers import XSS_TITLE, WebDriver, chromium, dump_dom, require_chromium
+from service_helpers import XSS_TITLE, WebDriver, chromium, dump_dom, require_chromium, serve_page
 
 pytestmark = pytest.mark.slow
 
@@ -66,30 +64,10 @@ def _bindable(host: str) -> bool:
 def partner(service) -> Iterator[str]:
     """URL of the partner page, on an origin other than the service's."""
     page = PARTNER_PAGE.replace("{svc}", service.url).encode("utf-8")
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
     host = "127.0.0.2" if _bindable("127.0.0.2") else "127.0.0.1"
-    server = http.server.ThreadingHTTPServer((host, 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://{host}:{server.server_address[1]}/partner.html"
-    assert not url.startswith(service.url)
-    try:
+    with serve_page(page, host, "/partner.html") as url:
+        assert not url.startswith(service.url)
         yield url
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ from ..freshness import shows
 from ..http.caching import ETAG_BASIS_KEY
 from ..openapi import openapi_document
 from ..params import DEFAULT_SUGGEST_LIMIT, MAX_SUGGEST_LIMIT, parse_int, parse_q, parse_search
-from ..presenters import absolute, article_json, article_path, related_json, result_json
+from ..presenters import absolute, article_json, article_link_json, article_path, result_json
 from ..state import app_state
 
 
@@ -77,7 +77,7 @@ async def api_related(request: Request) -> Response:
     found = await run_engine(request, lambda e: e.related(article.id, limit), heavy=True)
     base_url = app_state(request).config.base_url
     return JSONResponse({"id": article.id, "url": absolute(base_url, article_path(article.id)),
-                         "related": [related_json(a, base_url) for a in found]})
+                         "related": [article_link_json(a, base_url) for a in found]})
 
 
 async def api_categories(request: Request) -> Response:
