@@ -429,6 +429,7 @@ ROUTES = ["/", "/search", "/articles/{seg}", "/c/{seg}", "/api/search", "/api/su
           "/api/categories", "/api/openapi.json", "/feeds", "/feeds.opml", "/feeds/{seg}.rss",
           "/feeds/{seg}.atom", "/feeds/{seg}.json", "/feeds/{seg}.{seg}", "/feeds/search.rss", "/feeds/search.json",
           "/embed/{seg}", "/embed/search", "/embed.js", "/healthz", "/readyz", "/metrics", "/static/{seg}",
+          "/api/articles/{seg}/related", "/sitemap.xml", "/sitemaps/{seg}.xml", "/robots.txt", "/opensearch.xml",
           "/{seg}"]
 PARAMS = ["q", "category", "source", "from", "to", "sort", "page", "per_page", "limit", "theme", "fmt", "x", "",
           "q[]", "Q", "page "]
@@ -518,6 +519,9 @@ def check_answer(target: bytes, method: bytes, status: int, headers: dict[str, s
 @example(target=b"/feeds/search.json?q=%3Cscript%3E&limit=7&page=3", method=b"GET",
          headers=[(b"Sec-Fetch-Dest", b"document")])  # a browser tab: the feed's HTML page
 @example(target=b"/feeds/the-thao.atom?page=999", method=b"GET", headers=[(b"Accept", b"text/html")])
+@example(target=b"/api/articles/%00/related?limit=99999999999999999999&limit=1", method=b"GET", headers=[])
+@example(target=b"/sitemaps/" + b"9" * 3000 + b"-99999999999999999999.xml", method=b"HEAD", headers=[])
+@example(target=b"/api/suggest?q=a&format=%00", method=b"GET", headers=[])
 def test_every_route_every_parameter(served: ServiceProcess, target: bytes, method: bytes,
                                      headers: list[tuple[bytes, bytes]]) -> None:
     started = time.monotonic()
