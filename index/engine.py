@@ -357,10 +357,13 @@ class WhooshEngine:
         if held is not None:
             found: list[Article] = pickle.loads(held)
             return found
-        searcher, gen = self._state()
+        # The source first: ``get_article`` takes its own ``_state()``, which may reopen this
+        # thread's searcher on a newer generation (and close the old one); the searcher and the
+        # posting sets used below must be the ones of one ``_state()`` call.
         source = self.get_article(article_id)
         if source is None:
             return []
+        searcher, gen = self._state()
         docsets = self._local.docsets
         n_docs = gen.doc_count
         frequencies = _syllable_df(gen, searcher)

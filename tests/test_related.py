@@ -5,6 +5,7 @@ the article's text left out, recency breaking ties, bounded limits."""
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from cluster_helpers import ENGINES, build_cluster_engine, build_engine
@@ -208,3 +209,47 @@ def test_near_duplicates_by_shingles() -> None:
     a, b, c = ARTICLES[0], ARTICLES[3], ARTICLES[1]
     assert related.jaccard(related.shingles(a), related.shingles(b)) == 1.0
     assert related.jaccard(related.shingles(a), related.shingles(c)) < related.NEAR_DUPLICATE
+
+
+def test_related_while_commits_reopen_the_searcher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit between the source's lookup and the scoring used to close the searcher the list was
+    being computed with (ReaderClosed: a 500 on the route); each list now uses one state."""
+    import threading
+    import time
+    from datetime import UTC, datetime
+
+    import index.engine as engine_module
+    from index.builder import index_articles
+    from index.engine import WhooshEngine
+    from index.publishing import Entry, Op
+    from index.whoosh_writer import WhooshIndexWriter
+
+    monkeypatch.setattr(engine_module, "CHECK_INTERVAL", 0.0)  # every call sees a new commit at once
+    index_dir = tmp_path / "ix"
+    index_articles(index_dir, ARTICLES, procs=1)
+    engine = WhooshEngine.open(index_dir)
+    writer = WhooshIndexWriter(index_dir)
+    stop = time.monotonic() + 4
+    errors: list[str] = []
+    lists = 0
+
+    def commits() -> None:
+        seq = 0
+        while time.monotonic() < stop and not errors:
+            seq += 1
+            writer.apply([Entry(seq, Op.DELETE, f"khong-co-{seq}", None, datetime.now(UTC))])
+
+    thread = threading.Thread(target=commits)
+    thread.start()
+    try:
+        while time.monotonic() < stop:
+            try:
+                assert engine.related("vang-1")
+                lists += 1
+            except Exception as exc:  # any failure is the finding
+                errors.append(repr(exc))
+                break
+    finally:
+        thread.join()
+        engine.close()
+    assert errors == [] and lists > 10, (errors, lists)

@@ -97,4 +97,6 @@ def test_an_unpublished_article_is_410(tmp_path: Path) -> None:
     with running_service(index_dir, tmp_path / "logs") as svc, httpx.Client(base_url=svc.url, timeout=10) as client:
         gone = client.get("/api/articles/gone-7/related")
         assert gone.status_code == 410 and gone.json()["error"]["code"] == "article_gone"
-        assert [a["id"] for a in client.get("/api/articles/1/related").json()["related"]] == ["2"]
+        listed = client.get("/api/articles/1/related")
+        assert listed.status_code == 200, (listed.status_code, listed.text, svc.log()[-3000:])
+        assert [a["id"] for a in listed.json()["related"]] == ["2"]
