@@ -516,6 +516,8 @@ def test_applier_batches_compacts_reports_and_survives_a_failing_hook(tmp_path: 
         assert wait_until(lambda: read_status(status_path).applied_seq == 125, 10)
         assert len(batches) <= 3 + 3
         assert wait_until(lambda: journal.stats().length == 0, 5), "applied entries are compacted away"
+        # a merge may still be running after the last commit: the applier is idle once it is done
+        assert wait_until(lambda: read_status(status_path).state == "idle", 10), read_status(status_path)
         status = read_status(status_path)
         assert status.state == "idle" and status.pid == os.getpid() and status.last_commit_at is not None
         assert status.generation.startswith("gen-000001.") and status.last_error is None

@@ -253,3 +253,40 @@ def test_related_while_commits_reopen_the_searcher(tmp_path: Path, monkeypatch: 
         thread.join()
         engine.close()
     assert errors == [] and lists > 10, (errors, lists)
+
+
+def test_a_commit_during_the_source_lookup_does_not_close_the_lists_searcher(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deterministic form of the race above: a commit lands exactly while ``related`` looks its
+    source up (which takes its own ``_state()``). Taking the list's state before the lookup made
+    this a ReaderClosed every time."""
+    from datetime import UTC, datetime
+
+    import index.engine as engine_module
+    from index.article import Article
+    from index.builder import index_articles
+    from index.engine import WhooshEngine
+    from index.publishing import Entry, Op
+    from index.whoosh_writer import WhooshIndexWriter
+
+    monkeypatch.setattr(engine_module, "CHECK_INTERVAL", 0.0)
+    index_dir = tmp_path / "ix"
+    index_articles(index_dir, ARTICLES, procs=1)
+    engine = WhooshEngine.open(index_dir)
+    writer = WhooshIndexWriter(index_dir)
+    lookup = engine.get_article
+    commits = 0
+
+    def lookup_while_committing(article_id: str) -> Article | None:
+        nonlocal commits
+        commits += 1
+        writer.apply([Entry(commits, Op.DELETE, f"khong-co-{commits}", None, datetime.now(UTC))])
+        return lookup(article_id)
+
+    monkeypatch.setattr(engine, "get_article", lookup_while_committing)
+    try:
+        before = engine.generation
+        assert engine.related("vang-1")
+        assert commits == 1 and engine.generation != before
+    finally:
+        engine.close()
