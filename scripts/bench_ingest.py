@@ -14,12 +14,17 @@ Everything runs in a temporary directory, on loopback, in one run:
 4. Readers alone: wrk with ``--connections`` (16) connections on ``/api/search`` for ``--duration``
    seconds, every query a distinct one (two words of a title), so the response caches answer none.
 5. Readers while publishing: the same, with ``--publishers`` (4) clients POSTing one article at a
-   time (as fast as they are answered) for the whole run. Per article: the ``202`` latency, and
+   time (as fast as they are answered: the capacity) for the whole run. Per article: the ``202`` latency, and
    commit-to-visible, from its ``202`` to the first ``200`` of ``/api/articles/{id}``: a checker
    follows every ``--sample``-th acknowledged article, oldest first (the oldest alone every 50 ms
    until it shows, then the next eight at once), until each shows or ``DRAIN_TIMEOUT`` after the run.
    Each reader run has its own queries (and its own warm-up queries), so neither finds the other's
    answers cached.
+6. Readers while publishing at a steady rate: the same, with the publishers together held to
+   ``--rate`` articles a second (default 50, the target rate; 0 skips this run), once everything
+   the previous run acknowledged is applied. When publishers outpace what the applier can apply
+   (run 5 on 2 cores with readers), the backlog, and so the delay to visible, grows for as long as
+   the run lasts, whatever a commit costs: the delay target is judged at the target rate.
 
 The figures are printed beside the targets of issue 12 (on this 2-core machine: ≥ 50 articles/s
 acknowledged, commit-to-visible p99 ≤ 5 s, reader p95 at most doubled, bulk ≥ 80 % of the CLI),
@@ -134,7 +139,10 @@ class Sustained:
 class Publishing:
     """``publishers`` threads POSTing one article each at a time, and a checker timing visibility."""
 
-    def __init__(self, url: str, key: str, articles: list[dict[str, Any]], publishers: int, sample: int) -> None:
+    def __init__(self, url: str, key: str, articles: list[dict[str, Any]], publishers: int, sample: int,
+                 rate: float | None = None, serial: itertools.count[int] | None = None) -> None:
+        """``rate``: articles a second all publishers together are held to (None: as fast as answered).
+        ``serial``: the article counter, shared between runs so that every run publishes new articles."""
         self.url = url
         self.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         self.articles = articles
@@ -143,7 +151,9 @@ class Publishing:
         self.result = Sustained()
         self.stop = threading.Event()
         self.lock = threading.Lock()
-        self.serial = itertools.count()
+        self.serial = serial if serial is not None else itertools.count()
+        self.rate = rate
+        self.slots = itertools.count()  # the paced runs' schedule: slot k is due k / rate s after the start
         self.pending: deque[tuple[str, float]] = deque()  # (id, time of its 202), sampled, in ack order
         self.threads: list[threading.Thread] = []
         self.started = 0.0
@@ -157,6 +167,10 @@ class Publishing:
     def publish(self) -> None:
         with httpx.Client(base_url=self.url, timeout=60, headers=self.headers) as http:
             while not self.stop.is_set():
+                if self.rate:
+                    due = self.started + next(self.slots) / self.rate
+                    if self.stop.wait(max(0.0, due - time.monotonic())):
+                        break
                 article = self.next_article()
                 body = json.dumps(article, ensure_ascii=False).encode("utf-8")
                 sent = time.monotonic()
@@ -273,6 +287,19 @@ def bulk_api(url: str, key: str, lines: list[str], batch: int) -> Bulk:
     return Bulk(len(lines) - rejected, len(chunks), acked, applied, rejected)
 
 
+def wait_applied(url: str, key: str) -> None:
+    """Until the applier has applied everything acknowledged so far (a run's backlog)."""
+    started = time.monotonic()
+    with httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {key}"}) as http:
+        while True:
+            status = http.get("/api/admin/status").json()
+            if int(status["last_applied_seq"]) >= int(status["last_accepted_seq"]):
+                return
+            if time.monotonic() - started > APPLY_TIMEOUT:
+                sys.exit(f"the backlog was not applied within {APPLY_TIMEOUT:.0f} s: {status}")
+            time.sleep(0.1)
+
+
 # -- what the applier logged -----------------------------------------------------------------------------
 
 COMMIT_LINE = re.compile(r"applied journal entries (\d+)-(\d+): (\d+) upserted, (\d+) deleted in ([\d.]+) s")
@@ -307,6 +334,44 @@ def verdict(ok: bool) -> str:
     return "meets" if ok else "MISSES"
 
 
+def report_publishing(run: Sustained, loaded: Result, quiet: Result, commits: list[tuple[int, float]],
+                      rate_limit: float | None) -> dict[str, Any]:  # fmt: skip
+    """Print one publishing run's figures beside the targets it is judged by; return them for the
+    JSON. Unpaced (``rate_limit`` None), the run measures how many articles/s are acknowledged;
+    paced, the delay to visible and the readers' p95 at that rate (and whether the pace was kept)."""
+    judge = rate_limit is not None
+    rate = run.acked / run.seconds if run.seconds else 0.0
+    lat, vis = run.ack_latencies, run.visible_delays
+    vis_p99 = percentile(vis, 99) if not run.never_visible else float("inf")
+    ratio = loaded.p95_ms / quiet.p95_ms if quiet.p95_ms else float("inf")
+
+    def target(text: str, ok: bool) -> str:
+        return f"   target {text}: {verdict(ok)}" if judge else ""
+
+    if rate_limit is None:
+        ack_note = f"   target >= {TARGET_ACK_RATE:.0f}/s: {verdict(rate >= TARGET_ACK_RATE)}"
+    else:  # the schedule's slots fell due every 1/rate s from the start; ends are cut mid-slot
+        kept = run.acked >= 0.98 * rate_limit * run.seconds
+        ack_note = f"   kept the pace of {rate_limit:g}/s: {'yes' if kept else 'NO'}"
+    print(f"  acknowledged       {run.acked} articles in {run.seconds:.1f} s, {rate:.1f}/s" + ack_note
+          + (f"   (failed requests: {run.errors})" if run.errors else ""))
+    print(f"  202 latency        p50 {ms(percentile(lat, 50))}  p95 {ms(percentile(lat, 95))}  "
+          f"p99 {ms(percentile(lat, 99))}")
+    print(f"  commit-to-visible  p50 {percentile(vis, 50):.2f} s  p99 {vis_p99:.2f} s  "
+          f"({len(vis)} of {run.sampled} sampled articles, 202 to first 200 of /api/articles/{{id}})"
+          + target(f"p99 <= {TARGET_VISIBLE_P99:.0f} s", vis_p99 <= TARGET_VISIBLE_P99)
+          + (f"   ({run.never_visible} not visible within {DRAIN_TIMEOUT:.0f} s)" if run.never_visible else ""))
+    print(f"  applier            {commits_note(commits)}")
+    print(f"  readers /api/search while publishing {loaded.rps:6.1f} req/s  p50 {loaded.p50_ms:.0f} ms  "
+          f"p95 {loaded.p95_ms:.0f} ms  p99 {loaded.p99_ms:.0f} ms  errors {loaded.errors}")
+    print(f"  reader p95 ratio   x{ratio:.2f}" + target(f"<= x{TARGET_READER_RATIO:.0f}", ratio <= TARGET_READER_RATIO))
+    return {"acked": run.acked, "seconds": round(run.seconds, 3), "rate": round(rate, 2), "errors": run.errors,
+            "ack_ms": {f"p{p}": round(percentile(lat, p) * 1000, 1) for p in (50, 95, 99)},
+            "visible_s": {"p50": round(percentile(vis, 50), 3), "p99": round(vis_p99, 3), "measured": len(vis),
+                          "sampled": run.sampled, "never_visible": run.never_visible},
+            "p95_ratio": round(ratio, 3), "applier_commits": commits}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--articles", type=int, default=5000, help="articles of the bulk runs (default 5000)")
@@ -318,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=16, help="wrk connections searching (default 16)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers (default 2)")
+    parser.add_argument("--rate", type=float, default=TARGET_ACK_RATE,
+                        help=f"articles/s of the steady publishing run (default {TARGET_ACK_RATE:.0f}; 0 skips it)")
     parser.add_argument("--batch", type=int, default=1000, help="articles per NDJSON batch (default 1000)")
     parser.add_argument("--sample", type=int, default=4,
                         help="time the visibility of every N-th acknowledged article (default 4)")
@@ -333,15 +400,16 @@ def main(argv: list[str] | None = None) -> int:
     print(banner("bench_ingest"), flush=True)
     rng = random.Random(args.seed)
     # Enough fresh articles for the sustained run at a few hundred a second; past them, ids repeat with a suffix.
-    pool_size = max(2000, 50 * (args.duration + args.warmup))
+    pool_size = max(4000, 150 * (args.duration + args.warmup))
     records = corpus_articles(args.synthetic, base_count + args.articles + pool_size, args.seed)
     if len(records) < base_count + args.articles + 1:
         sys.exit(f"only {len(records)} articles in {CORPUS}: ask for fewer (--base, --articles)")
     base, bulk_records, pool = (records[:base_count], records[base_count:base_count + args.articles],
                                 records[base_count + args.articles:])
     queries = reader_queries(base, rng)
-    quarter = len(queries) // 4
-    warm_alone, alone, warm_busy, busy = (search_paths(queries[i * quarter:(i + 1) * quarter]) for i in range(4))
+    sixth = len(queries) // 6
+    warm_alone, alone, warm_busy, busy, warm_paced, paced_queries = (
+        search_paths(queries[i * sixth:(i + 1) * sixth]) for i in range(6))
     results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "base_articles": base_count}
 
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp_name:
@@ -379,42 +447,39 @@ def main(argv: list[str] | None = None) -> int:
             quiet = readers(wrk, server.url, args, tmp, "alone", warm_alone, alone)
             print(f"readers while {args.publishers} clients publish: {args.duration} s ({load_note()})...",
                   file=sys.stderr, flush=True)
-            with Publishing(server.url, key, pool, args.publishers, args.sample) as publishing:
+            serial = itertools.count()
+            with Publishing(server.url, key, pool, args.publishers, args.sample, serial=serial) as publishing:
                 loaded = readers(wrk, server.url, args, tmp, "publishing", warm_busy, busy)
             sustained = publishing.result
             sustained_commits = applier_commits(tmp / "server.log")[len(bulk_commits):]
+            steady: tuple[Sustained, Result, list[tuple[int, float]]] | None = None
+            if args.rate > 0:
+                wait_applied(server.url, key)
+                print(f"readers while {args.publishers} clients publish {args.rate:g} articles/s: {args.duration} s "
+                      f"({load_note()})...", file=sys.stderr, flush=True)
+                done = len(bulk_commits) + len(sustained_commits)
+                with Publishing(server.url, key, pool, args.publishers, args.sample, args.rate, serial) as publishing:
+                    at_rate = readers(wrk, server.url, args, tmp, "paced", warm_paced, paced_queries)
+                steady = (publishing.result, at_rate, applier_commits(tmp / "server.log")[done:])
     load_end = load_note()
 
     # -- report ----------------------------------------------------------------------------------------
-    rate = sustained.acked / sustained.seconds if sustained.seconds else 0.0
-    lat = sustained.ack_latencies
-    vis = sustained.visible_delays
-    vis_p99 = percentile(vis, 99) if not sustained.never_visible else float("inf")
-    ratio = loaded.p95_ms / quiet.p95_ms if quiet.p95_ms else float("inf")
     cli_rate = bulk.articles / cli_seconds
     api_rate = bulk.articles / bulk.applied_seconds
     share = api_rate / cli_rate
-    distinct = len(alone)
-    print(f"\nsustained: {args.publishers} publishers (one article a request) for {sustained.seconds:.1f} s, "
-          f"while wrk -t{args.threads} -c{args.connections} searches ({distinct} distinct queries a run), "
-          f"{args.workers} workers, base index {base_count} + bulk {bulk.articles} articles")
-    print(f"  acknowledged       {sustained.acked} articles, {rate:.1f}/s   target >= {TARGET_ACK_RATE:.0f}/s: "
-          f"{verdict(rate >= TARGET_ACK_RATE)}"
-          + (f"   (failed requests: {sustained.errors})" if sustained.errors else ""))
-    print(f"  202 latency        p50 {ms(percentile(lat, 50))}  p95 {ms(percentile(lat, 95))}  "
-          f"p99 {ms(percentile(lat, 99))}")
-    print(f"  commit-to-visible  p50 {percentile(vis, 50):.2f} s  p99 {vis_p99:.2f} s  "
-          f"({len(vis)} of {sustained.sampled} sampled articles, 202 to first 200 of /api/articles/{{id}})   "
-          f"target p99 <= {TARGET_VISIBLE_P99:.0f} s: {verdict(vis_p99 <= TARGET_VISIBLE_P99)}"
-          + (f"   ({sustained.never_visible} not visible within {DRAIN_TIMEOUT:.0f} s)"
-             if sustained.never_visible else ""))
-    print(f"  applier            {commits_note(sustained_commits)}")
-    print(f"  readers /api/search alone            {quiet.rps:6.1f} req/s  p50 {quiet.p50_ms:.0f} ms  "
+    conditions = (f"while wrk -t{args.threads} -c{args.connections} searches ({len(alone)} distinct queries a run), "
+                  f"{args.workers} workers, base index {base_count} + bulk {bulk.articles} articles")
+    print(f"\nreaders /api/search alone            {quiet.rps:6.1f} req/s  p50 {quiet.p50_ms:.0f} ms  "
           f"p95 {quiet.p95_ms:.0f} ms  p99 {quiet.p99_ms:.0f} ms  errors {quiet.errors}")
-    print(f"  readers /api/search while publishing {loaded.rps:6.1f} req/s  p50 {loaded.p50_ms:.0f} ms  "
-          f"p95 {loaded.p95_ms:.0f} ms  p99 {loaded.p99_ms:.0f} ms  errors {loaded.errors}")
-    print(f"  reader p95 ratio   x{ratio:.2f}   target <= x{TARGET_READER_RATIO:.0f}: "
-          f"{verdict(ratio <= TARGET_READER_RATIO)}")
+    print(f"\nas fast as answered: {args.publishers} publishers (one article a request) {conditions}")
+    results["sustained"] = report_publishing(sustained, loaded, quiet, sustained_commits, None)
+    results["sustained"]["readers"] = asdict(loaded)
+    if steady is not None:
+        paced, at_rate, paced_commits = steady
+        print(f"\nat {args.rate:g} articles/s: the same publishers held to that rate together, {conditions}")
+        results["paced"] = report_publishing(paced, at_rate, quiet, paced_commits, args.rate)
+        results["paced"]["readers"] = asdict(at_rate)
+        results["paced"]["rate"] = args.rate
     print(f"\nbulk: {bulk.articles} articles, NDJSON batches of {args.batch}, one client"
           + (f" ({bulk.rejected} rejected)" if bulk.rejected else ""))
     print(f"  searchsvc index    {cli_seconds:6.1f} s   {cli_rate:6.1f} articles/s (process start to exit)")
@@ -426,16 +491,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nmachine: {load_end} (end)")
 
     results.update({
-        "sustained": {"acked": sustained.acked, "seconds": round(sustained.seconds, 3), "rate": round(rate, 2),
-                      "errors": sustained.errors,
-                      "ack_ms": {f"p{p}": round(percentile(lat, p) * 1000, 1) for p in (50, 95, 99)},
-                      "visible_s": {"p50": round(percentile(vis, 50), 3), "p99": round(vis_p99, 3),
-                                    "measured": len(vis), "sampled": sustained.sampled,
-                                    "never_visible": sustained.never_visible}},
-        "readers": {"alone": asdict(quiet), "publishing": asdict(loaded), "p95_ratio": round(ratio, 3)},
+        "readers_alone": asdict(quiet),
         "bulk": {**asdict(bulk), "cli_seconds": round(cli_seconds, 3), "cli_rate": round(cli_rate, 2),
                  "api_rate": round(api_rate, 2), "share": round(share, 3)},
-        "applier_commits": {"bulk": bulk_commits, "sustained": sustained_commits},
+        "applier_commits": {"bulk": bulk_commits},
         "load_end": load_end,
     })  # fmt: skip
     if args.json:
