@@ -17,6 +17,7 @@ import threading
 from array import array
 from bisect import bisect_left
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +29,16 @@ from whoosh.reading import TermNotFound
 from whoosh.searching import Searcher
 
 from index.article import VN_TZ
-from index.postings import LENGTHS, id_weight_arrays, length_bytes, numeric_column, raw_postings, weights_of
+from index.postings import (
+    LENGTHS,
+    id_weight_arrays,
+    length_bytes,
+    numeric_column,
+    raw_postings,
+    term_hash,
+    term_hashes,
+    weights_of,
+)
 from index.untracked import untracked
 
 # Cached posting sets per generation, counted in document numbers. A set costs about 60 bytes a
@@ -44,11 +54,45 @@ PROBE_RATIO = 8  # a clause this many times larger than the candidates is probed
 # each (a 4-byte id, a 4-byte term frequency), so about 64 MB a generation, shared by the worker's
 # search threads. The few hundred commonest syllables alone hold several million postings.
 POSTING_CACHE_POSTINGS = 8_000_000
+# Segments of at most this many documents (a publishing commit's) keep the set of their terms'
+# hashes in memory (``index.postings.term_hashes``): about 20,000 terms and 1.5 MB for 50 articles.
+# Larger segments (a build's, a merge's) hold most terms anyway and would cost far more memory.
+TERM_SET_MAX_DOCS = 200
 
 IdArray = npt.NDArray[np.int32]  # document numbers (4 bytes: an index of up to 2 billion)
 PostingIds = IdArray
 FloatArray = npt.NDArray[np.float64]
 WeightArray = npt.NDArray[np.floating[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Carry:
+    """What a generation's caches take over from an earlier generation's (``SharedSets.follow``).
+
+    Why: a publishing commit adds a small segment (and a merge replaces a few small ones) while the
+    segments before it stay as they were, at the same document numbers; what the caches hold for
+    those (posting arrays, document lengths, publication keys, document frequencies) is the same
+    in the new generation. Rebuilding it all after every commit cost each search thread about
+    0.75 s of CPU on the full corpus (docs/benchmarks.md, "Publishing"), more than the commit.
+    Deletions do not matter: posting arrays and frequencies include deleted documents (callers
+    filter them), as Whoosh's own counts do."""
+
+    old: SharedSets
+    end: int  # document numbers below this are in segments both generations hold, at the same place
+    first_new: int  # the new generation's first segment that is not one of those
+    appended: bool  # every segment of the old generation is one of those (only segments were added)
+
+
+def common_prefix(old: Sequence[tuple[str, int]], new: Sequence[tuple[str, int]]) -> tuple[int, int]:
+    """How many leading segments two generations share ((segment id, documents) pairs), and the
+    document number where the first segment they do not share starts."""
+    shared = end = 0
+    for a, b in zip(old, new, strict=False):
+        if a != b:
+            break
+        shared += 1
+        end += a[1]
+    return shared, end
 
 
 class SharedSets:
@@ -86,6 +130,25 @@ class SharedSets:
             postings_budget, getsizeof=lambda p: min(len(p[0]) + TERM_ENTRY_IDS, postings_budget))
         self.length_arrays: dict[str, FloatArray] = {}  # field -> every document's length (0 read as 1)
         self.value_index: dict[str, tuple[list[str], npt.NDArray[np.int32]] | None] = {}
+        self.segments: tuple[tuple[str, int], ...] | None = None  # (segment id, documents), in order
+        self.carry: Carry | None = None
+        self.term_sets: dict[str, frozenset[int] | None] = {}  # small segment's id -> its term hashes
+
+    def follow(self, old: SharedSets, segments: Sequence[tuple[str, int]]) -> None:
+        """Take over what ``old`` (an earlier, or later, generation of the same index) holds for the
+        segments this generation shares with it (``Carry``). Called before any thread uses these
+        sets. Only one step back is kept: ``old`` lets go of its own carry, so generations never
+        chain up in memory."""
+        self.segments = tuple(segments)
+        old.carry = None
+        ids = {segment_id for segment_id, _docs in self.segments}
+        self.term_sets = {k: v for k, v in old.term_sets.items() if k in ids}  # a segment's terms never change
+        if old.segments is None:
+            return
+        shared, end = common_prefix(old.segments, self.segments)
+        if shared:
+            self.carry = Carry(old, end, shared, shared == len(old.segments))
+
 
     def get_term(self, key: tuple[str, str]) -> frozenset[int] | None:
         with self.lock:
@@ -112,6 +175,25 @@ class SharedSets:
             self.postings[key] = postings
 
 
+def carried_postings(carry: Carry, key: tuple[str, str]) -> tuple[PostingIds, WeightArray] | None:
+    """The term's postings in the segments shared with the carried generation, if it has them."""
+    found = carry.old.get_postings(key)
+    if found is None:
+        return None
+    ids, weights = found
+    cut = int(np.searchsorted(ids, carry.end))
+    return (ids[:cut], weights[:cut]) if cut < len(ids) else found
+
+
+def narrowed(ids: PostingIds, weights: npt.NDArray[np.floating[Any]]) -> tuple[PostingIds, WeightArray]:
+    """Weights in 4 bytes when that is exact (term frequencies are), else as they are."""
+    if weights.dtype == np.float32:
+        return ids, weights
+    narrow = weights.astype(np.float32)
+    return (ids, narrow) if np.array_equal(narrow, weights) else (ids, weights)
+
+
+
 class DocSets:
     """Posting-set evaluation for one searcher (so one thread), with caches shared per generation."""
 
@@ -120,13 +202,41 @@ class DocSets:
         one when omitted."""
         self.searcher = searcher
         reader = searcher.reader()
-        self._leaves = []
+        self._leaves: list[tuple[Any, int, frozenset[int]]] = []
         for leaf, offset in reader.leaf_readers():
             deleted = frozenset(leaf.deleted_docs_set) if leaf.has_deletions() else frozenset()
             self._leaves.append((leaf, offset, deleted))
         self._shared = shared if shared is not None else SharedSets()
+        if self._shared.segments is None:
+            self._shared.segments = segments_of(searcher)
+        # The small segments (``TERM_SET_MAX_DOCS``): position among the leaves and segment id.
+        self._small = [(i, self._shared.segments[i][0]) for i, (leaf, _o, _d) in enumerate(self._leaves)
+                       if leaf.doc_count_all() <= TERM_SET_MAX_DOCS and len(self._leaves) > 1]
         # Deleted documents of every segment, as global numbers (posting arrays include them).
         self._deleted = frozenset(d + offset for _leaf, offset, deleted in self._leaves for d in deleted)
+
+    def _holding(self, field: str, text: str, start: int = 0) -> list[tuple[Any, int, frozenset[int]]]:
+        """The segments from the ``start``-th on that may hold the term: every one but the small
+        segments whose term set lacks it (``index.postings.term_hashes``)."""
+        leaves = self._leaves[start:]
+        if not self._small or self._small[-1][0] < start:
+            return leaves
+        wanted = term_hash(self._leaves[0][0], field, text)
+        if wanted is None:
+            return leaves
+        lacking = set()
+        sets = self._shared.term_sets
+        for position, segment_id in self._small:
+            if position < start:
+                continue
+            if segment_id not in sets:
+                sets[segment_id] = term_hashes(self._leaves[position][0])
+            held = sets[segment_id]
+            if held is not None and wanted not in held:
+                lacking.add(position)
+        if not lacking:
+            return leaves
+        return [leaf for position, leaf in enumerate(self._leaves) if position >= start and position not in lacking]
 
     def term(self, field: str, text: str) -> frozenset[int]:
         key = (field, text)
@@ -151,7 +261,11 @@ class DocSets:
         read once per generation: scoring needs the length of every candidate."""
         key = (offset, field)
         if key not in self._shared.lengths:
-            self._shared.lengths[key] = length_bytes(leaf, field)
+            carry = self._shared.carry
+            if carry is not None and offset < carry.end and key in carry.old.lengths:
+                self._shared.lengths[key] = carry.old.lengths[key]  # the same segment at the same place
+            else:
+                self._shared.lengths[key] = length_bytes(leaf, field)
         return self._shared.lengths[key]
 
     def postings(self, field: str, text: str) -> tuple[PostingIds, WeightArray]:
@@ -168,7 +282,14 @@ class DocSets:
             return found
         id_parts: list[IdArray] = []
         weight_parts: list[npt.NDArray[np.floating[Any]]] = []
-        for leaf, offset, _deleted in self._leaves:
+        start = 0
+        carry = self._shared.carry
+        carried = carried_postings(carry, key) if carry is not None else None
+        if carry is not None and carried is not None:  # only the segments it lacks are read
+            start = carry.first_new
+            id_parts.append(carried[0])
+            weight_parts.append(carried[1])
+        for leaf, offset, _deleted in self._holding(field, text, start):
             try:  # one term-table look-up per segment (a test with ``in`` first was a second one)
                 matcher = raw_postings(leaf, field, text)
             except TermNotFound:
@@ -176,13 +297,11 @@ class DocSets:
             ids, weights = id_weight_arrays(matcher)
             id_parts.append((np.frombuffer(ids, dtype=np.int64) + offset).astype(np.int32))
             weight_parts.append(np.frombuffer(weights, dtype=np.float64))
-        every_id = np.concatenate(id_parts) if id_parts else np.zeros(0, dtype=np.int32)
-        all_weights = np.concatenate(weight_parts) if weight_parts else np.zeros(0, dtype=np.float64)
-        narrow = all_weights.astype(np.float32)
-        if np.array_equal(narrow, all_weights):  # term frequencies: exact in 4 bytes
-            found = (every_id, narrow)
+        if len(id_parts) == 1 and carried is not None:
+            found = narrowed(*carried)  # no new segment holds the term: the carried arrays as they are
         else:
-            found = (every_id, all_weights)
+            every_id = np.concatenate(id_parts) if id_parts else np.zeros(0, dtype=np.int32)
+            found = narrowed(every_id, np.concatenate(weight_parts) if weight_parts else np.zeros(0, dtype=np.float64))
         self._shared.put_postings(key, found)
         return found
 
@@ -194,7 +313,13 @@ class DocSets:
             return found
         table = np.array(LENGTHS, dtype=np.float64)
         parts: list[FloatArray] = []
-        for leaf, offset, _deleted in self._leaves:
+        leaves = self._leaves
+        carry = self._shared.carry
+        carried = carry.old.length_arrays.get(field) if carry is not None else None
+        if carry is not None and carried is not None:
+            parts.append(carried[:carry.end])
+            leaves = leaves[carry.first_new:]
+        for leaf, offset, _deleted in leaves:
             count = leaf.doc_count_all()
             raw = self.field_lengths(leaf, offset, field)
             if raw is None:  # another codec: one read per document, once a generation
@@ -220,16 +345,21 @@ class DocSets:
             from whoosh.util.times import datetime_to_long
 
             keys = array("Q")
-            for leaf, _offset, _deleted in self._leaves:
+            leaves = self._leaves
+            carry = self._shared.carry
+            if carry is not None and carry.old.published is not None:
+                keys = carry.old.published[:carry.end]  # already with the epoch for missing dates
+                leaves = leaves[carry.first_new:]
+            missing = getattr(self.searcher.schema["published"].column_type, "_default", None)
+            epoch = datetime_to_long(datetime(1970, 1, 1))
+            for leaf, _offset, _deleted in leaves:
                 column = leaf.column_reader("published", translate=False)
                 values = numeric_column(column, leaf.doc_count_all())
                 if values is None:  # another codec: read it the slow way
                     values = array("Q", (column[d] for d in range(leaf.doc_count_all())))
+                if missing is not None and missing in values:
+                    values = array("Q", (epoch if k == missing else k for k in values))
                 keys.extend(values)
-            missing = getattr(self.searcher.schema["published"].column_type, "_default", None)
-            if missing is not None and missing in keys:
-                epoch = datetime_to_long(datetime(1970, 1, 1))
-                keys = array("Q", (epoch if k == missing else k for k in keys))
             self._shared.published = cached = keys
         return cached
 
@@ -237,7 +367,13 @@ class DocSets:
         key = (field, text)
         found = self._shared.df.get(key)
         if found is None:
-            found = self._shared.df[key] = self.searcher.reader().doc_frequency(field, text)
+            carry = self._shared.carry
+            carried = carry.old.df.get(key) if carry is not None and carry.appended else None
+            start = carry.first_new if carry is not None and carried is not None else 0
+            # Whoosh's MultiReader.doc_frequency is this sum over every segment.
+            found = (carried or 0) + sum(leaf.doc_frequency(field, text)
+                                         for leaf, _o, _d in self._holding(field, text, start))
+            self._shared.df[key] = found
             if len(self._shared.df) > DF_CACHE_SIZE:
                 self._shared.df.clear()
         return found
@@ -261,7 +397,7 @@ class DocSets:
         if isinstance(q, Q.Term):
             found: set[int] = set()
             ordered = sorted(candidates)
-            for leaf, offset, _deleted in self._leaves:
+            for leaf, offset, _deleted in self._holding(q.fieldname, q.text):
                 if (q.fieldname, q.text) not in leaf:
                     continue
                 end = offset + leaf.doc_count_all()
@@ -393,6 +529,15 @@ class DocSets:
                 found = untracked(frozenset(self.searcher.docs_for_query(q)))
             self._shared.put_other(key, found)
         return found
+
+
+def segments_of(searcher: Searcher) -> tuple[tuple[str, int], ...]:
+    """The searcher's segments in document-number order: (segment id, documents, deleted included)."""
+    out = []
+    for leaf, _offset in searcher.reader().leaf_readers():
+        segment = leaf.segment()
+        out.append((segment.segment_id() if segment is not None else f"?{id(leaf)}", leaf.doc_count_all()))
+    return tuple(out)
 
 
 def as_array(docs: frozenset[int] | set[int]) -> IdArray:

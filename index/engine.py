@@ -29,7 +29,7 @@ from index import catalog, related_whoosh, store
 from index import related as related_algorithm
 from index.api import EVERYTHING, NOTHING, Changes, Dated, FacetValue, SearchRequest, SearchResult
 from index.article import Article
-from index.docsets import DocSets, SharedSets
+from index.docsets import DocSets, SharedSets, segments_of
 from index.search import Context, search
 from index.untracked import untracked
 
@@ -220,6 +220,9 @@ class WhooshEngine:
                     gen.catalog = self._build_catalog(token, searcher)
                     previous = next(iter(self._shared.values()), None)
                     if previous is not None and previous.token.split(".")[0] == token.split(".")[0]:
+                        # The caches of the segments both generations hold carry over
+                        # (``index.docsets.Carry``): a commit costs the readers what it added.
+                        gen.sets.follow(previous.sets, segments_of(searcher))
                         # An update commit only adds syllables: the previous vocabulary stays
                         # usable (every candidate is checked against the index afterwards) and
                         # is refreshed in the background at most every VOCABULARY_REFRESH seconds.

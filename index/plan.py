@@ -109,7 +109,7 @@ class Planner:
         if lexicon is None:
             if ctx is None:
                 raise ValueError("a Planner needs an open index or a lexicon")
-            lexicon = Lexicon(ctx.searcher.reader(), ctx.vocabulary)
+            lexicon = Lexicon(ctx.searcher.reader(), ctx.vocabulary, ctx.docsets.df)
         self.lexicon: TermStats = lexicon
         self.speller = Speller(self.lexicon)
         self.df = self.lexicon.df

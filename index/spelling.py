@@ -58,18 +58,21 @@ class Lexicon:
     """What the open index knows of terms, for one query: document frequencies over the title and
     body fields of a kind ("folded", "pair", "exact"), cached, and the folded vocabulary."""
 
-    __slots__ = ("_reader", "_vocabulary", "_df")
+    __slots__ = ("_field_df", "_vocabulary", "_df")
 
-    def __init__(self, reader: IndexReader, vocabulary: Callable[[], frozenset[str]] | None = None) -> None:
-        self._reader = reader
+    def __init__(self, reader: IndexReader, vocabulary: Callable[[], frozenset[str]] | None = None,
+                 field_df: Callable[[str, str], int] | None = None) -> None:
+        """``field_df``: a field's document frequency of a term, when the engine caches them across
+        queries (``DocSets.df``: a query's speller asks about hundreds of terms, each a look-up in
+        every segment's term table otherwise); the reader's own by default."""
+        self._field_df = field_df if field_df is not None else reader.doc_frequency
         self._vocabulary = vocabulary  # folded syllables of the index, when the engine keeps them
         self._df: dict[tuple[str, str], int] = {}
 
     def df(self, kind: str, term: str) -> int:
         key = (kind, term)
         if key not in self._df:
-            r = self._reader
-            self._df[key] = r.doc_frequency(f"title_{kind}", term) + r.doc_frequency(f"body_{kind}", term)
+            self._df[key] = self._field_df(f"title_{kind}", term) + self._field_df(f"body_{kind}", term)
         return self._df[key]
 
     def known(self, syllable: str) -> bool:

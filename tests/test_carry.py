@@ -1,0 +1,215 @@
+"""Caches carried from one generation to the next (``index.docsets.Carry``).
+
+A publishing commit adds a segment, a correction deletes a document in an old one, a merge replaces
+the small segments; after each, an engine that carried its caches over must answer exactly as an
+engine opened afresh on the same generation: the same posting arrays, frequencies, lengths and
+publication keys, and the same search results, to the score.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from index_helpers import article
+
+import index.engine as engine_module
+import index.whoosh_writer as whoosh_writer
+from index.api import SearchRequest
+from index.article import VN_TZ, Article
+from index.builder import index_articles
+from index.docsets import DocSets, common_prefix
+from index.engine import WhooshEngine
+from index.publishing import Entry, Op
+from index.whoosh_writer import WhooshIndexWriter
+
+SYLLABLES = ("đắk nông mưa lũ giá vàng tăng giảm học sinh bóng đá thủ đô hà nội kinh tế xuất khẩu "
+             "gạo cà phê tỉnh ủy ban nhân dân thành phố giao thông tai nạn bệnh viện y tế").split()
+CATEGORIES = ("Thời sự", "Kinh tế", "Thể thao", "Giáo dục")
+QUERIES = ["đắk nông", "dak nong", "giá vàng", "gia vang tang", "học sinh", "bóng đá hà nội", "kinh te",
+           "cà phê xuất khẩu", "ủy ban", "benh vien", "giao thong tai nan", "thủ đô", "gạo", "mưa lũ tỉnh",
+           "nhân dân thành phố", "y tế", "xuat khau gao", "vang"]
+TERMS = [(f"{where}_{kind}", text) for where in ("title", "body") for kind, text in
+         (("folded", "vang"), ("folded", "nong"), ("pair", "gia_vang"), ("pair", "hoc_sinh"), ("folded", "gao"),
+          ("exact", "vàng"), ("folded", "khong_co"))]
+
+
+def random_article(rng: random.Random, article_id: str, day: int) -> Article:
+    def words(n: int) -> str:
+        return " ".join(rng.choice(SYLLABLES) for _ in range(n))
+
+    return article(article_id, words(rng.randint(3, 7)).capitalize(),
+                   [words(rng.randint(15, 40)) + "." for _ in range(rng.randint(1, 3))],
+                   rng.choice(CATEGORIES),
+                   published=datetime(2021, 1, 1, 7, tzinfo=VN_TZ) + timedelta(days=day, hours=rng.randint(0, 20)))
+
+
+def requests() -> list[SearchRequest]:
+    out = [SearchRequest(q=q) for q in QUERIES]
+    out += [SearchRequest(q=q, sort="newest") for q in QUERIES[:6]]
+    out += [SearchRequest(q=q, categories=["kinh-te"]) for q in QUERIES[:6]]
+    out.append(SearchRequest(q="", sort="newest", per_page=20))
+    return out
+
+
+def answers(engine: WhooshEngine) -> list[tuple[object, ...]]:
+    found = []
+    for request in requests():
+        result = engine.search(request)
+        found.append((result.total, result.tier, [(h.article.id, h.score, h.snippet) for h in result.hits],
+                      result.facets, result.suggestion))
+    return found
+
+
+def internals(engine: WhooshEngine) -> tuple[object, ...]:
+    searcher, _gen = engine._state()
+    docsets: DocSets = engine._local.docsets
+    postings = [(ids.tolist(), weights.tolist()) for ids, weights in (docsets.postings(f, t) for f, t in TERMS)]
+    return (postings, [docsets.df(f, t) for f, t in TERMS],
+            [docsets.length_array(f).tolist() for f in ("title_folded", "body_folded")],
+            list(docsets.published_keys()), sorted(docsets.all()),
+            {f: docsets.counts(f, docsets.all()) for f in ("category_slug", "month")})
+
+
+@pytest.fixture
+def index_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(engine_module, "CHECK_INTERVAL", 0.0)  # every call sees the newest commit
+    rng = random.Random(5)
+    index_dir = tmp_path / "ix"
+    index_articles(index_dir, [random_article(rng, f"a-{i}", i) for i in range(60)], procs=1)
+    return index_dir
+
+
+def test_common_prefix_counts_the_leading_segments_two_generations_share() -> None:
+    assert common_prefix([("a", 10), ("b", 5)], [("a", 10), ("b", 5), ("c", 2)]) == (2, 15)
+    assert common_prefix([("a", 10), ("b", 5), ("c", 2)], [("a", 10), ("d", 7)]) == (1, 10)
+    assert common_prefix([("a", 10)], [("b", 10)]) == (0, 0)
+
+
+def test_an_engine_that_carried_its_caches_answers_as_a_fresh_one(
+        index_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(6)
+    merge_all = False  # what the merges below take: the small segments, or every segment
+
+    def to_merge(segments: list[Any], **_kwargs: object) -> list[Any]:
+        return list(segments) if merge_all else [seg for seg in segments if seg.doc_count_all() < 60]
+
+    monkeypatch.setattr(whoosh_writer, "segments_to_merge", to_merge)
+
+    def merge(everything: bool) -> None:
+        nonlocal merge_all
+        merge_all = everything
+        assert writer.merge_small_segments() > 1
+    writer = WhooshIndexWriter(index_dir)
+    carried = WhooshEngine.open(index_dir)
+    seq = 0
+
+    def commit(entries: list[tuple[Op, str, Article | None]]) -> None:
+        nonlocal seq
+        batch = []
+        for op, article_id, doc in entries:
+            seq += 1
+            batch.append(Entry(seq, op, article_id, doc, datetime.now(UTC)))
+        writer.apply(batch)
+
+    steps = [
+        lambda: commit([(Op.UPSERT, f"n-{i}", random_article(rng, f"n-{i}", 70 + i)) for i in range(5)]),
+        lambda: commit([(Op.UPSERT, f"a-{i}", random_article(rng, f"a-{i}", i)) for i in (3, 17, 41)]),
+        lambda: commit([(Op.DELETE, "a-5", None), (Op.DELETE, "n-2", None)]),
+        lambda: commit([(Op.UPSERT, f"m-{i}", random_article(rng, f"m-{i}", 90 + i)) for i in range(3)]),
+        lambda: merge(False),  # the four small segments into one: the build's segment stays
+        lambda: commit([(Op.UPSERT, "a-9", random_article(rng, "a-9", 9)),
+                        (Op.UPSERT, "z-1", random_article(rng, "z-1", 120))]),
+        lambda: merge(True),  # every segment: a whole new layout, nothing to carry
+        lambda: commit([(Op.UPSERT, "z-2", random_article(rng, "z-2", 121))]),
+    ]
+    try:
+        answers(carried), internals(carried)  # the caches full before the first commit
+        kinds = []
+        for step in steps:
+            step()
+            got = (answers(carried), internals(carried))
+            token = carried.generation
+            kinds.append(carried._shared[token].sets.carry)
+            with WhooshEngine.open(index_dir) as fresh:
+                assert fresh.generation == token
+                assert got == (answers(fresh), internals(fresh)), f"after step {len(kinds)}"
+    finally:
+        carried.close()
+    # What the steps carried: appended segments (all of the old ones kept; the deletions alone add
+    # none); after the merge of the small ones, the build's segment alone; after the merge of all,
+    # nothing; then appends again.
+    assert [None if c is None else (c.first_new, c.appended) for c in kinds] == [
+        (1, True), (2, True), (3, True), (3, True), (1, False), (2, True), None, (1, True)]
+
+
+def test_a_carried_generation_lets_go_of_the_one_before(index_dir: Path) -> None:
+    """Only one step back is held: generation n+2 does not keep n's caches alive through n+1."""
+    writer = WhooshIndexWriter(index_dir)
+    rng = random.Random(7)
+    with WhooshEngine.open(index_dir) as engine:
+        engine.search(SearchRequest(q="giá vàng"))
+        first = engine._shared[engine.generation].sets
+        tokens = []
+        for seq in (1, 2):
+            writer.apply([Entry(seq, Op.UPSERT, f"x-{seq}", random_article(rng, f"x-{seq}", seq), datetime.now(UTC))])
+            engine.search(SearchRequest(q="giá vàng"))
+            tokens.append(engine.generation)
+        second_sets = engine._shared[tokens[1]].sets
+        assert second_sets.carry is not None and second_sets.carry.old is not first
+        assert second_sets.carry.old.carry is None
+
+
+def test_carried_postings_are_the_same_arrays_without_a_copy_when_no_new_segment_holds_the_term(
+        index_dir: Path) -> None:
+    writer = WhooshIndexWriter(index_dir)
+    with WhooshEngine.open(index_dir) as engine:
+        engine._state()
+        before = engine._local.docsets.postings("body_folded", "vang")
+        other = article("x-1", "Một bài khác", "Không có chữ ấy.")
+        writer.apply([Entry(1, Op.UPSERT, "x-1", other, datetime.now(UTC))])
+        engine._state()
+        after = engine._local.docsets.postings("body_folded", "vang")
+        assert np.shares_memory(after[0], before[0]) and after[0].tolist() == before[0].tolist()
+
+
+def test_small_segments_term_sets_skip_only_segments_that_lack_the_term(index_dir: Path) -> None:
+    """Frequencies and posting arrays with the small segments' term sets (``term_hashes``) are
+    Whoosh's own, for every term of the index and for terms it lacks."""
+    from index.postings import term_hash, term_hashes
+
+    rng = random.Random(8)
+    writer = WhooshIndexWriter(index_dir)
+    for seq in range(1, 4):  # three small segments beside the build's
+        writer.apply([Entry(seq, Op.UPSERT, f"s-{seq}", random_article(rng, f"s-{seq}", 200 + seq), datetime.now(UTC))])
+    with WhooshEngine.open(index_dir) as engine:
+        searcher, _gen = engine._state()
+        docsets: DocSets = engine._local.docsets
+        reader = searcher.reader()
+        leaves = [leaf for leaf, _offset in reader.leaf_readers()]
+        assert len(leaves) == 4
+        held = term_hashes(leaves[-1])
+        assert held is not None and 0 < len(held) < len(term_hashes(leaves[0]) or ())
+        fields = ("title_folded", "body_folded", "body_pair", "title_exact", "category_slug", "month")
+        terms = [(f, t) for f in fields for t in reader.field_terms(f)]
+        terms += [(f, "khong_co_dau") for f in fields] + [("no_such_field", "x")]
+        for leaf in leaves:
+            hashes = term_hashes(leaf)
+            assert hashes is not None
+            assert all((term_hash(leaf, f, t) in hashes) == ((f, t) in leaf) for f, t in terms if f in leaf.schema)
+        checked = 0
+        for field, text in terms:
+            if field not in searcher.schema:
+                continue
+            assert docsets.df(field, text) == reader.doc_frequency(field, text), (field, text)
+            ids, weights = docsets.postings(field, text)
+            expected = [(offset + d, w) for leaf, offset in reader.leaf_readers() if (field, text) in leaf
+                        for d, w in leaf.postings(field, text).items_as("weight")]
+            got = [(d, w) for d, w in zip(ids.tolist(), weights.tolist(), strict=True) if d not in docsets._deleted]
+            assert got == expected, (field, text)
+            checked += 1
+        assert checked > 1000
