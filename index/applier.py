@@ -225,7 +225,11 @@ class Applier:
 
         self._set_state("merging")
         try:
-            merged = self.writer.merge_small_segments(busy=busy)
+            # A merge started while nothing waited gives way to what arrives meanwhile (or a stop).
+            applied = self.status.applied_seq
+            merged = self.writer.merge_small_segments(
+                busy=busy, interrupt=None if busy else lambda: self.stop.is_set() or bool(
+                    self.journal.read_after(applied, 1)))
         except IndexBusy:  # a ``searchsvc index`` run (which merges small segments itself)
             self._merge_due = False
             return

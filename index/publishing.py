@@ -14,6 +14,7 @@ the applier loop, and each engine its ``IndexWriter``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -84,10 +85,11 @@ class IndexWriter(Protocol):
         also records ``entries[-1].seq``; returns what changed."""
         ...
 
-    def merge_small_segments(self, *, busy: bool = False) -> int:
+    def merge_small_segments(self, *, busy: bool = False, interrupt: Callable[[], bool] | None = None) -> int:
         """Merge some of the small segments the commits left, in a commit of its own that keeps the
-        applied number; returns how many were merged (0: none needed). ``busy``: entries are
-        waiting, so merge only when the segment count is past its hard bound."""
+        applied number; returns how many were merged (0: none needed, or given up). ``busy``:
+        entries are waiting, so merge only when the segment count is past its hard bound.
+        ``interrupt``: asked now and then while merging; True gives the merge up."""
         ...
 
 

@@ -22,10 +22,19 @@ the journal has nothing waiting (or, past ``MERGE_CAP`` small segments, even whe
 count stays bounded). A merge takes the smallest ``MERGE_AT_SEGMENTS`` segments, segments of
 similar size, so a merged segment is merged again only with others as large (size tiers), and
 each merge re-adds a bounded number of documents.
+
+Why a merge re-adds the stored articles through the build's writer instead of Whoosh's
+``add_reader``: the segment is the same, and Whoosh's posting pool was most of a merge's cost
+(docs/benchmarks.md, "Publishing"). And since a merge holds the writer while it runs, nothing
+published meanwhile becomes visible: a merge while entries wait takes at most
+``BUSY_MERGE_DOCS`` documents, and one started while the journal was empty gives way
+(``interrupt``) as soon as entries arrive; its work is lost, but publishing is not held back by
+minutes (a merge of 8 segments of 1,000 articles held it for 2.5 minutes under search load).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -35,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from index import store
+from index.article import Article
 from index.build_writer import BuildSegmentWriter
 from index.builder import DEFAULT_LIMITMB, MERGE_AT_SEGMENTS, TINY_SEGMENT_DOCS, CanonicalLabels, article_fields
 from index.publishing import AppliedBatch, Entry, Op
@@ -47,6 +57,13 @@ WRITER_LIMITMB = DEFAULT_LIMITMB
 # Past this many small segments a merge runs even while entries are waiting: searching slows with
 # every segment, and a merge of the smallest MERGE_AT_SEGMENTS is short.
 MERGE_CAP = 4 * MERGE_AT_SEGMENTS
+# At most this many documents in a merge made while entries wait (a few seconds of work).
+BUSY_MERGE_DOCS = 1000
+INTERRUPT_EVERY = 20  # documents re-added between two checks of ``interrupt``
+
+
+class MergeInterrupted(Exception):
+    """A merge gave way to waiting entries (``merge_small_segments``' ``interrupt``)."""
 
 
 def collapse(entries: list[Entry]) -> list[Entry]:
@@ -59,15 +76,24 @@ def collapse(entries: list[Entry]) -> list[Entry]:
 
 
 def segments_to_merge(segments: list[Any], *, busy: bool = False, max_docs: int = TINY_SEGMENT_DOCS,
-                      at: int = MERGE_AT_SEGMENTS, cap: int = MERGE_CAP) -> list[Any]:
+                      at: int = MERGE_AT_SEGMENTS, cap: int = MERGE_CAP,
+                      busy_docs: int = BUSY_MERGE_DOCS) -> list[Any]:  # fmt: skip
     """The segments one merge takes: none while at most ``at`` segments are below ``max_docs``
     documents (or, when ``busy``, at most ``cap``); else the ``at`` smallest of them (ties by id,
-    so the choice is stable). Large segments (a build's) are never taken."""
+    so the choice is stable), when ``busy`` only as many of those as hold ``busy_docs`` documents
+    together (at least two). Large segments (a build's) are never taken."""
     small = sorted((seg for seg in segments if seg.doc_count_all() < max_docs),
                    key=lambda seg: (seg.doc_count_all(), seg.segment_id()))
     if len(small) <= (cap if busy else at):
         return []
-    return small[:max(at, 2)]
+    chosen = small[:max(at, 2)]
+    if busy:
+        total = 0
+        for n, seg in enumerate(chosen):
+            total += seg.doc_count_all()
+            if total > busy_docs and n >= 2:
+                return chosen[:n]
+    return chosen
 
 
 def _fsync_commit(generation_dir: Path, toc_gen: int, new_segments: set[str]) -> None:
@@ -89,16 +115,25 @@ def _fsync_commit(generation_dir: Path, toc_gen: int, new_segments: set[str]) ->
         os.close(fd)
 
 
-def _merge_into(writer: Any, segments: list[Any], chosen: set[str]) -> list[Any]:
-    """A Whoosh merge policy: the documents of the ``chosen`` segments into the writer's new one."""
+def _readd(writer: Any, segments: list[Any], chosen: set[str], interrupt: Callable[[], bool] | None) -> None:
+    """Add the live documents of the ``chosen`` segments to ``writer`` again, in index order, from
+    their stored articles (what ``apply`` indexed: ``article_fields`` of the stored article)."""
     from whoosh.reading import SegmentReader
 
+    added = 0
     for seg in segments:
-        if seg.segment_id() in chosen:
-            reader = SegmentReader(writer.storage, writer.schema, seg)
-            writer.add_reader(reader)
+        if seg.segment_id() not in chosen:
+            continue
+        reader = SegmentReader(writer.storage, writer.schema, seg)
+        try:
+            for docnum in reader.all_doc_ids():
+                article = Article.from_dict(json.loads(reader.stored_fields(docnum)["doc"]))
+                writer.add_document(**article_fields(article, writer.schema))
+                added += 1
+                if interrupt is not None and added % INTERRUPT_EVERY == 0 and interrupt():
+                    raise MergeInterrupted
+        finally:
             reader.close()
-    return [seg for seg in segments if seg.segment_id() not in chosen]
 
 
 class WhooshIndexWriter:
@@ -149,9 +184,11 @@ class WhooshIndexWriter:
             ix = store.storage(generation_dir).open_index()
             return self._commit(live, ix, pending)
 
-    def merge_small_segments(self, *, busy: bool = False, max_docs: int = TINY_SEGMENT_DOCS) -> int:
+    def merge_small_segments(self, *, busy: bool = False, max_docs: int = TINY_SEGMENT_DOCS,
+                             interrupt: Callable[[], bool] | None = None) -> int:
         """Merge the segments ``segments_to_merge`` picks into one, in a commit of its own; returns
-        how many were merged (0: nothing to do, no commit).
+        how many were merged (0: nothing to do, no commit). ``interrupt``: asked every few
+        documents; when it answers True the merge is given up (nothing committed) and 0 returned.
 
         The commit writes no seq file, so it inherits the applied number of the commit before it
         (``index.store``, "Why journal-<n>.seq"); a seq file left above the live table of contents
@@ -168,11 +205,17 @@ class WhooshIndexWriter:
                 return 0
             store.remove_uncommitted_seq_files(generation_dir)
             started = time.monotonic()
-            writer = ix.writer(limitmb=self.limitmb)
+            writer = self.segment_writer(ix, limitmb=self.limitmb)
             try:
                 toc_gen = int(writer.generation)
                 known = {seg.segment_id() for seg in writer.segments}
-                writer.commit(mergetype=lambda w, segments: _merge_into(w, segments, chosen))
+                _readd(writer, list(writer.segments), chosen, interrupt)
+                writer.commit(mergetype=lambda w, segments: [s for s in segments if s.segment_id() not in chosen])
+            except MergeInterrupted:
+                writer.cancel()
+                logger.info("a merge of %d small segments gave way to waiting entries after %.3f s", len(chosen),
+                            time.monotonic() - started)
+                return 0
             except BaseException:
                 try:
                     writer.cancel()

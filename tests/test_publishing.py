@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -464,6 +465,102 @@ def test_segments_to_merge_bounds_the_count_even_when_busy() -> None:
     assert [s.n for s in picked] == [5, 10, 1, 6]  # the smallest four, never the build's segment
     assert segments_to_merge([build, *small[:8]], busy=True, at=4, cap=8) == []
     assert len(segments_to_merge([build, *small], busy=True, at=4, cap=8)) == 4
+
+
+def test_a_busy_merge_takes_only_a_bounded_number_of_documents() -> None:
+    from index.whoosh_writer import segments_to_merge
+
+    class Seg:
+        def __init__(self, docs: int, n: int) -> None:
+            self.docs, self.n = docs, n
+
+        def doc_count_all(self) -> int:
+            return self.docs
+
+        def segment_id(self) -> str:
+            return f"s{self.n:03d}"
+
+    small = [Seg(400, n) for n in range(1, 11)]
+    assert len(segments_to_merge(small, busy=True, at=4, cap=8, busy_docs=1000)) == 2  # 800; a third: 1,200
+    assert len(segments_to_merge(small, busy=True, at=4, cap=8, busy_docs=100)) == 2  # never fewer than two
+    assert len(segments_to_merge(small, at=4, cap=8, busy_docs=100)) == 4  # not busy: no such bound
+
+
+def logical_dump(index_dir: Path) -> tuple[object, ...]:
+    """What a live index holds, segment layout aside: per document (in order) its stored fields and
+    field lengths; per term of every field its postings (document number, weight)."""
+    _name, ix = store.open_live(index_dir)
+    with ix.searcher() as searcher:
+        reader = searcher.reader()
+        fields = [name for name, field in searcher.schema.items() if field.indexed]
+        docs = [(searcher.stored_fields(d), [reader.doc_field_length(d, f, 0) for f in fields])
+                for d in reader.all_doc_ids()]
+        postings = {(f, t): list(reader.postings(f, t).items_as("weight")) for f in fields
+                    for t in reader.field_terms(f)}
+        return docs, postings, reader.doc_count()
+
+
+def test_a_merge_re_adds_the_articles_into_the_same_documents_as_whooshs_own_merge(tmp_path: Path) -> None:
+    """The merge writes the merged segment with the build's writer from the stored articles; the
+    documents and postings are what Whoosh's ``add_reader`` merge wrote (the merge before)."""
+    from whoosh.reading import SegmentReader
+
+    import index.whoosh_writer as whoosh_writer
+    from index.builder import MERGE_AT_SEGMENTS
+
+    index_dir = tmp_path / "ix"
+    writer = WhooshIndexWriter(index_dir)
+    with Journal(tmp_path / "journal.sqlite3") as journal:
+        for n in range(MERGE_AT_SEGMENTS + 2):
+            journal.append([upsert(art(f"m{n}-{i}", f"Tin {n} số {i}", f"Giá vàng {n} {i}.")) for i in range(3)])
+            if n % 3 == 2:
+                journal.append([delete(f"m{n - 1}-1")])
+            writer.apply(entries_of(journal, writer.applied_seq()))
+    whoosh_dir = tmp_path / "whoosh-merge"
+    shutil.copytree(index_dir, whoosh_dir)
+
+    def add_reader_merge(w: Any, segments: list[Any], chosen: set[str], _interrupt: object) -> None:
+        for seg in segments:
+            if seg.segment_id() in chosen:
+                reader = SegmentReader(w.storage, w.schema, seg)
+                w.add_reader(reader)
+                reader.close()
+
+    from whoosh.writing import SegmentWriter
+
+    old_way = WhooshIndexWriter(whoosh_dir, segment_writer=SegmentWriter)
+    readd = whoosh_writer._readd
+    whoosh_writer._readd = add_reader_merge  # type: ignore[assignment]
+    try:
+        assert old_way.merge_small_segments() == MERGE_AT_SEGMENTS
+    finally:
+        whoosh_writer._readd = readd
+    assert writer.merge_small_segments() == MERGE_AT_SEGMENTS
+    assert segment_sizes(index_dir) == segment_sizes(whoosh_dir)
+    assert logical_dump(index_dir) == logical_dump(whoosh_dir)
+
+
+def test_a_merge_gives_way_when_asked_and_commits_nothing(tmp_path: Path) -> None:
+    from index.builder import MERGE_AT_SEGMENTS
+
+    index_dir = tmp_path / "ix"
+    writer = WhooshIndexWriter(index_dir)
+    with Journal(tmp_path / "journal.sqlite3") as journal:
+        for n in range(MERGE_AT_SEGMENTS + 1):
+            journal.append([upsert(art(f"g{n}-{i}", f"Tin {n} {i}")) for i in range(25)])
+            writer.apply(entries_of(journal, writer.applied_seq()))
+    generation_dir = index_dir / "gen-000001"
+    sizes, toc = segment_sizes(index_dir), store.toc_generation(generation_dir)
+    asked = []
+
+    def interrupt() -> bool:
+        asked.append(1)
+        return len(asked) >= 3
+
+    assert writer.merge_small_segments(interrupt=interrupt) == 0
+    assert len(asked) == 3 and segment_sizes(index_dir) == sizes and store.toc_generation(generation_dir) == toc
+    assert writer.merge_small_segments(interrupt=lambda: False) == MERGE_AT_SEGMENTS  # then it can finish
+    assert len(index_state(index_dir)) == 25 * (MERGE_AT_SEGMENTS + 1)
 
 
 def test_the_applier_merges_when_the_journal_is_idle(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from index.publishing import AppliedBatch, Entry, Op
@@ -78,7 +79,7 @@ class ClusterIndexWriter:
             state = self.writer._read_state()
         return state.applied_seq if state is not None else 0
 
-    def merge_small_segments(self, *, busy: bool = False) -> int:
+    def merge_small_segments(self, *, busy: bool = False, interrupt: Callable[[], bool] | None = None) -> int:
         """Nothing to merge: Typesense has no segments (see the module docstring)."""
         return 0
 
