@@ -563,9 +563,11 @@ def test_a_merge_gives_way_when_asked_and_commits_nothing(tmp_path: Path) -> Non
     assert len(index_state(index_dir)) == 25 * (MERGE_AT_SEGMENTS + 1)
 
 
-def test_the_applier_merges_when_the_journal_is_idle(tmp_path: Path) -> None:
+def test_the_applier_merges_when_the_journal_is_idle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import index.applier as applier_module
     from index.builder import MERGE_AT_SEGMENTS
 
+    monkeypatch.setattr(applier_module, "MERGE_AFTER_IDLE", 0.3)
     index_dir = tmp_path / "ix"
     writer = WhooshIndexWriter(index_dir)
     journal = Journal(tmp_path / "journal.sqlite3")
@@ -577,7 +579,13 @@ def test_the_applier_merges_when_the_journal_is_idle(tmp_path: Path) -> None:
         assert batch is not None and batch.committed
         if n < len(ids) - 1:
             assert len(segment_sizes(index_dir)) == n + 1, "merged while entries were waiting"
-    # After the last commit nothing waits: the applier merged (and merges no more when idle).
+    # After the last commit nothing waits: the applier merges once the journal has stayed empty
+    # for MERGE_AFTER_IDLE (a lull, not the gap between two articles), then merges no more.
+    assert len(segment_sizes(index_dir)) == len(ids)
+    assert applier.step() is None
+    assert len(segment_sizes(index_dir)) == len(ids), "merged before a lull"
+    time.sleep(0.3)
+    assert applier.step() is None
     assert len(segment_sizes(index_dir)) == len(ids) - MERGE_AT_SEGMENTS + 1
     assert applier.step() is None
     assert len(segment_sizes(index_dir)) == len(ids) - MERGE_AT_SEGMENTS + 1
