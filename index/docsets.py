@@ -31,6 +31,7 @@ from whoosh.searching import Searcher
 from index.article import VN_TZ
 from index.postings import (
     LENGTHS,
+    all_ids,
     id_weight_arrays,
     length_bytes,
     numeric_column,
@@ -363,6 +364,10 @@ class DocSets:
             self._shared.published = cached = keys
         return cached
 
+    def doc_count_all(self) -> int:
+        """Documents in the generation, deleted ones included (what Whoosh's idf divides)."""
+        return int(self._leaves[-1][1] + self._leaves[-1][0].doc_count_all()) if self._leaves else 0
+
     def df(self, field: str, text: str) -> int:
         key = (field, text)
         found = self._shared.df.get(key)
@@ -458,6 +463,12 @@ class DocSets:
         them (``len(values)`` for a document without one); None when a document has two."""
         if field in self._shared.value_index:
             return self._shared.value_index[field]
+        carry = self._shared.carry
+        carried = carry.old.value_index.get(field) if carry is not None else None
+        if carry is not None and carried is not None:
+            found = self._carried_value_index(field, carried, carry)
+            self._shared.value_index[field] = found
+            return found
         by_value = self.field_values(field)
         values = list(by_value)
         index = np.full(self.searcher.reader().doc_count_all(), len(values), dtype=np.int32)
@@ -470,6 +481,31 @@ class DocSets:
             index[ids] = position
         self._shared.value_index[field] = result
         return result
+
+    def _carried_value_index(self, field: str, carried: tuple[list[str], npt.NDArray[np.int32]],
+                             carry: Carry) -> tuple[list[str], npt.NDArray[np.int32]] | None:  # fmt: skip
+        """``_value_index`` from the carried generation's: its positions for the documents of the
+        segments both hold, the new segments' values read from their postings (values they bring
+        are added at the end). Documents deleted since keep their value: they are never counted.
+        Why: built from ``field_values``, it cost a worker about 70 ms a commit on the full corpus."""
+        old_values, old_index = carried
+        values = list(old_values)
+        positions = {value: n for n, value in enumerate(values)}
+        missing = -1
+        index = np.full(self.searcher.reader().doc_count_all(), missing, dtype=np.int32)
+        head = old_index[:carry.end]
+        index[:carry.end] = np.where(head == len(old_values), missing, head)
+        for leaf, offset, _deleted in self._leaves[carry.first_new:]:
+            for text in leaf.field_terms(field):
+                ids = np.asarray(all_ids(raw_postings(leaf, field, text)), dtype=np.int64) + offset
+                if (index[ids] != missing).any():
+                    return None  # a document with two values: counted by intersections
+                if text not in positions:
+                    positions[text] = len(values)
+                    values.append(text)
+                index[ids] = positions[text]
+        index[index == missing] = len(values)
+        return values, index
 
     def date_range(self, start: datetime | None, end: datetime | None) -> frozenset[int]:
         """Documents published in [start, end] (UTC, inclusive), from the cached per-month sets;

@@ -14,6 +14,8 @@ their boosts, so ranking stays what the query plan intends (title x3, exact diac
 
 from __future__ import annotations
 
+from math import log
+
 import numpy as np
 import numpy.typing as npt
 from whoosh import query as Q
@@ -63,7 +65,9 @@ def bm25_scores(searcher: Searcher, terms: list[tuple[str, str, float]], candida
         df = docsets.df(field, text)
         if not df:
             continue
-        idf = searcher.idf(field, text)
+        # Whoosh's ``WeightingModel.idf`` (BM25F keeps it), from the shared, carried frequencies
+        # rather than ``Searcher.idf``, which asks every segment again for each new searcher.
+        idf = log(docsets.doc_count_all() / (df + 1)) + 1
         avgdl = searcher.avg_field_length(field) or 1.0
         weight = boost * idf
         ids, weights = docsets.postings(field, text)
