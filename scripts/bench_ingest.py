@@ -389,12 +389,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", type=int, default=4,
                         help="time the visibility of every N-th acknowledged article (default 4)")
     parser.add_argument("--no-access-log", action="store_true", help="run the service without its access log")
+    parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="a SEARCHSVC_* setting for the server (repeatable), e.g. SEARCHSVC_WORKER_NICE=0")
     parser.add_argument("--synthetic", action="store_true", help="generated articles instead of the corpus")
     parser.add_argument("--seed", type=int, default=20140627)
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     if min(args.articles, args.duration, args.publishers, args.connections, args.batch) < 1:
         parser.error("--articles, --duration, --publishers, --connections and --batch must be at least 1")
+    if any("=" not in item or not item.startswith("SEARCHSVC_") for item in args.setting):
+        parser.error("--setting takes SEARCHSVC_NAME=VALUE")
     base_count = args.base if args.base is not None else args.articles
     wrk = ensure_wrk()
     print(banner("bench_ingest"), flush=True)
@@ -437,7 +441,8 @@ def main(argv: list[str] | None = None) -> int:
         key = key_proc.stdout.strip().splitlines()[-1]
         serve_args = argparse.Namespace(index_dir=index_dir, workers=args.workers, engine_threads=None,
                                         no_access_log=args.no_access_log)
-        with start_service(serve_args, tmp) as server:
+        settings = dict(item.split("=", 1) for item in args.setting if "=" in item)
+        with start_service(serve_args, tmp, settings) as server:
             print(f"bulk, the API: {len(bulk_lines)} articles in batches of {args.batch} ({load_note()})...",
                   file=sys.stderr, flush=True)
             bulk = bulk_api(server.url, key, bulk_lines, args.batch)

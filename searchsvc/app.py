@@ -265,9 +265,23 @@ def settle_heap() -> None:
         gc.freeze()
 
 
+def lower_worker_priority(nice: int) -> None:
+    """A serving worker (never an app embedded in another process) takes ``nice`` less CPU priority
+    than the applier (``config.DEFAULT_WORKER_NICE`` says why). Called on the worker's main thread
+    before its engine threads exist: Linux keeps a nice value per thread, and threads inherit it.
+    With one worker that thread is ``serve``'s own, but the applier's supervisor thread started
+    earlier and keeps its priority, so a restarted applier does too."""
+    if nice > 0 and os.environ.get(SERVE_WORKER_ENV):
+        try:
+            os.nice(nice)
+        except OSError as exc:  # a sandbox that forbids it: serve anyway
+            logger.warning("cannot lower the worker's priority by %d: %s", nice, exc)
+
+
 @contextlib.asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     state: AppState = getattr(app.state, STATE_ATTRIBUTE)
+    lower_worker_priority(state.config.worker_nice)
     await open_index(state)
     try:
         yield

@@ -35,7 +35,15 @@ DEFAULT_RATE_LIMIT = 120  # costly requests per minute per client (searchsvc.htt
 # the deadline lets wait at the ~170 distinct searches/s two cores reach, so it binds only then.
 DEFAULT_ADMISSION_QUEUE = 256  # waiting expensive requests, whole machine
 DEFAULT_ADMISSION_DEADLINE = 2.0  # seconds for one expensive request, waiting and running; 0: none
-MAX_ADMISSION_DEADLINE = 3600.0  # a deadline longer than an hour is a mistake (milliseconds meant?)
+MAX_ADMISSION_DEADLINE = 3600.0
+MAX_WORKER_NICE = 19  # the largest increment Linux applies
+# How much less CPU priority the serving workers take than the publishing applier (``nice``). Why:
+# on a machine whose cores searches keep busy, the applier got a third of a core, and a commit of
+# a second's articles took 2.4-5 s, so articles showed 9 s after their 202 at 50 a second
+# (docs/benchmarks.md, "Publishing"). At 4 (a worker thread weighs 0.4 of the applier) commits
+# took 0.7 s and the delay's p99 was 4.8 s; at 10 searches were shed as overloaded. The cost is
+# the searches': while publishing, they wait for the applier's CPU.
+DEFAULT_WORKER_NICE = 4  # a deadline longer than an hour is a mistake (milliseconds meant?)
 
 # field name -> environment variable. Every field of ``Config`` is listed once.
 ENV_NAMES: dict[str, str] = {
@@ -64,6 +72,7 @@ ENV_NAMES: dict[str, str] = {
     "admission_deadline": "SEARCHSVC_ADMISSION_DEADLINE",
     "http": "SEARCHSVC_HTTP",
     "sitemap_urls": "SEARCHSVC_SITEMAP_URLS",
+    "worker_nice": "SEARCHSVC_WORKER_NICE",
 }
 
 
@@ -141,6 +150,8 @@ class Config:
     commit_interval: float = 1.0
     # Whether ``serve`` runs the applier beside the workers (searchsvc.supervisor).
     applier: bool = True
+    # The serving workers' nice increment (``DEFAULT_WORKER_NICE`` says why); 0 leaves them alone.
+    worker_nice: int = DEFAULT_WORKER_NICE
     # The admin API's keys (searchsvc.keys); None: <index_dir>/keys.json (``keys_path``). No file:
     # the admin API is off (every /api/admin/ path answers 404).
     keys_file: Path | None = None
@@ -214,7 +225,8 @@ class Config:
                 origins = [o.strip() for o in origins.split(",")]
             values["cors_origins"] = tuple(o for o in origins if o)
         for name in ("workers", "engine_threads", "response_cache_mb", "port", "timeout_graceful_shutdown",
-                     "cache_max_age", "rate_limit", "admin_max_body", "admission_queue", "sitemap_urls"):
+                     "cache_max_age", "rate_limit", "admin_max_body", "admission_queue", "sitemap_urls",
+                     "worker_nice"):
             if name in raw:
                 values[name] = _as_int(name, raw[name])
         if "engine" in raw:
@@ -265,6 +277,8 @@ class Config:
                      "admission_queue"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{ENV_NAMES[name]} must not be negative")
+        if not 0 <= self.worker_nice <= MAX_WORKER_NICE:
+            raise ConfigError(f"{ENV_NAMES['worker_nice']} must be a nice increment from 0 to {MAX_WORKER_NICE}")
         if not 1 <= self.sitemap_urls <= URLS_PER_FILE:
             raise ConfigError(f"{ENV_NAMES['sitemap_urls']} must be from 1 to {URLS_PER_FILE}")
         if self.admin_max_body < 1:

@@ -23,6 +23,8 @@ from service_helpers import (
     write_corpus,
 )
 
+from searchsvc.config import DEFAULT_WORKER_NICE
+
 NEW_ARTICLE = SampleArticle(
     "moi-chim-hong-hac-2015",
     "Môi trường",
@@ -150,6 +152,22 @@ def test_etag_changes_with_the_index(tmp_path: Path) -> None:
         assert wait_until(revalidated, timeout=5), "a stale ETag was still accepted after re-indexing"
 
 
+def children_of(pid: int) -> list[int]:
+    """The process's children, whichever of its threads started them (the applier's supervisor is
+    a thread of its own)."""
+    return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+
+
+def nice_of(pid: int) -> int:
+    """The nice value of the process's main thread (``/proc/PID/stat``, field 19)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[16])
+
+
+def command_of(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+
+
 def test_two_workers_share_metrics_and_stop_cleanly(built_index: Path, tmp_path: Path) -> None:
     scratch = tmp_path / "tmp"
     scratch.mkdir()
@@ -172,6 +190,12 @@ def test_two_workers_share_metrics_and_stop_cleanly(built_index: Path, tmp_path:
         assert float(match.group(1) or match.group(2)) == 40.0  # both workers' counts merged
         pids = {line for line in svc.log().splitlines() if "Started server process" in line}
         assert len(pids) == 2, svc.log()[-2000:]
+        # The workers take less CPU priority than the publishing applier (SEARCHSVC_WORKER_NICE).
+        assert svc.proc is not None
+        children = {pid: (nice_of(pid), command_of(pid)) for pid in children_of(svc.proc.pid)}
+        workers = [nice for nice, command in children.values() if "spawn_main" in command]
+        appliers = [nice for nice, command in children.values() if "searchsvc apply" in command]
+        assert workers == [DEFAULT_WORKER_NICE] * 2 and appliers == [0], children
     # the fresh multiprocess directory is removed after a clean stop
     assert not any(p.name.startswith("searchsvc-metrics-") for p in scratch.iterdir())
 

@@ -88,12 +88,23 @@ def test_config_rate_limit_is_on_by_default_on_every_host() -> None:
         {"SEARCHSVC_HTTP": "h2"},
         {"SEARCHSVC_HTTP": "httptools\x00"},
         {"SEARCHSVC_HTTP": "HTTPTOOLS " * 1000},
+        {"SEARCHSVC_WORKER_NICE": "-1"},
+        {"SEARCHSVC_WORKER_NICE": "20"},
+        {"SEARCHSVC_WORKER_NICE": "high"},
     ],
 )
 def test_config_rejects_bad_values(env: dict[str, str]) -> None:
     with pytest.raises(ConfigError) as info:
         Config.from_env(environ=env)
     assert next(iter(env)) in str(info.value)
+
+
+def test_worker_nice_defaults_to_the_documented_increment_and_round_trips() -> None:
+    from searchsvc.config import DEFAULT_WORKER_NICE
+
+    assert Config.from_env(environ={}).worker_nice == DEFAULT_WORKER_NICE == 4
+    config = Config.from_env(environ={"SEARCHSVC_WORKER_NICE": "0"})
+    assert config.worker_nice == 0 and Config.from_env(environ=config.to_env()).worker_nice == 0
 
 
 def test_config_accepts_whole_float_timeout() -> None:
