@@ -14,7 +14,8 @@ import pickle
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +40,16 @@ if TYPE_CHECKING:  # imported when first needed: building suggestions is rare
     from index.suggest import Suggester
 
 CHECK_INTERVAL = 0.25  # seconds between on-disk generation checks (commit-to-visible well under 5 s)
+
+
+def _read_token(token: str, searcher: Searcher, ix: Any) -> str:
+    """The generation a searcher opened for ``token`` actually reads, not the newest on disk: a
+    commit between opening the searcher and asking the index would key this searcher's
+    per-generation data (document counts, publication keys) under a generation with other
+    documents."""
+    name = token.split(".")[0]
+    read = searcher.reader().generation()
+    return f"{name}.{read if read is not None and read >= 0 else ix.latest_generation()}"
 
 
 def _weighting() -> scoring.WeightingModel:
@@ -101,6 +112,9 @@ class WhooshEngine:
         # (generation, id, limit) -> the list.
         self._related: LRUCache[tuple[str, str, int], bytes] = LRUCache(max(1, self.RELATED_CACHE_SIZE))
         self._related_generation: str | None = None
+        # The searcher of cheap lookups (``_lookup``) and its generation, shared under the lock.
+        self._lookup_lock = threading.Lock()
+        self._lookup_held: tuple[str, Searcher] | None = None
 
     @classmethod
     def open(cls, index_dir: Path | str) -> WhooshEngine:
@@ -145,12 +159,7 @@ class WhooshEngine:
         if getattr(local, "token", None) != token:
             old = getattr(local, "searcher", None)
             token, searcher, ix = self._open_searcher(token)
-            name = token.split(".")[0]
-            # The generation the searcher actually reads, not the newest on disk: a commit between
-            # opening the searcher and asking the index would key this searcher's per-generation
-            # data (document counts, publication keys) under a generation with other documents.
-            read = searcher.reader().generation()
-            actual = f"{name}.{read if read is not None and read >= 0 else ix.latest_generation()}"
+            actual = _read_token(token, searcher, ix)
             with self._lock:
                 ended = [s for s, thread in self._open.items() if not thread.is_alive()]
                 for s in ended:
@@ -166,6 +175,27 @@ class WhooshEngine:
                 self._close_searcher(old)
         return local.searcher, self._generation_data(token, local.searcher)
 
+    @contextmanager
+    def _lookup(self) -> Iterator[tuple[Searcher, _Generation]]:
+        """One searcher per generation for cheap lookups (an article by id, the category list),
+        shared by every thread, one at a time.
+
+        Why: those run on the service's ordinary thread pool, whose threads come and go, and each
+        thread opened a searcher of its own (every segment's files) at every new generation: with
+        a commit a second, that was a third of a worker's CPU while articles were published
+        (docs/benchmarks.md, "Publishing"). A lookup takes well under a millisecond, so waiting
+        for the lock costs little; searches keep their own per-thread searchers."""
+        with self._lookup_lock:
+            token = self.generation
+            held = self._lookup_held
+            if held is None or held[0] != token:
+                token, searcher, ix = self._open_searcher(token)
+                if held is not None:
+                    _close_quietly(held[1])
+                held = self._lookup_held = (_read_token(token, searcher, ix), searcher)
+            token, searcher = held
+            yield searcher, self._generation_data(token, searcher)
+
     def _close_searcher(self, searcher: Searcher) -> None:
         with self._lock:
             self._open.pop(searcher, None)
@@ -179,6 +209,10 @@ class WhooshEngine:
         for searcher in searchers:
             _close_quietly(searcher)
         self._local = threading.local()
+        with self._lookup_lock:
+            held, self._lookup_held = self._lookup_held, None
+        if held is not None:
+            _close_quietly(held[1])
 
     def __enter__(self) -> WhooshEngine:
         return self
@@ -339,9 +373,9 @@ class WhooshEngine:
         return result
 
     def get_article(self, article_id: str) -> Article | None:
-        searcher, _ = self._state()
         article_id = article_id.encode("utf-8", "replace").decode("utf-8")  # lone surrogates: no match
-        fields = searcher.document(id=article_id)
+        with self._lookup() as (searcher, _gen):
+            fields = searcher.document(id=article_id)
         if not fields:
             return None
         return Article.from_dict(json.loads(fields["doc"]))
@@ -360,9 +394,9 @@ class WhooshEngine:
         if held is not None:
             found: list[Article] = pickle.loads(held)
             return found
-        # The source first: ``get_article`` takes its own ``_state()``, which may reopen this
-        # thread's searcher on a newer generation (and close the old one); the searcher and the
-        # posting sets used below must be the ones of one ``_state()`` call.
+        # The source first, then one ``_state()`` for everything below: the searcher and the
+        # posting sets used must be those of one call (a second one may reopen this thread's
+        # searcher on a newer generation and close the first).
         source = self.get_article(article_id)
         if source is None:
             return []
@@ -386,7 +420,8 @@ class WhooshEngine:
     def categories(self) -> list[FacetValue]:
         """Every category with its article count, largest first: from the catalog, kept current
         commit by commit, so never a pass over the postings."""
-        searcher, gen = self._state()
+        with self._lookup() as (_searcher, gen):
+            pass
         if gen.categories is None:
             counts = gen.catalog.counts if gen.catalog is not None else {}
             gen.categories = sorted((FacetValue(gen.labels.get(s, s), s, n) for s, n in counts.items() if s),

@@ -213,3 +213,44 @@ def test_small_segments_term_sets_skip_only_segments_that_lack_the_term(index_di
             assert got == expected, (field, text)
             checked += 1
         assert checked > 1000
+
+
+def test_lookups_share_one_searcher_per_generation_whatever_thread_asks(
+        index_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Articles by id and the category list come from one searcher per generation, shared by the
+    threads of the service's pool (which come and go); each thread opened its own before, at every
+    commit. What they answer follows the commits."""
+    import threading
+
+    writer = WhooshIndexWriter(index_dir)
+    rng = random.Random(9)
+    with WhooshEngine.open(index_dir) as engine:
+        opened: list[str] = []
+        open_searcher = engine._open_searcher
+
+        def counting(token: str) -> Any:
+            opened.append(token)
+            return open_searcher(token)
+
+        monkeypatch.setattr(engine, "_open_searcher", counting)
+
+        def lookups(found: list[object]) -> None:
+            found.append(engine.get_article("a-1"))
+            found.append(engine.get_article("x-1"))
+            found.append(sum(c.count for c in engine.categories()))
+
+        for seq in (1, 2):
+            results: list[list[object]] = []
+            threads = []
+            for _ in range(12):  # a new thread each time, as the pool's come and go
+                results.append([])
+                threads.append(threading.Thread(target=lookups, args=(results[-1],)))
+                threads[-1].start()
+            for thread in threads:
+                thread.join()
+            assert len(opened) == seq, opened  # one searcher for this generation, not one a thread
+            for a1, x1, total in results:
+                assert isinstance(a1, Article) and a1.id == "a-1"
+                assert (x1 is not None) == (seq == 2) and total == 60 + (seq == 2)
+            writer.apply([Entry(seq, Op.UPSERT, "x-1", random_article(rng, "x-1", 99), datetime.now(UTC))])
+    assert engine._lookup_held is None  # closed with the engine
