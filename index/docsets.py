@@ -31,13 +31,14 @@ from whoosh.searching import Searcher
 from index.article import VN_TZ
 from index.postings import (
     LENGTHS,
+    TermFilter,
     all_ids,
     id_weight_arrays,
     length_bytes,
     numeric_column,
     raw_postings,
+    term_filter,
     term_hash,
-    term_hashes,
     weights_of,
 )
 from index.untracked import untracked
@@ -55,9 +56,9 @@ PROBE_RATIO = 8  # a clause this many times larger than the candidates is probed
 # each (a 4-byte id, a 4-byte term frequency), so about 64 MB a generation, shared by the worker's
 # search threads. The few hundred commonest syllables alone hold several million postings.
 POSTING_CACHE_POSTINGS = 8_000_000
-# Segments of at most this many documents (a publishing commit's) keep the set of their terms'
-# hashes in memory (``index.postings.term_hashes``): about 20,000 terms and 1.5 MB for 50 articles.
-# Larger segments (a build's, a merge's) hold most terms anyway and would cost far more memory.
+# Segments of at most this many documents (a publishing commit's) keep a Bloom filter of their terms
+# in memory (``index.postings.term_filter``): about 22,500 terms and 64 KB for 50 articles.
+# Larger segments (a build's, a merge's) hold most terms anyway.
 TERM_SET_MAX_DOCS = 200
 
 IdArray = npt.NDArray[np.int32]  # document numbers (4 bytes: an index of up to 2 billion)
@@ -133,7 +134,7 @@ class SharedSets:
         self.value_index: dict[str, tuple[list[str], npt.NDArray[np.int32]] | None] = {}
         self.segments: tuple[tuple[str, int], ...] | None = None  # (segment id, documents), in order
         self.carry: Carry | None = None
-        self.term_sets: dict[str, frozenset[int] | None] = {}  # small segment's id -> its term hashes
+        self.term_sets: dict[str, TermFilter | None] = {}  # small segment's id -> its terms' filter
 
     def follow(self, old: SharedSets, segments: Sequence[tuple[str, int]]) -> None:
         """Take over what ``old`` (an earlier, or later, generation of the same index) holds for the
@@ -218,7 +219,7 @@ class DocSets:
 
     def _holding(self, field: str, text: str, start: int = 0) -> list[tuple[Any, int, frozenset[int]]]:
         """The segments from the ``start``-th on that may hold the term: every one but the small
-        segments whose term set lacks it (``index.postings.term_hashes``)."""
+        segments whose term filter rules it out (``index.postings.term_filter``)."""
         leaves = self._leaves[start:]
         if not self._small or self._small[-1][0] < start:
             return leaves
@@ -231,7 +232,7 @@ class DocSets:
             if position < start:
                 continue
             if segment_id not in sets:
-                sets[segment_id] = term_hashes(self._leaves[position][0])
+                sets[segment_id] = term_filter(self._leaves[position][0])
             held = sets[segment_id]
             if held is not None and wanted not in held:
                 lacking.add(position)
