@@ -224,9 +224,13 @@ class Applier:
                                  batch.last_seq)
         if batch.committed:
             self._merge_due = True
-            if self.journal.read_after(batch.last_seq, 1):  # else: in the next lull
+            if self._waiting(batch.last_seq):  # else: in the next lull
                 self._merge(busy=True)
         return batch
+
+    def _waiting(self, after: int) -> bool:
+        """Are entries numbered above ``after`` waiting in the journal?"""
+        return bool(self.journal.read_after(after, 1))
 
     def _merge(self, *, busy: bool) -> None:
         """One merge step; keeps ``_merge_due`` while another may be needed. Never raises: the index
@@ -238,8 +242,7 @@ class Applier:
             # A merge started while nothing waited gives way to what arrives meanwhile (or a stop).
             applied = self.status.applied_seq
             merged = self.writer.merge_small_segments(
-                busy=busy, interrupt=None if busy else lambda: self.stop.is_set() or bool(
-                    self.journal.read_after(applied, 1)))
+                busy=busy, interrupt=None if busy else lambda: self.stop.is_set() or self._waiting(applied))
         except IndexBusy:  # a ``searchsvc index`` run (which merges small segments itself)
             self._merge_due = False
             return

@@ -59,7 +59,7 @@ POSTING_CACHE_POSTINGS = 8_000_000
 # Segments of at most this many documents (a publishing commit's) keep a Bloom filter of their terms
 # in memory (``index.postings.term_filter``): about 22,500 terms and 64 KB for 50 articles.
 # Larger segments (a build's, a merge's) hold most terms anyway.
-TERM_SET_MAX_DOCS = 200
+TERM_FILTER_MAX_DOCS = 200
 
 IdArray = npt.NDArray[np.int32]  # document numbers (4 bytes: an index of up to 2 billion)
 PostingIds = IdArray
@@ -134,7 +134,7 @@ class SharedSets:
         self.value_index: dict[str, tuple[list[str], npt.NDArray[np.int32]] | None] = {}
         self.segments: tuple[tuple[str, int], ...] | None = None  # (segment id, documents), in order
         self.carry: Carry | None = None
-        self.term_sets: dict[str, TermFilter | None] = {}  # small segment's id -> its terms' filter
+        self.term_filters: dict[str, TermFilter | None] = {}  # small segment's id -> its terms' filter
 
     def follow(self, old: SharedSets, segments: Sequence[tuple[str, int]]) -> None:
         """Take over what ``old`` (an earlier, or later, generation of the same index) holds for the
@@ -144,14 +144,13 @@ class SharedSets:
         self.segments = tuple(segments)
         old.carry = None
         ids = {segment_id for segment_id, _docs in self.segments}
-        self.term_sets = {k: v for k, v in old.term_sets.items() if k in ids}  # a segment's terms never change
+        # A segment's terms never change: the filters of the segments still there carry over.
+        self.term_filters = {k: v for k, v in old.term_filters.items() if k in ids}
         if old.segments is None:
             return
         shared, end = common_prefix(old.segments, self.segments)
         if shared:
             self.carry = Carry(old, end, shared, shared == len(old.segments))
-
-
     def get_term(self, key: tuple[str, str]) -> frozenset[int] | None:
         with self.lock:
             return self.terms.get(key)
@@ -195,7 +194,6 @@ def narrowed(ids: PostingIds, weights: npt.NDArray[np.floating[Any]]) -> tuple[P
     return (ids, narrow) if np.array_equal(narrow, weights) else (ids, weights)
 
 
-
 class DocSets:
     """Posting-set evaluation for one searcher (so one thread), with caches shared per generation."""
 
@@ -211,9 +209,10 @@ class DocSets:
         self._shared = shared if shared is not None else SharedSets()
         if self._shared.segments is None:
             self._shared.segments = segments_of(searcher)
-        # The small segments (``TERM_SET_MAX_DOCS``): position among the leaves and segment id.
-        self._small = [(i, self._shared.segments[i][0]) for i, (leaf, _o, _d) in enumerate(self._leaves)
-                       if leaf.doc_count_all() <= TERM_SET_MAX_DOCS and len(self._leaves) > 1]
+        # The small segments (``TERM_FILTER_MAX_DOCS``) of an index of several: position, segment id.
+        segments = self._shared.segments
+        self._small = [(i, segments[i][0]) for i, (leaf, _o, _d) in enumerate(self._leaves)
+                       if leaf.doc_count_all() <= TERM_FILTER_MAX_DOCS] if len(self._leaves) > 1 else []
         # Deleted documents of every segment, as global numbers (posting arrays include them).
         self._deleted = frozenset(d + offset for _leaf, offset, deleted in self._leaves for d in deleted)
 
@@ -221,24 +220,19 @@ class DocSets:
         """The segments from the ``start``-th on that may hold the term: every one but the small
         segments whose term filter rules it out (``index.postings.term_filter``)."""
         leaves = self._leaves[start:]
-        if not self._small or self._small[-1][0] < start:
-            return leaves
-        wanted = term_hash(self._leaves[0][0], field, text)
+        small = [(position, segment_id) for position, segment_id in self._small if position >= start]
+        wanted = term_hash(self._leaves[0][0], field, text) if small else None
         if wanted is None:
             return leaves
+        filters = self._shared.term_filters
         lacking = set()
-        sets = self._shared.term_sets
-        for position, segment_id in self._small:
-            if position < start:
-                continue
-            if segment_id not in sets:
-                sets[segment_id] = term_filter(self._leaves[position][0])
-            held = sets[segment_id]
+        for position, segment_id in small:
+            if segment_id not in filters:
+                filters[segment_id] = term_filter(self._leaves[position][0])
+            held = filters[segment_id]
             if held is not None and wanted not in held:
                 lacking.add(position)
-        if not lacking:
-            return leaves
-        return [leaf for position, leaf in enumerate(self._leaves) if position >= start and position not in lacking]
+        return [leaf for position, leaf in enumerate(leaves, start) if position not in lacking] if lacking else leaves
 
     def term(self, field: str, text: str) -> frozenset[int]:
         key = (field, text)
@@ -364,10 +358,6 @@ class DocSets:
                 keys.extend(values)
             self._shared.published = cached = keys
         return cached
-
-    def doc_count_all(self) -> int:
-        """Documents in the generation, deleted ones included (what Whoosh's idf divides)."""
-        return int(self._leaves[-1][1] + self._leaves[-1][0].doc_count_all()) if self._leaves else 0
 
     def df(self, field: str, text: str) -> int:
         key = (field, text)

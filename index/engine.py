@@ -421,12 +421,11 @@ class WhooshEngine:
         """Every category with its article count, largest first: from the catalog, kept current
         commit by commit, so never a pass over the postings."""
         with self._lookup() as (_searcher, gen):
-            pass
-        if gen.categories is None:
-            counts = gen.catalog.counts if gen.catalog is not None else {}
-            gen.categories = sorted((FacetValue(gen.labels.get(s, s), s, n) for s, n in counts.items() if s),
-                                    key=lambda f: (-f.count, f.slug))
-        return gen.categories
+            if gen.categories is None:
+                counts = gen.catalog.counts if gen.catalog is not None else {}
+                gen.categories = sorted((FacetValue(gen.labels.get(s, s), s, n) for s, n in counts.items() if s),
+                                        key=lambda f: (-f.count, f.slug))
+            return gen.categories
 
     def latest(self, category_slug: str | None = None, limit: int = 50, offset: int = 0) -> list[Article]:
         """The newest articles (of one category), newest first, ties by id: a slice of the

@@ -59,6 +59,7 @@ def bm25_scores(searcher: Searcher, terms: list[tuple[str, str, float]], candida
     per-posting loop did, in the same order (terms in order, the same expression), so the scores
     are bit for bit what they were."""
     cand = as_array(candidates)
+    documents = searcher.doc_count_all()  # deleted ones included, as Whoosh's idf counts them
     scores = np.zeros(len(cand), dtype=np.float64)
     matched_texts: dict[str, npt.NDArray[np.bool_]] = {}
     for field, text, boost in terms:
@@ -67,7 +68,7 @@ def bm25_scores(searcher: Searcher, terms: list[tuple[str, str, float]], candida
             continue
         # Whoosh's ``WeightingModel.idf`` (BM25F keeps it), from the shared, carried frequencies
         # rather than ``Searcher.idf``, which asks every segment again for each new searcher.
-        idf = log(docsets.doc_count_all() / (df + 1)) + 1
+        idf = log(documents / (df + 1)) + 1
         avgdl = searcher.avg_field_length(field) or 1.0
         weight = boost * idf
         ids, weights = docsets.postings(field, text)

@@ -441,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         key = key_proc.stdout.strip().splitlines()[-1]
         serve_args = argparse.Namespace(index_dir=index_dir, workers=args.workers, engine_threads=None,
                                         no_access_log=args.no_access_log)
-        settings = dict(item.split("=", 1) for item in args.setting if "=" in item)
+        settings = dict(item.split("=", 1) for item in args.setting)
         with start_service(serve_args, tmp, settings) as server:
             print(f"bulk, the API: {len(bulk_lines)} articles in batches of {args.batch} ({load_note()})...",
                   file=sys.stderr, flush=True)

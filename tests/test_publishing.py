@@ -445,18 +445,21 @@ def test_an_apply_never_merges_and_the_idle_merge_takes_the_smallest_segments(tm
     assert writer.merge_small_segments() == 0  # at most MERGE_AT_SEGMENTS small segments left
 
 
+class Seg:
+    """What ``segments_to_merge`` reads of a Whoosh segment."""
+
+    def __init__(self, docs: int, n: int) -> None:
+        self.docs, self.n = docs, n
+
+    def doc_count_all(self) -> int:
+        return self.docs
+
+    def segment_id(self) -> str:
+        return f"s{self.n:03d}"
+
+
 def test_segments_to_merge_bounds_the_count_even_when_busy() -> None:
     from index.whoosh_writer import segments_to_merge
-
-    class Seg:
-        def __init__(self, docs: int, n: int) -> None:
-            self.docs, self.n = docs, n
-
-        def doc_count_all(self) -> int:
-            return self.docs
-
-        def segment_id(self) -> str:
-            return f"s{self.n:03d}"
 
     build = Seg(50_000, 0)
     small = [Seg(10 + n % 5, n) for n in range(1, 11)]
@@ -469,16 +472,6 @@ def test_segments_to_merge_bounds_the_count_even_when_busy() -> None:
 
 def test_a_busy_merge_takes_only_a_bounded_number_of_documents() -> None:
     from index.whoosh_writer import segments_to_merge
-
-    class Seg:
-        def __init__(self, docs: int, n: int) -> None:
-            self.docs, self.n = docs, n
-
-        def doc_count_all(self) -> int:
-            return self.docs
-
-        def segment_id(self) -> str:
-            return f"s{self.n:03d}"
 
     small = [Seg(400, n) for n in range(1, 11)]
     assert len(segments_to_merge(small, busy=True, at=4, cap=8, busy_docs=1000)) == 2  # 800; a third: 1,200
