@@ -148,9 +148,15 @@ def _published_from_json(doc: str) -> int:
         return 0
 
 
-def build(token: str, reader: Any, previous: Snapshot | None = None) -> tuple[Snapshot, Changes]:
+def build(token: str, reader: Any, previous: Snapshot | None = None, *,
+          changes: bool = True) -> tuple[Snapshot, Changes]:
     """The snapshot of the generation ``token`` that ``reader`` reads, and what changed since
-    ``previous`` (``EVERYTHING`` when there is none or it belongs to another index directory)."""
+    ``previous`` (``EVERYTHING`` when there is none or it belongs to another index directory).
+
+    Changes are computed forward only: from an older generation to a newer one. ``changes=False``
+    (``previous`` is newer) only reuses what ``previous`` read of the segments both hold and builds
+    the rest from scratch, reporting ``EVERYTHING``: going back, deletions are undone, which the
+    forward computation cannot see."""
     same_index = previous is not None and previous.token.split(".")[0] == token.split(".")[0]
     base = previous if same_index else None
     segments: dict[str, SegmentDocs] = {}
@@ -162,7 +168,7 @@ def build(token: str, reader: Any, previous: Snapshot | None = None) -> tuple[Sn
         segments[segid] = docs if docs is not None else _read_segment(leaf)
         deleted[segid] = frozenset(leaf.segment().deleted_docs() or ()) if leaf.has_deletions() else frozenset()
         offsets[segid] = offset
-    if base is None:
+    if base is None or not changes:
         snapshot = _from_scratch(token, segments, deleted, offsets)
         return snapshot, EVERYTHING
     return _from_previous(token, base, segments, deleted, offsets)

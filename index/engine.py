@@ -146,12 +146,21 @@ class WhooshEngine:
         least that new (``searchsvc.freshness``)."""
         now = time.monotonic()
         if now - self._checked >= CHECK_INTERVAL or not self._token:
-            token = self._disk_token()
-            with self._lock:
-                if not self._token or _token_order(token) > _token_order(self._token):
-                    self._token = token
-                self._checked = now
+            self._advance(self._disk_token())
+            self._checked = now
         return self._token
+
+    def _advance(self, token: str) -> None:
+        """Make ``token`` the generation if it is newer: read from the disk, or opened by a thread.
+
+        Why the opened ones too: a thread opens whatever is newest on disk, which may be newer than
+        the last look at the disk. The other threads then move to it at their next call instead of
+        staying on the older generation until their next look, up to ``CHECK_INTERVAL`` later,
+        while the caches are already keyed by the newer one (two generations in use at once is
+        what made a stale catalog possible; ``_generation_data``)."""
+        with self._lock:
+            if not self._token or _token_order(token) > _token_order(self._token):
+                self._token = token
 
     def _state(self) -> tuple[Searcher, _Generation]:
         token = self.generation
@@ -167,6 +176,7 @@ class WhooshEngine:
                 self._open[searcher] = threading.current_thread()
             for s in ended:
                 _close_quietly(s)
+            self._advance(actual)
             local.searcher, local.token = searcher, actual
             local.docsets = DocSets(searcher, self._generation_data(actual, searcher).sets)
             if actual != token:
@@ -193,6 +203,7 @@ class WhooshEngine:
                 if held is not None:
                     _close_quietly(held[1])
                 held = self._lookup_held = (_read_token(token, searcher, ix), searcher)
+                self._advance(held[0])
             token, searcher = held
             yield searcher, self._generation_data(token, searcher)
 
@@ -244,6 +255,13 @@ class WhooshEngine:
         raise AssertionError("unreachable")
 
     def _generation_data(self, token: str, searcher: Searcher) -> _Generation:
+        """The data of generation ``token`` (``searcher`` reads it), shared by every thread.
+
+        The newest generation and the one before it are kept: a thread can still ask for the one
+        before after another thread opened the newest (it read the generation just before). An
+        older one still is built for that call alone, and never replaces a newer one: a catalog
+        built *from* a newer generation's cannot see deletions undone, and the changes the next
+        commit's catalog records from it would miss them (a stale cached answer, kept for good)."""
         gen = self._shared.get(token)
         if gen is None:
             with self._lock:
@@ -252,7 +270,9 @@ class WhooshEngine:
                     gen = _Generation(token=token, labels=_labels(self.index_dir / token.split(".")[0], searcher),
                                       doc_count=searcher.doc_count())
                     gen.catalog = self._build_catalog(token, searcher)
-                    previous = next(iter(self._shared.values()), None)
+                    previous = max(self._shared.values(), key=lambda g: _token_order(g.token), default=None)
+                    if previous is not None and _token_order(previous.token) > _token_order(token):
+                        return gen  # older than the newest: for this call only
                     if previous is not None and previous.token.split(".")[0] == token.split(".")[0]:
                         # The caches of the segments both generations hold carry over
                         # (``index.docsets.Carry``): a commit costs the readers what it added.
@@ -264,7 +284,7 @@ class WhooshEngine:
                         # Likewise the syllable frequencies of related articles: a commit moves a
                         # few counts by a few articles; refreshed like the vocabulary.
                         gen.syllable_df, gen.syllable_df_built = previous.syllable_df, previous.syllable_df_built
-                    self._shared = {token: gen}
+                    self._shared = {token: gen} if previous is None else {previous.token: previous, token: gen}
         return gen
 
     # Generations whose changes are remembered (``changes_between``): at a commit a second, the
@@ -279,6 +299,10 @@ class WhooshEngine:
             previous = self._catalog
             if previous is not None and previous.token == token:
                 return previous
+            if previous is not None and _token_order(previous.token) > _token_order(token):
+                # An older generation than the newest built (``_generation_data``): built on its
+                # own, neither recorded as a change nor the base of the next catalog.
+                return catalog.build(token, searcher.reader(), previous, changes=False)[0]
             snapshot, changes = catalog.build(token, searcher.reader(), previous)
             if previous is not None and token not in self._changes:
                 self._changes[token] = (previous.token, changes)

@@ -60,6 +60,7 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from benchkit.corpus import CORPUS, REPO_ROOT, corpus_articles, write_jsonl
+from benchkit.procinfo import children, cmdline, cpu_seconds
 from benchkit.report import banner, load_note, percentile
 from benchkit.wrk import Result, ensure_wrk, run_wrk, start_service
 
@@ -113,11 +114,45 @@ def wrk_args(args: argparse.Namespace, duration: int) -> argparse.Namespace:
     return argparse.Namespace(threads=args.threads, connections=args.connections, duration=duration, warmup=0)
 
 
+def server_cpu(master: int) -> dict[str, float]:
+    """CPU seconds used so far by the server's processes, by role: its workers (uvicorn spawns
+    them: ``spawn_main``), the applier (``searchsvc apply``) and the supervising process itself."""
+    used = {"workers": 0.0, "applier": 0.0, "supervisor": cpu_seconds(master)}
+    for pid in children(master):
+        line = cmdline(pid)
+        role = "workers" if "spawn_main" in line else "applier" if "searchsvc apply" in line else "supervisor"
+        used[role] += cpu_seconds(pid)
+    return used
+
+
+@dataclass
+class CpuSplit:
+    """Where the machine's CPU went during one reader run: what tells a search made dearer by
+    publishing (workers' CPU per search up) from searches given less of the machine (applier's
+    share up) or from nobody using it (idle: waiting on a lock, a commit, the disk)."""
+
+    seconds: float
+    used: dict[str, float]
+
+    def note(self, searches: int) -> str:
+        cores = os.cpu_count() or 1
+        total = cores * self.seconds
+        parts = "  ".join(f"{role} {cpu:.1f} s ({cpu / total:.0%})" for role, cpu in self.used.items())
+        idle = max(0.0, total - sum(self.used.values()))
+        per_search = self.used["workers"] / searches * 1000 if searches else 0.0
+        return (f"{parts}  else/idle {idle:.1f} s ({idle / total:.0%}) of {cores} x {self.seconds:.1f} s;  "
+                f"workers {per_search:.1f} ms CPU per search")
+
+
 def readers(wrk: str, url: str, args: argparse.Namespace, tmp: Path, name: str, warm: list[str],
-            measured: list[str]) -> Result:  # fmt: skip
+            measured: list[str], master: int) -> tuple[Result, CpuSplit]:  # fmt: skip
+    """A reader run, and the server's CPU during its measured part (``master``: the server's pid)."""
     if args.warmup > 0:
         run_wrk(wrk, url, warm, 200, wrk_args(args, args.warmup), tmp, f"{name}-warmup")
-    return run_wrk(wrk, url, measured, 200, wrk_args(args, args.duration), tmp, name)
+    before, started = server_cpu(master), time.monotonic()
+    result = run_wrk(wrk, url, measured, 200, wrk_args(args, args.duration), tmp, name)
+    after, seconds = server_cpu(master), time.monotonic() - started
+    return result, CpuSplit(seconds, {role: after[role] - before[role] for role in after})
 
 
 # -- sustained publishing ---------------------------------------------------------------------------------
@@ -449,23 +484,25 @@ def main(argv: list[str] | None = None) -> int:
             bulk_commits = applier_commits(tmp / "server.log")
 
             print(f"readers alone: {args.duration} s ({load_note()})...", file=sys.stderr, flush=True)
-            quiet = readers(wrk, server.url, args, tmp, "alone", warm_alone, alone)
+            quiet, quiet_cpu = readers(wrk, server.url, args, tmp, "alone", warm_alone, alone, server.proc.pid)
             print(f"readers while {args.publishers} clients publish: {args.duration} s ({load_note()})...",
                   file=sys.stderr, flush=True)
             serial = itertools.count()
             with Publishing(server.url, key, pool, args.publishers, args.sample, serial=serial) as publishing:
-                loaded = readers(wrk, server.url, args, tmp, "publishing", warm_busy, busy)
+                loaded, loaded_cpu = readers(wrk, server.url, args, tmp, "publishing", warm_busy, busy,
+                                             server.proc.pid)
             sustained = publishing.result
             sustained_commits = applier_commits(tmp / "server.log")[len(bulk_commits):]
-            steady: tuple[Sustained, Result, list[tuple[int, float]]] | None = None
+            steady: tuple[Sustained, Result, list[tuple[int, float]], CpuSplit] | None = None
             if args.rate > 0:
                 wait_applied(server.url, key)
                 print(f"readers while {args.publishers} clients publish {args.rate:g} articles/s: {args.duration} s "
                       f"({load_note()})...", file=sys.stderr, flush=True)
                 done = len(bulk_commits) + len(sustained_commits)
                 with Publishing(server.url, key, pool, args.publishers, args.sample, args.rate, serial) as publishing:
-                    at_rate = readers(wrk, server.url, args, tmp, "paced", warm_paced, paced_queries)
-                steady = (publishing.result, at_rate, applier_commits(tmp / "server.log")[done:])
+                    at_rate, paced_cpu = readers(wrk, server.url, args, tmp, "paced", warm_paced, paced_queries,
+                                                 server.proc.pid)
+                steady = (publishing.result, at_rate, applier_commits(tmp / "server.log")[done:], paced_cpu)
     load_end = load_note()
 
     # -- report ----------------------------------------------------------------------------------------
@@ -476,13 +513,18 @@ def main(argv: list[str] | None = None) -> int:
                   f"{args.workers} workers, base index {base_count} + bulk {bulk.articles} articles")
     print(f"\nreaders /api/search alone            {quiet.rps:6.1f} req/s  p50 {quiet.p50_ms:.0f} ms  "
           f"p95 {quiet.p95_ms:.0f} ms  p99 {quiet.p99_ms:.0f} ms  errors {quiet.errors}")
+    print(f"  server CPU         {quiet_cpu.note(quiet.requests)}")
     print(f"\nas fast as answered: {args.publishers} publishers (one article a request) {conditions}")
     results["sustained"] = report_publishing(sustained, loaded, quiet, sustained_commits, None)
+    print(f"  server CPU         {loaded_cpu.note(loaded.requests)}")
+    results["sustained"]["cpu"] = asdict(loaded_cpu)
     results["sustained"]["readers"] = asdict(loaded)
     if steady is not None:
-        paced, at_rate, paced_commits = steady
+        paced, at_rate, paced_commits, paced_cpu = steady
         print(f"\nat {args.rate:g} articles/s: the same publishers held to that rate together, {conditions}")
         results["paced"] = report_publishing(paced, at_rate, quiet, paced_commits, args.rate)
+        print(f"  server CPU         {paced_cpu.note(at_rate.requests)}")
+        results["paced"]["cpu"] = asdict(paced_cpu)
         results["paced"]["readers"] = asdict(at_rate)
         results["paced"]["rate"] = args.rate
     print(f"\nbulk: {bulk.articles} articles, NDJSON batches of {args.batch}, one client"
@@ -496,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nmachine: {load_end} (end)")
 
     results.update({
-        "readers_alone": asdict(quiet),
+        "readers_alone": {**asdict(quiet), "cpu": asdict(quiet_cpu)},
         "bulk": {**asdict(bulk), "cli_seconds": round(cli_seconds, 3), "cli_rate": round(cli_rate, 2),
                  "api_rate": round(api_rate, 2), "share": round(share, 3)},
         "applier_commits": {"bulk": bulk_commits},

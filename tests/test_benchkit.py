@@ -4,11 +4,15 @@ own latencies, so p95s from the Python benchmarks and from the wrk ones are the 
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+import time
 from collections import Counter
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from benchkit.procinfo import cpu_seconds
 from benchkit.report import percentile
 
 
@@ -38,3 +42,18 @@ def test_positions_in_the_sorted_samples() -> None:
        st.sampled_from([50, 75, 90, 95, 99, 99.9]))
 def test_same_as_wrk(samples: list[int], p: float) -> None:
     assert percentile(samples, p) == wrk_percentile(samples, p)
+
+
+def test_cpu_seconds_counts_what_a_process_burns_and_nothing_for_one_gone() -> None:
+    """``bench_ingest`` splits the server's CPU by role with it; a busy child must show its work."""
+    child = subprocess.Popen([sys.executable, "-c", "import time\nt = time.process_time()\n"
+                              "while time.process_time() - t < 0.3: pass\ninput()"],
+                             stdin=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while cpu_seconds(child.pid) < 0.25 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert 0.25 <= cpu_seconds(child.pid) < 5
+    finally:
+        child.communicate(b"\n", timeout=30)
+    assert cpu_seconds(child.pid) == 0.0  # reaped: no /proc entry

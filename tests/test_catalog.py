@@ -6,6 +6,7 @@ catalog built from scratch on the same generation."""
 from __future__ import annotations
 
 import random
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from cluster_helpers import ENGINES, Archive
 from index_helpers import article
 
+import index.engine as engine_module
 from index import catalog
 from index.api import Changes, SearchEngine, Shows
 from index.article import VN_TZ, Article
@@ -156,3 +158,70 @@ def test_the_generation_never_goes_back(tmp_path: Path) -> None:
         index_articles(index_dir, [make(9, rng)], procs=1, rebuild=True)  # another build: a later directory
         engine._checked = 0.0
         assert engine.generation.split(".")[0] > name
+
+
+def test_a_thread_behind_the_newest_generation_does_not_hide_a_deletion(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race behind a stale 200 for an unpublished article (CI, 2026-12-06): a thread still on
+    an older generation (the disk is re-read at most every CHECK_INTERVAL) asks for that
+    generation's data after other threads opened newer ones. Building its catalog *from* the
+    newest one cannot see deletions undone, so it lost a2, and the next commit's changes, computed
+    from it, no longer named a2: a cached answer from the first generation was kept for good."""
+    monkeypatch.setattr(engine_module, "CHECK_INTERVAL", 3600.0)  # the disk is read only when told
+    rng = random.Random(8)
+    index_dir = tmp_path / "ix"
+    model = {f"a{i}": make(i, rng) for i in range(6)}
+    index_articles(index_dir, list(model.values()), procs=1)
+    writer = WhooshIndexWriter(index_dir)
+
+    def open_in_another_thread() -> str:
+        opened: list[str] = []
+        other = threading.Thread(target=lambda: opened.append(engine._state()[1].token))
+        other.start()
+        other.join()
+        return opened[0]
+
+    with WhooshEngine.open(index_dir) as engine:
+        first = engine.generation
+        searcher, first_data = engine._state()  # this thread reads the first generation
+        writer.apply([Entry(1, Op.DELETE, "a2", None, datetime.now(UTC))])
+        second = open_in_another_thread()
+        # One generation behind: the data every thread shares, kept while a thread may still ask.
+        assert engine._generation_data(first, searcher) is first_data
+        model["a3"] = make(3, rng, version=1)
+        writer.apply([Entry(2, Op.UPSERT, "a3", model["a3"], datetime.now(UTC))])
+        third = open_in_another_thread()
+        assert second != first and third != second
+        # Two behind: built for this call alone, from scratch, and the newest catalog stays.
+        assert engine._generation_data(first, searcher).catalog.live.keys() == first_data.catalog.live.keys()
+        assert first not in engine._shared
+        model["a5"] = make(5, rng, version=1)
+        writer.apply([Entry(3, Op.UPSERT, "a5", model["a5"], datetime.now(UTC))])
+        engine._checked = 0.0
+        fourth = engine.generation
+        assert engine.changes_between(first, fourth).ids == {"a2", "a3", "a5"}
+        assert engine.changes_between(second, fourth).ids == {"a3", "a5"}
+        assert engine.changes_between(third, fourth).ids == {"a5"}
+        del model["a2"]
+        check(engine, model)  # and the newest catalog is the one built from scratch
+
+
+def test_a_thread_that_opens_a_newer_generation_moves_everyone_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A generation one thread opened exists: the others move to it at their next call rather than
+    waiting for their next look at the disk (which would keep two generations in use)."""
+    monkeypatch.setattr(engine_module, "CHECK_INTERVAL", 3600.0)
+    rng = random.Random(9)
+    index_dir = tmp_path / "ix"
+    index_articles(index_dir, [make(i, rng) for i in range(4)], procs=1)
+    with WhooshEngine.open(index_dir) as engine:
+        first = engine.generation
+        engine._state()
+        WhooshIndexWriter(index_dir).apply([Entry(1, Op.DELETE, "a1", None, datetime.now(UTC))])
+        opened: list[str] = []
+        other = threading.Thread(target=lambda: opened.append(engine._state()[1].token))
+        other.start()
+        other.join()
+        assert engine.generation == opened[0] != first
+        assert engine._state()[1].token == opened[0]
+        assert engine.get_article("a1") is None
