@@ -37,8 +37,8 @@ from index.postings import (
     length_bytes,
     numeric_column,
     raw_postings,
+    term_bytes,
     term_filter,
-    term_hash,
     weights_of,
 )
 from index.untracked import untracked
@@ -56,8 +56,8 @@ PROBE_RATIO = 8  # a clause this many times larger than the candidates is probed
 # each (a 4-byte id, a 4-byte term frequency), so about 64 MB a generation, shared by the worker's
 # search threads. The few hundred commonest syllables alone hold several million postings.
 POSTING_CACHE_POSTINGS = 8_000_000
-# Segments of at most this many documents (a publishing commit's) keep a Bloom filter of their terms
-# in memory (``index.postings.term_filter``): about 22,500 terms and 64 KB for 50 articles.
+# Segments of at most this many documents (a publishing commit's) keep the hashes of their terms in
+# memory (``index.postings.term_filter``): about 22,500 terms and 90 KB for 50 articles.
 # Larger segments (a build's, a merge's) hold most terms anyway.
 TERM_FILTER_MAX_DOCS = 200
 
@@ -221,16 +221,23 @@ class DocSets:
         segments whose term filter rules it out (``index.postings.term_filter``)."""
         leaves = self._leaves[start:]
         small = [(position, segment_id) for position, segment_id in self._small if position >= start]
-        wanted = term_hash(self._leaves[0][0], field, text) if small else None
-        if wanted is None:
+        tbytes = term_bytes(self._leaves[0][0], field, text) if small else None
+        if tbytes is None:
             return leaves
         filters = self._shared.term_filters
         lacking = set()
+        hashes: dict[bytes, int] = {}  # by key: segments written alike number their fields alike
         for position, segment_id in small:
             if segment_id not in filters:
                 filters[segment_id] = term_filter(self._leaves[position][0])
             held = filters[segment_id]
-            if held is not None and wanted not in held:
+            if held is None:
+                continue
+            key = held.keycoder(field, tbytes)
+            wanted = hashes.get(key)
+            if wanted is None:
+                wanted = hashes[key] = int(held.hashfn(key))
+            if wanted not in held:
                 lacking.add(position)
         return [leaf for position, leaf in enumerate(leaves, start) if position not in lacking] if lacking else leaves
 

@@ -14,16 +14,17 @@ import pickle
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from cachetools import LRUCache
 from whoosh import scoring
 from whoosh.index import TOC
+from whoosh.reading import MultiReader, SegmentReader
 from whoosh.searching import Searcher
 
 from index import catalog, related_whoosh, store
@@ -31,15 +32,18 @@ from index import related as related_algorithm
 from index.api import EVERYTHING, NOTHING, Changes, Dated, FacetValue, SearchRequest, SearchResult
 from index.article import Article
 from index.docsets import DocSets, SharedSets, segments_of
+from index.memory import release_free_memory
 from index.search import Context, search
 from index.untracked import untracked
-
-T = TypeVar("T")
 
 if TYPE_CHECKING:  # imported when first needed: building suggestions is rare
     from index.suggest import Suggester
 
 CHECK_INTERVAL = 0.25  # seconds between on-disk generation checks (commit-to-visible well under 5 s)
+# Seconds at least between two hand-backs of freed memory (``index.memory``) when generations change:
+# without them a worker of the 10-minute soak held 1,127 MB at 300 s, and 670 MB right after one
+# (docs/benchmarks.md). The first after a while takes tens of milliseconds, the next a few.
+TRIM_INTERVAL = 30.0
 
 
 def _read_token(token: str, searcher: Searcher, ix: Any) -> str:
@@ -66,14 +70,12 @@ class _Generation:
     doc_count: int = 0
     sets: SharedSets = field(default_factory=SharedSets)  # posting sets shared by its threads
     vocabulary: frozenset[str] | None = None  # every folded syllable (typo candidates are checked here)
-    vocabulary_built: float = 0.0
-    vocabulary_refreshing: bool = False
+    # What an earlier generation's vocabulary holds, and the segments it was read from
+    # (``_vocabulary``: this generation reads only the segments it adds).
+    vocabulary_base: tuple[frozenset[str], frozenset[str]] | None = None
+    segment_ids: frozenset[str] = frozenset()
     lock: threading.Lock = field(default_factory=threading.Lock)
     catalog: catalog.Snapshot | None = None  # built when the generation is first opened
-    # Every folded syllable's document frequency (``index.related_whoosh``), for related articles.
-    syllable_df: dict[str, int] | None = None
-    syllable_df_built: float = 0.0
-    syllable_df_refreshing: bool = False
 
 
 class WhooshEngine:
@@ -84,6 +86,7 @@ class WhooshEngine:
         self._token = ""
         self._checked = 0.0
         self._shared: dict[str, _Generation] = {}
+        self._trimmed = 0.0  # when freed memory was last handed back (``TRIM_INTERVAL``)
         self._suggester: Suggester | None = None
         self._suggester_token = ""
         self._suggester_built = 0.0
@@ -167,7 +170,7 @@ class WhooshEngine:
         local = self._local
         if getattr(local, "token", None) != token:
             old = getattr(local, "searcher", None)
-            token, searcher, ix = self._open_searcher(token)
+            token, searcher, ix = self._open_searcher(token, old)
             actual = _read_token(token, searcher, ix)
             with self._lock:
                 ended = [s for s, thread in self._open.items() if not thread.is_alive()]
@@ -182,7 +185,7 @@ class WhooshEngine:
             if actual != token:
                 local.token = token = actual
             if old is not None:
-                self._close_searcher(old)
+                self._close_searcher(old, searcher)
         return local.searcher, self._generation_data(token, local.searcher)
 
     @contextmanager
@@ -199,18 +202,22 @@ class WhooshEngine:
             token = self.generation
             held = self._lookup_held
             if held is None or held[0] != token:
-                token, searcher, ix = self._open_searcher(token)
+                token, searcher, ix = self._open_searcher(token, held[1] if held is not None else None)
                 if held is not None:
-                    _close_quietly(held[1])
+                    _close_unshared(held[1], searcher)
                 held = self._lookup_held = (_read_token(token, searcher, ix), searcher)
                 self._advance(held[0])
             token, searcher = held
             yield searcher, self._generation_data(token, searcher)
 
-    def _close_searcher(self, searcher: Searcher) -> None:
+    def _close_searcher(self, searcher: Searcher, successor: Searcher | None = None) -> None:
+        """Close ``searcher``, but not the segment readers its ``successor`` took over."""
         with self._lock:
             self._open.pop(searcher, None)
-        _close_quietly(searcher)
+        if successor is None:
+            _close_quietly(searcher)
+        else:
+            _close_unshared(searcher, successor)
 
     def close(self) -> None:
         """Close every searcher this engine opened, in every thread. A thread that searches
@@ -233,8 +240,9 @@ class WhooshEngine:
 
     OPEN_ATTEMPTS = 5
 
-    def _open_searcher(self, token: str) -> tuple[str, Searcher, Any]:
-        """Open a searcher on the generation ``token`` names, or on a newer one.
+    def _open_searcher(self, token: str, previous: Searcher | None = None) -> tuple[str, Searcher, Any]:
+        """Open a searcher on the generation ``token`` names, or on a newer one, taking over the
+        segment readers of ``previous`` (this thread's searcher) that it can (``_reader_reusing``).
 
         A commit by another process deletes the previous table of contents and the segments it
         merged away; opening can therefore find a file gone between listing and reading it
@@ -245,7 +253,11 @@ class WhooshEngine:
             name = token.split(".")[0]
             try:
                 ix = store.storage(self.index_dir / name).open_index()
-                return token, ix.searcher(weighting=_weighting()), ix
+                if previous is None or previous.is_closed or previous._ix is None \
+                        or previous._ix.storage.folder != ix.storage.folder:
+                    return token, ix.searcher(weighting=_weighting()), ix
+                reader = _reader_reusing(ix, previous.reader())
+                return token, Searcher(reader, fromindex=ix, weighting=_weighting()), ix
             except FileNotFoundError:
                 if attempt == self.OPEN_ATTEMPTS - 1:
                     raise
@@ -264,11 +276,13 @@ class WhooshEngine:
         commit's catalog records from it would miss them (a stale cached answer, kept for good)."""
         gen = self._shared.get(token)
         if gen is None:
+            trim = False
             with self._lock:
                 gen = self._shared.get(token)
                 if gen is None:
                     gen = _Generation(token=token, labels=_labels(self.index_dir / token.split(".")[0], searcher),
-                                      doc_count=searcher.doc_count())
+                                      doc_count=searcher.doc_count(),
+                                      segment_ids=frozenset(segment_id for segment_id, _n in segments_of(searcher)))
                     gen.catalog = self._build_catalog(token, searcher)
                     previous = max(self._shared.values(), key=lambda g: _token_order(g.token), default=None)
                     if previous is not None and _token_order(previous.token) > _token_order(token):
@@ -277,14 +291,18 @@ class WhooshEngine:
                         # The caches of the segments both generations hold carry over
                         # (``index.docsets.Carry``): a commit costs the readers what it added.
                         gen.sets.follow(previous.sets, segments_of(searcher))
-                        # An update commit only adds syllables: the previous vocabulary stays
-                        # usable (every candidate is checked against the index afterwards) and
-                        # is refreshed in the background at most every VOCABULARY_REFRESH seconds.
-                        gen.vocabulary, gen.vocabulary_built = previous.vocabulary, previous.vocabulary_built
-                        # Likewise the syllable frequencies of related articles: a commit moves a
-                        # few counts by a few articles; refreshed like the vocabulary.
-                        gen.syllable_df, gen.syllable_df_built = previous.syllable_df, previous.syllable_df_built
+                        # The vocabulary grows by the syllables of the segments a commit adds
+                        # (``_vocabulary``); the previous one, or what it would have grown from.
+                        gen.vocabulary_base = ((previous.vocabulary, previous.segment_ids)
+                                               if previous.vocabulary is not None else previous.vocabulary_base)
                     self._shared = {token: gen} if previous is None else {previous.token: previous, token: gen}
+                    now = time.monotonic()
+                    if now - self._trimmed >= TRIM_INTERVAL:
+                        trim, self._trimmed = True, now
+            if trim:
+                # The generation just dropped (two back) held caches and a catalog: their pages
+                # go back to the system, or glibc keeps them (index.memory says why).
+                release_free_memory()
         return gen
 
     # Generations whose changes are remembered (``changes_between``): at a commit a second, the
@@ -427,9 +445,8 @@ class WhooshEngine:
         searcher, gen = self._state()
         docsets = self._local.docsets
         n_docs = gen.doc_count
-        frequencies = _syllable_df(gen, searcher)
         terms = related_algorithm.choose_terms(
-            related_algorithm.profile(source), lambda s: frequencies.get(s, 0),
+            related_algorithm.profile(source), lambda s: related_whoosh.syllable_frequency(docsets, s),
             lambda wanted: related_whoosh.pair_frequencies(docsets, wanted), n_docs)
         candidates = related_whoosh.candidates(searcher, docsets, terms, source, limit)
         found = related_algorithm.rank(source, candidates, limit)
@@ -513,6 +530,7 @@ class WhooshEngine:
         try:
             with self._suggester_lock:
                 self._build_suggester(token)
+            release_free_memory()  # the replaced suggester's pages (index.memory says why)
         finally:
             self._suggester_building = False
 
@@ -530,48 +548,6 @@ class WhooshEngine:
         self.categories()
         searcher, gen = self._state()
         _vocabulary(gen, searcher)
-        _syllable_df(gen, searcher)
-
-
-def _syllable_df(gen: _Generation, searcher: Searcher) -> dict[str, int]:
-    """Every folded syllable's document frequency (``related_whoosh.syllable_frequencies``), kept
-    as the vocabulary is (``_kept_fresh``): a commit adds a few articles, and the frequencies only
-    weigh terms."""
-    return _kept_fresh(gen, "syllable_df", searcher, related_whoosh.syllable_frequencies, "searchsvc-related-df")
-
-
-def _kept_fresh(gen: _Generation, name: str, searcher: Searcher, read: Callable[[Any], T], thread: str) -> T:
-    """``gen.<name>``: read from the index once per generation (``read(reader)``), and read again in
-    the background at most every ``VOCABULARY_REFRESH`` seconds while the old value keeps answering
-    (an update commit carries the previous generation's value over, see ``_generation_data``).
-    ``gen`` holds ``<name>``, ``<name>_built`` and ``<name>_refreshing``."""
-    if getattr(gen, name) is None:
-        with gen.lock:
-            if getattr(gen, name) is None:
-                setattr(gen, name, read(searcher.reader()))
-                setattr(gen, f"{name}_built", time.monotonic())
-    elif (not getattr(gen, f"{name}_refreshing")
-          and time.monotonic() - getattr(gen, f"{name}_built") > VOCABULARY_REFRESH):
-        setattr(gen, f"{name}_refreshing", True)
-
-        def refresh() -> None:
-            try:
-                reader = searcher._ix.reader()  # its own reader: searchers are not shared across threads
-                try:
-                    value = read(reader)
-                finally:
-                    reader.close()
-                setattr(gen, name, value)
-                setattr(gen, f"{name}_built", time.monotonic())
-            except Exception:  # the searcher may be gone with its generation: keep the old value
-                pass
-            finally:
-                setattr(gen, f"{name}_refreshing", False)
-
-        threading.Thread(target=refresh, daemon=True, name=thread).start()
-    value: T | None = getattr(gen, name)
-    assert value is not None  # built above, and a refresh only ever replaces it
-    return value
 
 
 def _token_order(token: str) -> tuple[str, int]:
@@ -579,6 +555,53 @@ def _token_order(token: str) -> tuple[str, int]:
     later build than ``gen-000001``), then the commit number inside it."""
     name, _, toc = token.rpartition(".")
     return name, int(toc) if toc.lstrip("-").isdigit() else -1
+
+
+def _reader_reusing(ix: Any, previous: Any) -> Any:
+    """A reader of the index's newest generation that takes over ``previous``'s reader of every
+    segment that is the same in both: same segment and same deleted documents.
+
+    Why not ``Searcher.refresh`` (Whoosh's own reuse): it matches segments by id alone, and a
+    commit that deletes documents of an old segment (a correction) keeps its id, so a reused
+    reader would still show them. Why reuse at all: opening a segment's reader reads its files'
+    headers and tables; every search thread reopened every segment at every commit, a tenth of a
+    worker's time while articles were published at 50 a second (docs/benchmarks.md, "Publishing").
+    A lone segment is always opened afresh: its reader carries the generation number."""
+    info = ix._read_toc()
+    if len(info.segments) < 2:
+        return ix.reader()
+    held = {leaf.segment().segment_id(): leaf for leaf, _offset in previous.leaf_readers()
+            if leaf.segment() is not None and not leaf.is_closed}
+    readers, opened = [], []
+    try:
+        for segment in info.segments:
+            leaf = held.get(segment.segment_id())
+            if leaf is None or not _same_deletions(leaf.segment(), segment):
+                leaf = SegmentReader(ix.storage, info.schema, segment, generation=info.generation)
+                opened.append(leaf)
+            readers.append(leaf)
+    except BaseException:  # a segment's files gone (a newer commit merged it away): the caller retries
+        for leaf in opened:
+            leaf.close()
+        raise
+    return MultiReader(readers, generation=info.generation)
+
+
+def _same_deletions(a: Any, b: Any) -> bool:
+    return bool(a.doc_count_all() == b.doc_count_all() and a.deleted_count() == b.deleted_count()
+                and set(a.deleted_docs()) == set(b.deleted_docs()))
+
+
+def _close_unshared(searcher: Searcher, successor: Searcher) -> None:
+    """Close ``searcher``'s segment readers that ``successor`` did not take over."""
+    kept = {id(leaf) for leaf, _offset in successor.reader().leaf_readers()}
+    for leaf, _offset in searcher.reader().leaf_readers():
+        if id(leaf) not in kept:
+            try:
+                leaf.close()
+            except Exception:  # already closed, or its files already gone from disk
+                pass
+    searcher.is_closed = True
 
 
 def _close_quietly(searcher: Searcher) -> None:
@@ -590,15 +613,38 @@ def _close_quietly(searcher: Searcher) -> None:
 
 def _vocabulary(gen: _Generation, searcher: Searcher) -> frozenset[str]:
     """The folded syllables of the index, built once per generation (a term lookup in Whoosh's
-    on-disk table is slow, and typo tolerance tries hundreds of candidates per query)."""
-    return _kept_fresh(gen, "vocabulary", searcher, _read_vocabulary, "searchsvc-vocabulary")
+    on-disk table is slow, and typo tolerance tries hundreds of candidates per query).
+
+    After an update commit, only the segments the generation adds are read, and their syllables
+    joined to the earlier generation's. Syllables of articles since deleted stay: every candidate
+    is checked against the index afterwards, so an extra one costs a look-up, never a wrong
+    answer. Why not read the whole index again now and then (as before): on the full corpus that
+    was the index's every term through Whoosh's term iterators, twice, minutes of a worker's CPU
+    once it held a few dozen segments, during which searches were shed as overloaded (the soak,
+    docs/benchmarks.md)."""
+    if gen.vocabulary is None:
+        with gen.lock:
+            if gen.vocabulary is None:
+                base = gen.vocabulary_base
+                if base is None:
+                    gen.vocabulary = _read_vocabulary([leaf for leaf, _offset in searcher.reader().leaf_readers()])
+                else:
+                    known, read_from = base
+                    leaves = [leaf for leaf, _offset in searcher.reader().leaf_readers()]
+                    added = _read_vocabulary([leaf for leaf in leaves if leaf.segment() is None
+                                              or leaf.segment().segment_id() not in read_from])
+                    gen.vocabulary = known if added <= known else untracked(known | added)
+                gen.vocabulary_base = None
+    return gen.vocabulary
 
 
-VOCABULARY_REFRESH = 300.0  # seconds
-
-
-def _read_vocabulary(reader: Any) -> frozenset[str]:  # reader: a Whoosh IndexReader
-    return untracked(frozenset(reader.field_terms("body_folded")) | frozenset(reader.field_terms("title_folded")))
+def _read_vocabulary(leaves: list[Any]) -> frozenset[str]:  # Whoosh segment readers
+    found: set[str] = set()
+    for leaf in leaves:
+        for name in ("body_folded", "title_folded"):
+            if name in leaf.schema:
+                found.update(leaf.field_terms(name))
+    return untracked(frozenset(found))
 
 
 def _titles(searcher: Searcher) -> list[str]:

@@ -29,6 +29,7 @@ from collections.abc import Iterator, Sequence
 from itertools import accumulate
 from typing import Any
 
+import numpy as np
 from whoosh.matching import Matcher
 from whoosh.reading import SegmentReader, TermNotFound
 from whoosh.util.numeric import byte_to_length
@@ -229,69 +230,63 @@ def id_weight_arrays(m: Matcher) -> tuple[array[int], array[float]]:
     return ids, weights
 
 
-_KEY_LENGTHS = struct.Struct("!ii")  # whoosh.filedb.filetables._lengths: a key's and its value's length
-_FIELD_NUMBER = struct.Struct("!H")  # W3TermsReader._keycoder: the segment's number of the field, then the term
+_SLOT = struct.Struct("!Iq")  # whoosh.filedb.filetables._pointer: a slot of the on-disk hash tables (hash, position)
 
 
 class TermFilter:
-    """A Bloom filter of a segment's terms (``term_filter``): never says no to a term the segment
-    holds, and says yes to one it lacks about once in 150 (two probes, 16 bits a term), which then
-    costs only the look-up it would have cost anyway.
+    """Whether a segment may hold a term (``term_filter``): the sorted hashes of every key of its
+    term table, as Whoosh stored them in the table's own slots. Never says no to a term the
+    segment holds; says yes to one it lacks only when two 32-bit hashes collide (about one in
+    190,000 for 22,500 terms), which then costs the look-up it would have cost anyway.
 
-    Why not a set of the hashes: 2.9 MB for the 22,500 terms of a 50-article segment, against
-    64 KB here, and up to ``whoosh_writer.MERGE_CAP`` such segments live at once."""
+    Why these hashes: they are on disk already, so the filter is one read and a sort in C, about
+    a millisecond for a 50-article segment, where hashing each term in Python cost 40-70 ms per
+    segment and worker, paid again at every commit (docs/benchmarks.md, "Publishing"); 90 KB
+    for the 22,500 terms of 50 articles (a set of ints would be 2.9 MB)."""
 
-    __slots__ = ("bits", "mask")
+    __slots__ = ("hashes", "hashfn", "keycoder")
 
-    def __init__(self, hashes: Sequence[int]) -> None:
-        size = 1 << max(10, (16 * max(1, len(hashes)) - 1).bit_length())  # bits, a power of two
-        self.mask = size - 1
-        bits = bytearray(size >> 3)
-        for h in hashes:
-            i, j = h & self.mask, (h >> 32) & self.mask
-            bits[i >> 3] |= 1 << (i & 7)
-            bits[j >> 3] |= 1 << (j & 7)
-        self.bits = bytes(bits)
+    def __init__(self, hashes: array[int], hashfn: Any, keycoder: Any) -> None:
+        self.hashes = hashes  # ascending, distinct
+        self.hashfn = hashfn  # the table's hash function (whoosh.filedb.filetables)
+        self.keycoder = keycoder  # (field name, term bytes) -> the table's key in this segment
+
+    def key_hash(self, field: str, tbytes: bytes) -> int:
+        """What the table stored for the term's key in this segment (field numbers are per segment)."""
+        return int(self.hashfn(self.keycoder(field, tbytes)))
+
+    def may_hold(self, field: str, text_bytes: bytes) -> bool:
+        return self.key_hash(field, text_bytes) in self
 
     def __contains__(self, h: int) -> bool:
-        mask, bits = self.mask, self.bits
-        i, j = h & mask, (h >> 32) & mask
-        return bool(bits[i >> 3] >> (i & 7) & 1) and bool(bits[j >> 3] >> (j & 7) & 1)
+        hashes = self.hashes
+        i = bisect_left(hashes, h)
+        return i < len(hashes) and hashes[i] == h
 
 
 def term_filter(leaf: SegmentReader) -> TermFilter | None:
-    """``hash((field, term bytes))`` of every term the segment holds, in a ``TermFilter``, read in
-    one pass over its term table; None for another codec. With it, asking a small segment about a
-    term it lacks costs a bit test instead of a probe of its on-disk hash table (about 6 µs each,
-    paid in every segment: publishing adds one a commit, up to ``whoosh_writer.MERGE_CAP`` while
-    busy).
-
-    The table's records are (key length, value length, key, value), keys being the field's number
-    in this segment (2 bytes) and the term's bytes (``W3TermsReader._keycoder``, the ``_lengths``
-    records of ``OrderedHashReader``)."""
+    """The ``TermFilter`` of a segment, read from its term table's hash slots (after the records,
+    before the directory: ``HashWriter._write_hashes``); None for another codec. With it, asking a
+    small segment about a term it lacks costs a binary search instead of a probe of its on-disk
+    hash table (about 6 µs each, paid in every segment: publishing adds one a commit, up to
+    ``whoosh_writer.MERGE_CAP`` while busy)."""
     terms = getattr(leaf, "_terms", None)
     tindex = getattr(terms, "_tindex", None)
-    unmap = getattr(terms, "_fieldunmap", None)
-    if tindex is None or unmap is None or not hasattr(tindex, "startofdata") or not hasattr(tindex, "endofdata"):
+    keycoder = getattr(terms, "_keycoder", None)
+    tables = getattr(tindex, "tables", None)
+    if tindex is None or keycoder is None or not tables or not hasattr(tindex, "hashfn"):
         return None
-    start, end = tindex.startofdata, tindex.endofdata
-    data = tindex.dbfile.get(start, end - start)
-    unpack, size = _KEY_LENGTHS.unpack_from, _KEY_LENGTHS.size
-    field_number = _FIELD_NUMBER.unpack_from
-    found = []
-    pos, n = 0, len(data)
-    while pos < n:
-        key_length, value_length = unpack(data, pos)
-        key = pos + size
-        found.append(hash((unmap[field_number(data, key)[0]], data[key + 2:key + key_length])))
-        pos = key + key_length + value_length
-    return TermFilter(found)
+    start = tables[0][0]  # the first table starts where the records end
+    end = max(position + slots * _SLOT.size for position, slots in tables)
+    raw = np.frombuffer(tindex.dbfile.get(start, end - start), dtype=[("hash", ">u4"), ("position", ">i8")])
+    stored = np.unique(raw["hash"][raw["position"] != 0]).astype(np.uint32)
+    return TermFilter(array("I", stored.tobytes()), tindex.hashfn, keycoder)
 
 
-def term_hash(leaf: SegmentReader, field: str, text: str) -> int | None:
-    """What ``term_filter`` is asked about for the term; None for a field the schema lacks."""
+def term_bytes(leaf: SegmentReader, field: str, text: str) -> bytes | None:
+    """The term's bytes as the term tables store them; None for a field the schema lacks."""
     try:
-        return hash((field, leaf._text_to_bytes(field, text)))
+        return bytes(leaf._text_to_bytes(field, text))
     except TermNotFound:
         return None
 

@@ -7,17 +7,17 @@ and added to a dense score array, in the order and with the arithmetic of ``rela
 score is the one the cluster engine computes from the candidate's text. Only the best
 ``MAX_CANDIDATES`` (after the category factor) are read from the stored articles.
 
-Document frequencies: a syllable's comes from a table of the whole vocabulary held in memory per
-index (``syllable_frequencies``: the term table answers a look-up in about 0.1 ms, and an article
-has hundreds of syllables); a pair's from the index, for the few pairs ``related.choose_terms``
-asks for (cached per generation by ``DocSets.df``).
+Document frequencies, a syllable's and a pair's, come from the index, cached per generation and
+carried over commits by ``DocSets.df`` (an article has hundreds of syllables; the searches ask for
+most of the common ones anyway). A table of the whole vocabulary's frequencies, read once and again
+every few minutes, answered from memory before, but reading it again took minutes of a worker's CPU
+once the index held a few dozen segments (the soak, docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 from whoosh.searching import Searcher
@@ -29,19 +29,11 @@ from index.docsets import DocSets
 FIELDS = {related.FOLDED: ("title_folded", "body_folded"), related.PAIR: ("title_pair", "body_pair")}
 
 
-def syllable_frequencies(reader: Any) -> dict[str, int]:  # a Whoosh IndexReader (untyped)
-    """Every folded syllable's document frequency, title's plus body's (as ``index.spelling``
-    counts), read from each segment's term table in one pass."""
-    counts: dict[str, int] = {}
-    leaves = reader.leaf_readers() if hasattr(reader, "leaf_readers") else [(reader, 0)]
-    for leaf, _offset in leaves:
-        for field in FIELDS[related.FOLDED]:
-            if field not in leaf.schema:
-                continue
-            for text, info in leaf.iter_field(field):
-                term = text.decode("utf-8") if isinstance(text, bytes) else str(text)
-                counts[term] = counts.get(term, 0) + int(info.doc_frequency())
-    return counts
+def syllable_frequency(docsets: DocSets, syllable: str) -> int:
+    """A folded syllable's document frequency, the title's plus the body's (as ``index.spelling``
+    counts; deleted articles included until a merge, as Whoosh counts)."""
+    title, body = FIELDS[related.FOLDED]
+    return docsets.df(title, syllable) + docsets.df(body, syllable)
 
 
 def pair_frequencies(docsets: DocSets, wanted: list[str]) -> Mapping[str, int]:

@@ -35,7 +35,7 @@ DEFAULT_RATE_LIMIT = 120  # costly requests per minute per client (searchsvc.htt
 # the deadline lets wait at the ~170 distinct searches/s two cores reach, so it binds only then.
 DEFAULT_ADMISSION_QUEUE = 256  # waiting expensive requests, whole machine
 DEFAULT_ADMISSION_DEADLINE = 2.0  # seconds for one expensive request, waiting and running; 0: none
-MAX_ADMISSION_DEADLINE = 3600.0
+MAX_ADMISSION_DEADLINE = 3600.0  # a deadline longer than an hour is a mistake (milliseconds meant?)
 MAX_WORKER_NICE = 19  # the largest increment Linux applies
 # How much less CPU priority the serving workers take than the publishing applier (``nice``). Why:
 # on a machine whose cores searches keep busy, the applier got a third of a core, and a commit of
@@ -43,7 +43,14 @@ MAX_WORKER_NICE = 19  # the largest increment Linux applies
 # (docs/benchmarks.md, "Publishing"). At 4 (a worker thread weighs 0.4 of the applier) commits
 # took 0.7 s and the delay's p99 was 4.8 s; at 10 searches were shed as overloaded. The cost is
 # the searches': while publishing, they wait for the applier's CPU.
-DEFAULT_WORKER_NICE = 4  # a deadline longer than an hour is a mistake (milliseconds meant?)
+DEFAULT_WORKER_NICE = 4
+# Heaps (glibc malloc arenas) each serving process may use (``index.memory``). In the 10-minute soak
+# on the full corpus, with freed memory handed back every 30 s, the workers ended at 768 and 832 MB
+# with glibc's own limit (eight per core) and at 740 and 708 MB with 2, serving as many requests
+# (39,801 and 39,571; docs/benchmarks.md): the engine threads are few and hold the GIL while they
+# allocate, so they hardly contend for a heap.
+DEFAULT_MALLOC_ARENAS = 2
+MAX_MALLOC_ARENAS = 64
 
 # field name -> environment variable. Every field of ``Config`` is listed once.
 ENV_NAMES: dict[str, str] = {
@@ -73,6 +80,7 @@ ENV_NAMES: dict[str, str] = {
     "http": "SEARCHSVC_HTTP",
     "sitemap_urls": "SEARCHSVC_SITEMAP_URLS",
     "worker_nice": "SEARCHSVC_WORKER_NICE",
+    "malloc_arenas": "SEARCHSVC_MALLOC_ARENAS",
 }
 
 
@@ -152,6 +160,9 @@ class Config:
     applier: bool = True
     # The serving workers' nice increment (``DEFAULT_WORKER_NICE`` says why); 0 leaves them alone.
     worker_nice: int = DEFAULT_WORKER_NICE
+    # glibc heaps per serving process (``DEFAULT_MALLOC_ARENAS`` says why); 0 leaves glibc's default,
+    # and a ``MALLOC_ARENA_MAX`` in the environment wins over both.
+    malloc_arenas: int = DEFAULT_MALLOC_ARENAS
     # The admin API's keys (searchsvc.keys); None: <index_dir>/keys.json (``keys_path``). No file:
     # the admin API is off (every /api/admin/ path answers 404).
     keys_file: Path | None = None
@@ -226,7 +237,7 @@ class Config:
             values["cors_origins"] = tuple(o for o in origins if o)
         for name in ("workers", "engine_threads", "response_cache_mb", "port", "timeout_graceful_shutdown",
                      "cache_max_age", "rate_limit", "admin_max_body", "admission_queue", "sitemap_urls",
-                     "worker_nice"):
+                     "worker_nice", "malloc_arenas"):
             if name in raw:
                 values[name] = _as_int(name, raw[name])
         if "engine" in raw:
@@ -279,6 +290,9 @@ class Config:
                 raise ConfigError(f"{ENV_NAMES[name]} must not be negative")
         if not 0 <= self.worker_nice <= MAX_WORKER_NICE:
             raise ConfigError(f"{ENV_NAMES['worker_nice']} must be a nice increment from 0 to {MAX_WORKER_NICE}")
+        if not 0 <= self.malloc_arenas <= MAX_MALLOC_ARENAS:
+            raise ConfigError(f"{ENV_NAMES['malloc_arenas']} must be a number of heaps from 0 (glibc's default) "
+                              f"to {MAX_MALLOC_ARENAS}")
         if not 1 <= self.sitemap_urls <= URLS_PER_FILE:
             raise ConfigError(f"{ENV_NAMES['sitemap_urls']} must be from 1 to {URLS_PER_FILE}")
         if self.admin_max_body < 1:

@@ -26,6 +26,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import Multiprocess
 
+from index.memory import limit_arenas
+
 from .config import Config
 from .http.caching import SHARED_CACHE_ENV
 from .supervisor import ApplierSupervisor
@@ -37,6 +39,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Set for the workers of ``searchsvc serve``: a process of their own, whose warmed-up heap the app
 # may freeze (``searchsvc.app.settle_heap``); an app embedded in another process never does.
 SERVE_WORKER_ENV = "SEARCHSVC_SERVE_WORKER"
+MALLOC_ARENA_ENV = "MALLOC_ARENA_MAX"  # glibc's: heaps a process may use (Config.malloc_arenas)
 
 # Slow and idle clients (docs/reliability.md). uvicorn has no deadline for a request head: a client
 # that connects and sends nothing, or one header byte a second ("slow loris"), held its connection
@@ -260,6 +263,12 @@ def serve(config: Config) -> None:
     """
     os.environ.update(config.to_env())
     os.environ[SERVE_WORKER_ENV] = "1"
+    arenas_set = bool(config.malloc_arenas) and MALLOC_ARENA_ENV not in os.environ
+    if arenas_set:
+        # The workers and the applier read it when they start; this process (the only worker when
+        # there is one) is told directly. An operator's own MALLOC_ARENA_MAX is left alone.
+        os.environ[MALLOC_ARENA_ENV] = str(config.malloc_arenas)
+        limit_arenas(config.malloc_arenas)
     metrics_dir: str | None = None
     shared_dir: str | None = None
     if config.workers > 1:
@@ -286,6 +295,8 @@ def serve(config: Config) -> None:
         if applier is not None:
             applier.stop()
         os.environ.pop(SERVE_WORKER_ENV, None)
+        if arenas_set:
+            os.environ.pop(MALLOC_ARENA_ENV, None)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         for directory in (metrics_dir, shared_dir):

@@ -379,8 +379,8 @@ def test_a_commit_while_a_searcher_opens_keys_its_data_by_what_it_reads(tmp_path
         original = engine._open_searcher
         committed = []
 
-        def open_then_commit(token: str):  # type: ignore[no-untyped-def]
-            opened = original(token)
+        def open_then_commit(token: str, previous=None):  # type: ignore[no-untyped-def]
+            opened = original(token, previous)
             if not committed:  # a commit by another process, right after the searcher opened
                 index_articles(index_dir, [article(9, "Bài mới hội nghị", "Nội dung hội nghị")], procs=1)
                 committed.append(True)

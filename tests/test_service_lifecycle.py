@@ -23,7 +23,7 @@ from service_helpers import (
     write_corpus,
 )
 
-from searchsvc.config import DEFAULT_WORKER_NICE
+from searchsvc.config import DEFAULT_MALLOC_ARENAS, DEFAULT_WORKER_NICE
 
 NEW_ARTICLE = SampleArticle(
     "moi-chim-hong-hac-2015",
@@ -164,6 +164,11 @@ def nice_of(pid: int) -> int:
     return int(fields[16])
 
 
+def environ_of(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode(errors="replace").split("=", 1) for item in raw if b"=" in item)
+
+
 def command_of(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
 
@@ -196,6 +201,10 @@ def test_two_workers_share_metrics_and_stop_cleanly(built_index: Path, tmp_path:
         workers = [nice for nice, command in children.values() if "spawn_main" in command]
         appliers = [nice for nice, command in children.values() if "searchsvc apply" in command]
         assert workers == [DEFAULT_WORKER_NICE] * 2 and appliers == [0], children
+        # Each serving process starts with at most DEFAULT_MALLOC_ARENAS glibc heaps (index.memory).
+        arenas = [environ_of(pid).get("MALLOC_ARENA_MAX") for pid in children_of(svc.proc.pid)
+                  if "spawn_main" in command_of(pid) or "searchsvc apply" in command_of(pid)]
+        assert arenas == [str(DEFAULT_MALLOC_ARENAS)] * 3, arenas
     # the fresh multiprocess directory is removed after a clean stop
     assert not any(p.name.startswith("searchsvc-metrics-") for p in scratch.iterdir())
 

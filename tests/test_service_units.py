@@ -91,6 +91,9 @@ def test_config_rate_limit_is_on_by_default_on_every_host() -> None:
         {"SEARCHSVC_WORKER_NICE": "-1"},
         {"SEARCHSVC_WORKER_NICE": "20"},
         {"SEARCHSVC_WORKER_NICE": "high"},
+        {"SEARCHSVC_MALLOC_ARENAS": "-1"},
+        {"SEARCHSVC_MALLOC_ARENAS": "65"},
+        {"SEARCHSVC_MALLOC_ARENAS": "few"},
     ],
 )
 def test_config_rejects_bad_values(env: dict[str, str]) -> None:
@@ -105,6 +108,15 @@ def test_worker_nice_defaults_to_the_documented_increment_and_round_trips() -> N
     assert Config.from_env(environ={}).worker_nice == DEFAULT_WORKER_NICE == 4
     config = Config.from_env(environ={"SEARCHSVC_WORKER_NICE": "0"})
     assert config.worker_nice == 0 and Config.from_env(environ=config.to_env()).worker_nice == 0
+
+
+def test_malloc_arenas_default_to_two_and_round_trip() -> None:
+    from searchsvc.config import DEFAULT_MALLOC_ARENAS
+
+    assert Config.from_env(environ={}).malloc_arenas == DEFAULT_MALLOC_ARENAS == 2
+    for value in (0, 64):
+        config = Config.from_env(environ={"SEARCHSVC_MALLOC_ARENAS": str(value)})
+        assert config.malloc_arenas == value and Config.from_env(environ=config.to_env()).malloc_arenas == value
 
 
 def test_config_accepts_whole_float_timeout() -> None:

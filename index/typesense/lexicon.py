@@ -4,7 +4,8 @@ The Whoosh engine asks its term table; Typesense has none to ask, so:
 
 * the folded vocabulary with each syllable's document frequency is one facet query over the
   ``folded`` array (``Vocabulary``), read when a generation is first searched and refreshed in the
-  background at most every ``VOCABULARY_REFRESH`` seconds, as the Whoosh engine does;
+  background at most every ``REFRESH`` seconds (``engine._PerTarget``: one query to the cluster; the Whoosh
+  engine instead reads the segments each commit adds);
 * a pair's document frequency is two counts (searches with ``per_page`` 0 and the pair as a
   filter: on ``pair``, and on ``title_body_pair``), asked in batches of up to ``BATCH`` searches
   in one ``multi_search`` and remembered per generation. The plan asks for the query's own pairs
