@@ -151,6 +151,7 @@ class SharedSets:
         shared, end = common_prefix(old.segments, self.segments)
         if shared:
             self.carry = Carry(old, end, shared, shared == len(old.segments))
+
     def get_term(self, key: tuple[str, str]) -> frozenset[int] | None:
         with self.lock:
             return self.terms.get(key)

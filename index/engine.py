@@ -280,9 +280,10 @@ class WhooshEngine:
             with self._lock:
                 gen = self._shared.get(token)
                 if gen is None:
+                    segments = segments_of(searcher)
                     gen = _Generation(token=token, labels=_labels(self.index_dir / token.split(".")[0], searcher),
                                       doc_count=searcher.doc_count(),
-                                      segment_ids=frozenset(segment_id for segment_id, _n in segments_of(searcher)))
+                                      segment_ids=frozenset(segment_id for segment_id, _n in segments))
                     gen.catalog = self._build_catalog(token, searcher)
                     previous = max(self._shared.values(), key=lambda g: _token_order(g.token), default=None)
                     if previous is not None and _token_order(previous.token) > _token_order(token):
@@ -290,7 +291,7 @@ class WhooshEngine:
                     if previous is not None and previous.token.split(".")[0] == token.split(".")[0]:
                         # The caches of the segments both generations hold carry over
                         # (``index.docsets.Carry``): a commit costs the readers what it added.
-                        gen.sets.follow(previous.sets, segments_of(searcher))
+                        gen.sets.follow(previous.sets, segments)
                         # The vocabulary grows by the syllables of the segments a commit adds
                         # (``_vocabulary``); the previous one, or what it would have grown from.
                         gen.vocabulary_base = ((previous.vocabulary, previous.segment_ids)
@@ -587,9 +588,8 @@ def _reader_reusing(ix: Any, previous: Any) -> Any:
     return MultiReader(readers, generation=info.generation)
 
 
-def _same_deletions(a: Any, b: Any) -> bool:
-    return bool(a.doc_count_all() == b.doc_count_all() and a.deleted_count() == b.deleted_count()
-                and set(a.deleted_docs()) == set(b.deleted_docs()))
+def _same_deletions(a: Any, b: Any) -> bool:  # two Whoosh segments of the same id
+    return bool(a.deleted_count() == b.deleted_count() and set(a.deleted_docs()) == set(b.deleted_docs()))
 
 
 def _close_unshared(searcher: Searcher, successor: Searcher) -> None:
@@ -625,15 +625,10 @@ def _vocabulary(gen: _Generation, searcher: Searcher) -> frozenset[str]:
     if gen.vocabulary is None:
         with gen.lock:
             if gen.vocabulary is None:
-                base = gen.vocabulary_base
-                if base is None:
-                    gen.vocabulary = _read_vocabulary([leaf for leaf, _offset in searcher.reader().leaf_readers()])
-                else:
-                    known, read_from = base
-                    leaves = [leaf for leaf, _offset in searcher.reader().leaf_readers()]
-                    added = _read_vocabulary([leaf for leaf in leaves if leaf.segment() is None
-                                              or leaf.segment().segment_id() not in read_from])
-                    gen.vocabulary = known if added <= known else untracked(known | added)
+                known, read_from = gen.vocabulary_base or (frozenset(), frozenset())
+                added = _read_vocabulary([leaf for leaf, _offset in searcher.reader().leaf_readers()
+                                          if leaf.segment() is None or leaf.segment().segment_id() not in read_from])
+                gen.vocabulary = known if added <= known else untracked(known | added)
                 gen.vocabulary_base = None
     return gen.vocabulary
 
