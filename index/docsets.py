@@ -36,9 +36,11 @@ from index.postings import (
     id_weight_arrays,
     length_bytes,
     numeric_column,
+    postings_of,
     raw_postings,
     term_bytes,
     term_filter,
+    term_info,
     weights_of,
 )
 from index.untracked import untracked
@@ -53,14 +55,21 @@ OTHER_CACHE_SIZE = 64  # match sets of other query shapes (date ranges) per gene
 DF_CACHE_SIZE = 200_000  # document frequencies per generation; the table is emptied when full
 PROBE_RATIO = 8  # a clause this many times larger than the candidates is probed, not read whole
 # Scoring postings (ids and weights as arrays) cached per generation, counted in postings: 8 bytes
-# each (a 4-byte id, a 4-byte term frequency), so about 64 MB a generation, shared by the worker's
-# search threads. The few hundred commonest syllables alone hold several million postings.
-POSTING_CACHE_POSTINGS = 8_000_000
+# each (a 4-byte id, a 4-byte term frequency), shared by the worker's search threads. They are put
+# together from the segments' own arrays (``SegmentCache``) without reading anything, so this
+# cache only saves that copy and can be smaller than the segments' one.
+POSTING_CACHE_POSTINGS = 3_000_000
+# Each segment's postings and document frequencies, kept by a process across generations
+# (``SegmentCache``): about 48 MB of arrays, and this many frequencies.
+SEGMENT_CACHE_POSTINGS = 6_000_000
+SEGMENT_DF_ENTRIES = 300_000
 # Segments of at most this many documents (a publishing commit's) keep the hashes of their terms in
 # memory (``index.postings.term_filter``): about 22,500 terms and 90 KB for 50 articles.
 # Larger segments (a build's, a merge's) hold most terms anyway.
 TERM_FILTER_MAX_DOCS = 200
 
+# How a small segment is asked for a term through its filter: (filter, the term's key, its hash).
+Probe = tuple[TermFilter, bytes, int]
 IdArray = npt.NDArray[np.int32]  # document numbers (4 bytes: an index of up to 2 billion)
 PostingIds = IdArray
 FloatArray = npt.NDArray[np.float64]
@@ -97,6 +106,50 @@ def common_prefix(old: Sequence[tuple[str, int]], new: Sequence[tuple[str, int]]
     return shared, end
 
 
+class SegmentCache:
+    """Each segment's postings (local document numbers and weights) and document frequencies,
+    kept across generations: a segment never changes once written (deletions are kept apart), so
+    what one generation read from it serves every later generation that still holds it.
+
+    Why: the caches of a generation (``SharedSets``) live as long as it does, a second or two
+    while articles are published, and carry over only what the generation just before read
+    (``Carry``). A term not asked for within that second was read again from every segment, the
+    build's large ones included: while publishing at 50 articles a second, scoring and the typo
+    checks cost each search 3-6 times what they cost without (docs/benchmarks.md, "Publishing").
+    Keyed by segment id (random, unique within an index), so a rebuilt index never meets an
+    older one's entries; segments merged away are never asked for again and leave the LRU first.
+    Every access holds the lock (``cachetools`` is not thread-safe); reading happens outside it.
+    """
+
+    def __init__(self, max_postings: int = SEGMENT_CACHE_POSTINGS, max_df: int = SEGMENT_DF_ENTRIES) -> None:
+        self.lock = threading.Lock()
+        budget = max(1, max_postings)
+        self.postings: LRUCache[tuple[str, str, str], tuple[PostingIds, WeightArray]] = LRUCache(
+            budget, getsizeof=lambda p: min(len(p[0]) + TERM_ENTRY_IDS, budget))
+        self.max_df = max_df
+        self.df: dict[tuple[str, str, str], int] = {}  # emptied when full (as ``SharedSets.df``)
+
+    def get_postings(self, key: tuple[str, str, str]) -> tuple[PostingIds, WeightArray] | None:
+        with self.lock:
+            return self.postings.get(key)
+
+    def put_postings(self, key: tuple[str, str, str], postings: tuple[PostingIds, WeightArray]) -> None:
+        with self.lock:
+            self.postings[key] = postings
+
+    def get_df(self, key: tuple[str, str, str]) -> int | None:
+        found = self.df.get(key)
+        if found is None:
+            held = self.get_postings(key)
+            found = None if held is None else len(held[0])
+        return found
+
+    def put_df(self, key: tuple[str, str, str], df: int) -> None:
+        if len(self.df) >= self.max_df:
+            self.df.clear()
+        self.df[key] = df
+
+
 class SharedSets:
     """The sets every thread searching one index generation can share.
 
@@ -112,8 +165,12 @@ class SharedSets:
     which the GIL keeps consistent without a lock on the hot path.
     """
 
-    def __init__(self, max_ids: int = TERM_CACHE_IDS, max_postings: int = POSTING_CACHE_POSTINGS) -> None:
+    def __init__(self, max_ids: int = TERM_CACHE_IDS, max_postings: int = POSTING_CACHE_POSTINGS,
+                 segment_cache: SegmentCache | None = None) -> None:
+        """``segment_cache``: the process's (shared by every generation of the index); a private
+        one when omitted."""
         self.lock = threading.Lock()
+        self.segment_cache = segment_cache if segment_cache is not None else SegmentCache()
         self.max_ids = max_ids
         # Term -> its documents, sized in document numbers. A set counts at most the whole budget,
         # so the newest is always kept, alone if it has to be.
@@ -214,33 +271,69 @@ class DocSets:
         segments = self._shared.segments
         self._small = [(i, segments[i][0]) for i, (leaf, _o, _d) in enumerate(self._leaves)
                        if leaf.doc_count_all() <= TERM_FILTER_MAX_DOCS] if len(self._leaves) > 1 else []
+        # Each segment's id in the process's ``SegmentCache`` (None: not cached, no id known).
+        self._segment_ids: list[str | None] = [None if segment_id.startswith("?") else segment_id
+                                               for segment_id, _n in segments]
+        self._groups: dict[str, list[tuple[bytes, Any, list[tuple[int, TermFilter, array[int]]]]]] = {}
         # Deleted documents of every segment, as global numbers (posting arrays include them).
         self._deleted = frozenset(d + offset for _leaf, offset, deleted in self._leaves for d in deleted)
 
-    def _holding(self, field: str, text: str, start: int = 0) -> list[tuple[Any, int, frozenset[int]]]:
-        """The segments from the ``start``-th on that may hold the term: every one but the small
-        segments whose term filter rules it out (``index.postings.term_filter``)."""
-        leaves = self._leaves[start:]
-        small = [(position, segment_id) for position, segment_id in self._small if position >= start]
-        tbytes = term_bytes(self._leaves[0][0], field, text) if small else None
+    def _holding(self, field: str, text: str, start: int = 0) -> list[tuple[int, Any, int, Probe | None]]:
+        """(position, segment reader, offset, probe) of the segments from the ``start``-th on that
+        may hold the term: every one but the small segments whose term filter rules it out
+        (``index.postings.term_filter``). The probe of a small segment with a filter finds the
+        term's info through it (``_term_info``); the others (probe None) are looked up the usual
+        way. Why not read the info here: the process's ``SegmentCache`` usually has the answer."""
+        groups = self._filter_groups(field) if self._small else []
+        tbytes = term_bytes(self._leaves[0][0], field, text) if groups else None
         if tbytes is None:
-            return leaves
-        filters = self._shared.term_filters
+            return [(position, leaf, offset, None)
+                    for position, (leaf, offset, _d) in enumerate(self._leaves[start:], start)]
+        probes: dict[int, Probe] = {}
         lacking = set()
-        hashes: dict[bytes, int] = {}  # by key: segments written alike number their fields alike
-        for position, segment_id in small:
-            if segment_id not in filters:
-                filters[segment_id] = term_filter(self._leaves[position][0])
-            held = filters[segment_id]
-            if held is None:
-                continue
-            key = held.keycoder(field, tbytes)
-            wanted = hashes.get(key)
-            if wanted is None:
-                wanted = hashes[key] = int(held.hashfn(key))
-            if wanted not in held:
-                lacking.add(position)
-        return [leaf for position, leaf in enumerate(leaves, start) if position not in lacking] if lacking else leaves
+        for prefix, hashfn, members in groups:
+            key = prefix + tbytes  # one key and hash for all the segments of a group
+            wanted = int(hashfn(key))
+            for position, held, hashes in members:
+                if position < start:
+                    continue
+                i = bisect_left(hashes, wanted)
+                if i < len(hashes) and hashes[i] == wanted:
+                    probes[position] = (held, key, wanted)
+                else:
+                    lacking.add(position)
+        return [(position, leaf, offset, probes.get(position))
+                for position, (leaf, offset, _d) in enumerate(self._leaves[start:], start) if position not in lacking]
+
+    def _filter_groups(self, field: str) -> list[tuple[bytes, Any, list[tuple[int, TermFilter, array[int]]]]]:
+        """The small segments with a term filter, grouped by how their term tables key a term of
+        ``field`` (the same field number, the same hash function): (the keys' prefix, the hash
+        function, [(position, filter, its hashes)]), built once per searcher and field. Why
+        groups: a term's key and hash are then computed once, not once a segment; with the few
+        dozen small segments publishing leaves between merges, those per-segment calls were
+        most of a term's look-up."""
+        groups = self._groups.get(field)
+        if groups is None:
+            filters = self._shared.term_filters
+            by_layout: dict[tuple[bytes, Any], tuple[bytes, Any, list[tuple[int, TermFilter, array[int]]]]] = {}
+            for position, segment_id in self._small:
+                if segment_id not in filters:
+                    filters[segment_id] = term_filter(self._leaves[position][0])
+                held = filters[segment_id]
+                if held is not None:
+                    prefix = bytes(held.keycoder(field, b""))  # the field's number in this segment
+                    group = by_layout.setdefault((prefix, held.hashfn), (prefix, held.hashfn, []))
+                    group[2].append((position, held, held.hashes))
+            self._groups[field] = groups = list(by_layout.values())
+        return groups
+
+    @staticmethod
+    def _term_info(leaf: Any, probe: Probe) -> Any:
+        """The term's info in a small segment through its filter (``_holding``); None when the
+        segment lacks it after all (another key with the same 32-bit hash)."""
+        held, key, wanted = probe
+        value = held.record(leaf._terms._tindex.dbfile, key, wanted)
+        return None if value is None else term_info(value)
 
     def term(self, field: str, text: str) -> frozenset[int]:
         key = (field, text)
@@ -284,29 +377,51 @@ class DocSets:
         found = self._shared.get_postings(key)
         if found is not None:
             return found
-        id_parts: list[IdArray] = []
-        weight_parts: list[npt.NDArray[np.floating[Any]]] = []
-        start = 0
         carry = self._shared.carry
         carried = carried_postings(carry, key) if carry is not None else None
-        if carry is not None and carried is not None:  # only the segments it lacks are read
-            start = carry.first_new
-            id_parts.append(carried[0])
-            weight_parts.append(carried[1])
-        for leaf, offset, _deleted in self._holding(field, text, start):
-            try:  # one term-table look-up per segment (a test with ``in`` first was a second one)
+        start = carry.first_new if carry is not None and carried is not None else 0
+        id_parts: list[IdArray] = [] if carried is None else [carried[0]]
+        weight_parts: list[WeightArray] = [] if carried is None else [carried[1]]
+        for position, leaf, offset, probe in self._holding(field, text, start):
+            local = self._segment_postings(position, leaf, field, text, probe)
+            if len(local[0]):
+                id_parts.append(local[0] + np.int32(offset) if offset else local[0])
+                weight_parts.append(local[1])
+        if len(id_parts) == 1:
+            found = (id_parts[0], weight_parts[0])  # one segment (or the carried ones) alone: no copy
+        else:
+            found = (np.concatenate(id_parts) if id_parts else np.zeros(0, dtype=np.int32),
+                     np.concatenate(weight_parts) if weight_parts else np.zeros(0, dtype=np.float32))
+        self._shared.put_postings(key, found)
+        return found
+
+    def _segment_postings(self, position: int, leaf: Any, field: str, text: str,
+                          probe: Probe | None) -> tuple[IdArray, WeightArray]:  # fmt: skip
+        """The term's postings in one segment (local document numbers, deleted ones included), from
+        the process's ``SegmentCache`` or read once into it; ``probe``: ``_holding``'s."""
+        segment_id = self._segment_ids[position]
+        cache = self._shared.segment_cache
+        if segment_id is not None:
+            found = cache.get_postings((segment_id, field, text))
+            if found is not None:
+                return found
+        matcher = None
+        if probe is None:
+            try:  # one term-table look-up (a test with ``in`` first was a second one)
                 matcher = raw_postings(leaf, field, text)
             except TermNotFound:
-                continue
-            ids, weights = id_weight_arrays(matcher)
-            id_parts.append((np.frombuffer(ids, dtype=np.int64) + offset).astype(np.int32))
-            weight_parts.append(np.frombuffer(weights, dtype=np.float64))
-        if len(id_parts) == 1 and carried is not None:
-            found = narrowed(*carried)  # no new segment holds the term: the carried arrays as they are
+                pass
         else:
-            every_id = np.concatenate(id_parts) if id_parts else np.zeros(0, dtype=np.int32)
-            found = narrowed(every_id, np.concatenate(weight_parts) if weight_parts else np.zeros(0, dtype=np.float64))
-        self._shared.put_postings(key, found)
+            info = self._term_info(leaf, probe)
+            matcher = None if info is None else postings_of(leaf, field, text, info)
+        if matcher is None:
+            found = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32))
+        else:
+            ids, weights = id_weight_arrays(matcher)
+            found = narrowed(np.frombuffer(ids, dtype=np.int64).astype(np.int32),
+                             np.frombuffer(weights, dtype=np.float64))
+        if segment_id is not None:
+            cache.put_postings((segment_id, field, text), found)
         return found
 
     def length_array(self, field: str) -> FloatArray:
@@ -368,15 +483,25 @@ class DocSets:
         return cached
 
     def df(self, field: str, text: str) -> int:
+        """The term's document frequency (deleted documents included, as Whoosh's own), summed
+        over the segments from what each is known to hold (``SegmentCache``)."""
         key = (field, text)
         found = self._shared.df.get(key)
         if found is None:
-            carry = self._shared.carry
-            carried = carry.old.df.get(key) if carry is not None and carry.appended else None
-            start = carry.first_new if carry is not None and carried is not None else 0
-            # Whoosh's MultiReader.doc_frequency is this sum over every segment.
-            found = (carried or 0) + sum(leaf.doc_frequency(field, text)
-                                         for leaf, _o, _d in self._holding(field, text, start))
+            cache = self._shared.segment_cache
+            found = 0
+            for position, leaf, _offset, probe in self._holding(field, text):
+                segment_id = self._segment_ids[position]
+                n = None if segment_id is None else cache.get_df((segment_id, field, text))
+                if n is None:
+                    if probe is None:
+                        n = leaf.doc_frequency(field, text)
+                    else:
+                        info = self._term_info(leaf, probe)
+                        n = 0 if info is None else info.doc_frequency()
+                    if segment_id is not None:
+                        cache.put_df((segment_id, field, text), n)
+                found += n
             self._shared.df[key] = found
             if len(self._shared.df) > DF_CACHE_SIZE:
                 self._shared.df.clear()
@@ -401,7 +526,7 @@ class DocSets:
         if isinstance(q, Q.Term):
             found: set[int] = set()
             ordered = sorted(candidates)
-            for leaf, offset, _deleted in self._holding(q.fieldname, q.text):
+            for _position, leaf, offset, _info in self._holding(q.fieldname, q.text):
                 if (q.fieldname, q.text) not in leaf:
                     continue
                 end = offset + leaf.doc_count_all()

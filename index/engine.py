@@ -31,7 +31,7 @@ from index import catalog, related_whoosh, store
 from index import related as related_algorithm
 from index.api import EVERYTHING, NOTHING, Changes, Dated, FacetValue, SearchRequest, SearchResult
 from index.article import Article
-from index.docsets import DocSets, SharedSets, segments_of
+from index.docsets import DocSets, SegmentCache, SharedSets, segments_of
 from index.memory import release_free_memory
 from index.search import Context, search
 from index.untracked import untracked
@@ -118,6 +118,8 @@ class WhooshEngine:
         # The searcher of cheap lookups (``_lookup``) and its generation, shared under the lock.
         self._lookup_lock = threading.Lock()
         self._lookup_held: tuple[str, Searcher] | None = None
+        # What was read from each segment, for every generation that still holds it.
+        self._segment_cache = SegmentCache()
 
     @classmethod
     def open(cls, index_dir: Path | str) -> WhooshEngine:
@@ -283,7 +285,8 @@ class WhooshEngine:
                     segments = segments_of(searcher)
                     gen = _Generation(token=token, labels=_labels(self.index_dir / token.split(".")[0], searcher),
                                       doc_count=searcher.doc_count(),
-                                      segment_ids=frozenset(segment_id for segment_id, _n in segments))
+                                      segment_ids=frozenset(segment_id for segment_id, _n in segments),
+                                      sets=SharedSets(segment_cache=self._segment_cache))
                     gen.catalog = self._build_catalog(token, searcher)
                     previous = max(self._shared.values(), key=lambda g: _token_order(g.token), default=None)
                     if previous is not None and _token_order(previous.token) > _token_order(token):

@@ -263,7 +263,8 @@ def test_lookups_share_one_searcher_per_generation_whatever_thread_asks(
 
 def test_a_term_filter_is_its_segments_own_hash_slots_sorted() -> None:
     """The filter's hashes are exactly the keys' hashes as Whoosh stores them (its ``hashfn`` over
-    the keys a ``HashWriter`` wrote), whatever the table's layout, and an empty table holds none."""
+    the keys a ``HashWriter`` wrote), whatever the table's layout, and an empty table holds none;
+    ``record`` finds each key's own value (short or longer than one read) and nothing for others."""
     from io import BytesIO
 
     from whoosh.filedb.filetables import HashReader, HashWriter
@@ -285,16 +286,20 @@ def test_a_term_filter_is_its_segments_own_hash_slots_sorted() -> None:
         keys = {bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 12))) for _ in range(count)}
         buffer = Kept()
         writer = HashWriter(StructFile(buffer))
+        values = {key: key[::-1] * rng.choice((1, 20)) for key in keys}  # some past one read of 64 bytes
         for key in sorted(keys):
-            writer.add(key, b"v")
+            writer.add(key, values[key])
         writer.close()
         data = buffer.kept
-        held = term_filter(Leaf(HashReader(StructFile(BytesIO(data)), len(data))))  # type: ignore[arg-type]
+        table = HashReader(StructFile(BytesIO(data)), len(data))
+        held = term_filter(Leaf(table))  # type: ignore[arg-type]
         assert isinstance(held, TermFilter)
-        assert list(held.hashes) == sorted({writer.hashfn(k) for k in keys})
+        assert list(held.hashes) == sorted(writer.hashfn(k) for k in keys)
         assert all(writer.hashfn(k) in held for k in keys)
+        assert all(held.record(table.dbfile, k, writer.hashfn(k)) == values[k] for k in keys)
         others = [bytes(rng.getrandbits(8) for _ in range(14)) for _ in range(2_000)]
         assert sum(writer.hashfn(k) in held for k in others if k not in keys) <= 1
+        assert all(held.record(table.dbfile, k, writer.hashfn(k)) is None for k in others if k not in keys)
 
 
 def test_a_new_generation_takes_over_the_readers_of_unchanged_segments_only(index_dir: Path) -> None:
@@ -371,3 +376,77 @@ def test_the_vocabulary_grows_by_what_a_commit_adds_and_reads_only_that(
         after_delete = vocabulary(engine)
         assert read[-1] == 0  # a deletion adds no segment
         assert "xyzzyq" in after_delete and after_delete - from_scratch() <= {"xyzzyq"}
+
+
+def test_a_segment_is_read_once_for_a_term_whatever_generations_come_between(
+        index_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The build's segment is read for a term once: a later generation that did not carry the term
+    (the one before it never asked for it) takes it from the process's ``SegmentCache``, and only
+    the segments the commits added are read. The answers are those of an engine opened afresh."""
+    import index.docsets as docsets_module
+
+    writer = WhooshIndexWriter(index_dir)
+    rng = random.Random(10)
+    reads: list[tuple[str, int]] = []
+    frequencies: list[tuple[str, int]] = []
+    raw_postings = docsets_module.raw_postings
+
+    def counting(leaf: Any, field: str, text: str) -> Any:
+        reads.append((text, leaf.doc_count_all()))
+        return raw_postings(leaf, field, text)
+
+    monkeypatch.setattr(docsets_module, "raw_postings", counting)
+    with WhooshEngine.open(index_dir) as engine:
+        engine._state()
+        first = engine._local.docsets
+        build_docs = first._leaves[0][0].doc_count_all()
+        first.postings("body_folded", "vang"), first.df("body_folded", "nong")
+        assert ("vang", build_docs) in reads
+        for seq in (1, 2, 3):  # three commits; no generation between asks for the terms
+            doc = random_article(rng, f"x-{seq}", 300 + seq)
+            writer.apply([Entry(seq, Op.UPSERT, f"x-{seq}", doc, datetime.now(UTC))])
+            engine._state()
+        reads.clear()
+        leaf_df = type(first._leaves[0][0]).doc_frequency
+
+        def counting_df(leaf: Any, field: str, text: str) -> int:
+            frequencies.append((text, leaf.doc_count_all()))
+            return int(leaf_df(leaf, field, text))
+
+        monkeypatch.setattr(type(first._leaves[0][0]), "doc_frequency", counting_df)
+        docsets: DocSets = engine._local.docsets
+        assert docsets is not first and len(docsets._leaves) == 4
+        got = (docsets.postings("body_folded", "vang"), docsets.df("body_folded", "nong"))
+        assert [docs for text, docs in reads if docs == build_docs] == []  # the build's segment: not read again
+        assert [docs for text, docs in frequencies if docs == build_docs] == []
+        with WhooshEngine.open(index_dir) as fresh:
+            fresh._state()
+            other: DocSets = fresh._local.docsets
+            expected = (other.postings("body_folded", "vang"), other.df("body_folded", "nong"))
+        assert got[0][0].tolist() == expected[0][0].tolist() and got[0][1].tolist() == expected[0][1].tolist()
+        assert got[1] == expected[1]
+
+
+def test_small_segments_that_key_a_term_alike_are_asked_about_it_with_one_hash(index_dir: Path) -> None:
+    """The small segments' filters are grouped by how their tables key a term of a field
+    (``_filter_groups``): the field's number in the segment (the order its fields first came in)
+    and the hash function. Every small segment is in the one group of its own key prefix."""
+    writer = WhooshIndexWriter(index_dir)
+    rng = random.Random(11)
+    for seq in range(1, 7):
+        writer.apply([Entry(seq, Op.UPSERT, f"g-{seq}", random_article(rng, f"g-{seq}", 400 + seq), datetime.now(UTC))])
+    with WhooshEngine.open(index_dir) as engine:
+        engine._state()
+        docsets: DocSets = engine._local.docsets
+        for field in ("body_folded", "title_exact", "category_slug"):
+            groups = docsets._filter_groups(field)
+            positions = [position for _p, _h, members in groups for position, _f, _hs in members]
+            assert sorted(positions) == list(range(7))  # the build's 60 articles are a small segment too
+            assert len({prefix for prefix, _h, _m in groups}) == len(groups)
+            for prefix, _hashfn, members in groups:
+                assert all(held.keycoder(field, b"x") == prefix + b"x" for _p, held, _hs in members)
+        held_by = [position for position, (leaf, _o, _d) in enumerate(docsets._leaves)
+                   if ("body_folded", "vang") in leaf]
+        assert 0 < len(held_by) < 7
+        holding = docsets._holding("body_folded", "vang")
+        assert [position for position, _leaf, _offset, probe in holding if probe is not None] == held_by
