@@ -55,14 +55,14 @@ OTHER_CACHE_SIZE = 64  # match sets of other query shapes (date ranges) per gene
 DF_CACHE_SIZE = 200_000  # document frequencies per generation; the table is emptied when full
 PROBE_RATIO = 8  # a clause this many times larger than the candidates is probed, not read whole
 # Scoring postings (ids and weights as arrays) cached per generation, counted in postings: 8 bytes
-# each (a 4-byte id, a 4-byte term frequency), shared by the worker's search threads. They are put
-# together from the segments' own arrays (``SegmentCache``) without reading anything, so this
-# cache only saves that copy and can be smaller than the segments' one.
-POSTING_CACHE_POSTINGS = 3_000_000
+# each (a 4-byte id, a 4-byte term frequency), so about 64 MB a generation, shared by the worker's
+# search threads. The few hundred commonest syllables alone hold several million postings.
+POSTING_CACHE_POSTINGS = 8_000_000
 # Each segment's postings and document frequencies, kept by a process across generations
-# (``SegmentCache``): about 48 MB of arrays, and this many frequencies.
-SEGMENT_CACHE_POSTINGS = 6_000_000
-SEGMENT_DF_ENTRIES = 300_000
+# (``SegmentCache``), and this many frequencies. The postings are mostly views of a generation's
+# arrays (``DocSets.postings``), so they add little memory while that generation is in use.
+SEGMENT_CACHE_POSTINGS = 8_000_000
+SEGMENT_DF_ENTRIES = 100_000
 # Segments of at most this many documents (a publishing commit's) keep the hashes of their terms in
 # memory (``index.postings.term_filter``): about 22,500 terms and 90 KB for 50 articles.
 # Larger segments (a build's, a merge's) hold most terms anyway.
@@ -124,16 +124,18 @@ class SegmentCache:
     def __init__(self, max_postings: int = SEGMENT_CACHE_POSTINGS, max_df: int = SEGMENT_DF_ENTRIES) -> None:
         self.lock = threading.Lock()
         budget = max(1, max_postings)
-        self.postings: LRUCache[tuple[str, str, str], tuple[PostingIds, WeightArray]] = LRUCache(
+        # (segment id, field, text) -> (ids, weights, the offset the ids carry): a segment's
+        # postings as numbered in the generation that read them (usually views of its arrays).
+        self.postings: LRUCache[tuple[str, str, str], tuple[PostingIds, WeightArray, int]] = LRUCache(
             budget, getsizeof=lambda p: min(len(p[0]) + TERM_ENTRY_IDS, budget))
         self.max_df = max_df
         self.df: dict[tuple[str, str, str], int] = {}  # emptied when full (as ``SharedSets.df``)
 
-    def get_postings(self, key: tuple[str, str, str]) -> tuple[PostingIds, WeightArray] | None:
+    def get_postings(self, key: tuple[str, str, str]) -> tuple[PostingIds, WeightArray, int] | None:
         with self.lock:
             return self.postings.get(key)
 
-    def put_postings(self, key: tuple[str, str, str], postings: tuple[PostingIds, WeightArray]) -> None:
+    def put_postings(self, key: tuple[str, str, str], postings: tuple[PostingIds, WeightArray, int]) -> None:
         with self.lock:
             self.postings[key] = postings
 
@@ -272,6 +274,7 @@ class DocSets:
         self._small = [(i, segments[i][0]) for i, (leaf, _o, _d) in enumerate(self._leaves)
                        if leaf.doc_count_all() <= TERM_FILTER_MAX_DOCS] if len(self._leaves) > 1 else []
         # Each segment's id in the process's ``SegmentCache`` (None: not cached, no id known).
+        self._sizes = [leaf.doc_count_all() for leaf, _o, _d in self._leaves]
         self._segment_ids: list[str | None] = [None if segment_id.startswith("?") else segment_id
                                                for segment_id, _n in segments]
         self._groups: dict[str, list[tuple[bytes, Any, list[tuple[int, TermFilter, array[int]]]]]] = {}
@@ -382,29 +385,53 @@ class DocSets:
         start = carry.first_new if carry is not None and carried is not None else 0
         id_parts: list[IdArray] = [] if carried is None else [carried[0]]
         weight_parts: list[WeightArray] = [] if carried is None else [carried[1]]
+        looked = list(range(start))  # the segments the carried arrays cover, and those read below
         for position, leaf, offset, probe in self._holding(field, text, start):
-            local = self._segment_postings(position, leaf, field, text, probe)
-            if len(local[0]):
-                id_parts.append(local[0] + np.int32(offset) if offset else local[0])
-                weight_parts.append(local[1])
-        if len(id_parts) == 1:
-            found = (id_parts[0], weight_parts[0])  # one segment (or the carried ones) alone: no copy
+            ids, weights = self._segment_postings(position, leaf, offset, field, text, probe)
+            looked.append(position)
+            if len(ids):
+                id_parts.append(ids)
+                weight_parts.append(weights)
+        if len(id_parts) == 1 and carried is None:
+            found = (id_parts[0], weight_parts[0])  # one segment's postings: its entry's arrays
         else:
-            found = (np.concatenate(id_parts) if id_parts else np.zeros(0, dtype=np.int32),
-                     np.concatenate(weight_parts) if weight_parts else np.zeros(0, dtype=np.float32))
+            if len(id_parts) == 1:
+                found = (id_parts[0], weight_parts[0])  # the carried arrays alone: no copy
+            elif not id_parts:
+                found = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32))
+            else:
+                found = (np.concatenate(id_parts), np.concatenate(weight_parts))
+            self._share(field, text, found, looked)
         self._shared.put_postings(key, found)
         return found
 
-    def _segment_postings(self, position: int, leaf: Any, field: str, text: str,
+    def _share(self, field: str, text: str, found: tuple[PostingIds, WeightArray], positions: list[int]) -> None:
+        """Make the ``SegmentCache`` entries of the segments at ``positions`` views of ``found``
+        (a generation's arrays of the term): one copy of the postings in memory, not one in the
+        generation's cache and one in each segment's entry, and no older generation's arrays kept
+        alive by them."""
+        ids, weights = found
+        cache = self._shared.segment_cache
+        for position in positions:
+            segment_id = self._segment_ids[position]
+            if segment_id is None:
+                continue
+            _leaf, offset, _deleted = self._leaves[position]
+            lo, hi = np.searchsorted(ids, (offset, offset + self._sizes[position])).tolist()
+            cache.put_postings((segment_id, field, text), (ids[lo:hi], weights[lo:hi], offset))
+
+    def _segment_postings(self, position: int, leaf: Any, offset: int, field: str, text: str,
                           probe: Probe | None) -> tuple[IdArray, WeightArray]:  # fmt: skip
-        """The term's postings in one segment (local document numbers, deleted ones included), from
-        the process's ``SegmentCache`` or read once into it; ``probe``: ``_holding``'s."""
+        """The term's postings in one segment as global document numbers at ``offset`` (deleted
+        documents included), from the process's ``SegmentCache`` or read once into it;
+        ``probe``: ``_holding``'s."""
         segment_id = self._segment_ids[position]
         cache = self._shared.segment_cache
         if segment_id is not None:
-            found = cache.get_postings((segment_id, field, text))
-            if found is not None:
-                return found
+            held = cache.get_postings((segment_id, field, text))
+            if held is not None:
+                ids, weights, at = held
+                return (ids if at == offset else ids + np.int32(offset - at)), weights
         matcher = None
         if probe is None:
             try:  # one term-table look-up (a test with ``in`` first was a second one)
@@ -415,14 +442,14 @@ class DocSets:
             info = self._term_info(leaf, probe)
             matcher = None if info is None else postings_of(leaf, field, text, info)
         if matcher is None:
-            found = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32))
+            ids, weights = np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
         else:
-            ids, weights = id_weight_arrays(matcher)
-            found = narrowed(np.frombuffer(ids, dtype=np.int64).astype(np.int32),
-                             np.frombuffer(weights, dtype=np.float64))
+            local, raw_weights = id_weight_arrays(matcher)
+            ids, weights = narrowed((np.frombuffer(local, dtype=np.int64) + offset).astype(np.int32),
+                                    np.frombuffer(raw_weights, dtype=np.float64))
         if segment_id is not None:
-            cache.put_postings((segment_id, field, text), found)
-        return found
+            cache.put_postings((segment_id, field, text), (ids, weights, offset))
+        return ids, weights
 
     def length_array(self, field: str) -> FloatArray:
         """Every document's length in ``field`` (global document numbers), as BM25 reads it: a

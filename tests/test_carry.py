@@ -425,6 +425,12 @@ def test_a_segment_is_read_once_for_a_term_whatever_generations_come_between(
             expected = (other.postings("body_folded", "vang"), other.df("body_folded", "nong"))
         assert got[0][0].tolist() == expected[0][0].tolist() and got[0][1].tolist() == expected[0][1].tolist()
         assert got[1] == expected[1]
+        # Each segment's entry is a view of the generation's arrays (one copy in memory), at its place.
+        held = [engine._segment_cache.get_postings((segment_id, "body_folded", "vang"))
+                for segment_id in docsets._segment_ids if segment_id is not None]
+        parts = [h[0] for h in held if h is not None and len(h[0])]
+        assert len(parts) > 1 and all(np.shares_memory(part, got[0][0]) for part in parts)
+        assert np.concatenate(parts).tolist() == got[0][0].tolist()
 
 
 def test_small_segments_that_key_a_term_alike_are_asked_about_it_with_one_hash(index_dir: Path) -> None:
@@ -450,3 +456,33 @@ def test_small_segments_that_key_a_term_alike_are_asked_about_it_with_one_hash(i
         assert 0 < len(held_by) < 7
         holding = docsets._holding("body_folded", "vang")
         assert [position for position, _leaf, _offset, probe in holding if probe is not None] == held_by
+
+
+def test_a_commit_reads_the_category_slugs_of_the_segments_it_added_only(
+        index_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The labels of a generation check the slugs of each segment once (``engine._labels``): after a
+    commit only the new segment's are read, and a new category's label appears as in a fresh
+    engine's."""
+    from whoosh.reading import SegmentReader
+
+    writer = WhooshIndexWriter(index_dir)
+    read: list[int] = []
+    field_terms = SegmentReader.field_terms
+
+    def counting(leaf: Any, field: str) -> Any:
+        if field == "category_slug":
+            read.append(leaf.doc_count_all())
+        return field_terms(leaf, field)
+
+    monkeypatch.setattr(SegmentReader, "field_terms", counting)
+    with WhooshEngine.open(index_dir) as engine:
+        engine._state()
+        assert read == [60]
+        doc = article("c-1", "Một bài mới", "Nội dung.", "Chuyên mục mới")
+        writer.apply([Entry(1, Op.UPSERT, "c-1", doc, datetime.now(UTC))])
+        read.clear()
+        _searcher, gen = engine._state()
+        assert read == [1]
+        with WhooshEngine.open(index_dir) as fresh:
+            assert gen.labels == fresh._state()[1].labels
+        assert gen.labels["chuyen-muc-moi"] == "Chuyên mục mới"
