@@ -60,11 +60,12 @@ PROBE_RATIO = 8  # a clause this many times larger than the candidates is probed
 POSTING_CACHE_POSTINGS = 8_000_000
 # Each segment's postings and document frequencies, kept by a process across generations
 # (``SegmentCache``), and this many frequencies. The postings are mostly views of a generation's
-# arrays (``DocSets.postings``), so they add little memory while that generation is in use.
-SEGMENT_CACHE_POSTINGS = 8_000_000
+# arrays (``DocSets.postings``), counted as the whole array they keep alive: at most 32 MB.
+SEGMENT_CACHE_POSTINGS = 4_000_000
 SEGMENT_DF_ENTRIES = 100_000
-# Segments of at most this many documents (a publishing commit's) keep the hashes of their terms in
-# memory (``index.postings.term_filter``): about 22,500 terms and 90 KB for 50 articles.
+# Segments of at most this many documents (a publishing commit's) keep the hashes of their terms and
+# where each term's record is in memory (``index.postings.term_filter``): about 22,500 terms and
+# 270 KB for 50 articles.
 # Larger segments (a build's, a merge's) hold most terms anyway.
 TERM_FILTER_MAX_DOCS = 200
 
@@ -106,6 +107,15 @@ def common_prefix(old: Sequence[tuple[str, int]], new: Sequence[tuple[str, int]]
     return shared, end
 
 
+def _held_postings(ids: PostingIds) -> int:
+    """The postings an entry keeps in memory: a view keeps the whole array it is a view of (the
+    arrays of the generation that read it, every segment's part), which the budget must count,
+    or old generations' arrays kept alive by views would be outside it (a 10-minute soak's
+    worker ended at 872 MB with views counted by their own length)."""
+    base = ids.base
+    return int(base.size) if isinstance(base, np.ndarray) else len(ids)
+
+
 class SegmentCache:
     """Each segment's postings (local document numbers and weights) and document frequencies,
     kept across generations: a segment never changes once written (deletions are kept apart), so
@@ -127,7 +137,7 @@ class SegmentCache:
         # (segment id, field, text) -> (ids, weights, the offset the ids carry): a segment's
         # postings as numbered in the generation that read them (usually views of its arrays).
         self.postings: LRUCache[tuple[str, str, str], tuple[PostingIds, WeightArray, int]] = LRUCache(
-            budget, getsizeof=lambda p: min(len(p[0]) + TERM_ENTRY_IDS, budget))
+            budget, getsizeof=lambda p: min(_held_postings(p[0]) + TERM_ENTRY_IDS, budget))
         self.max_df = max_df
         self.df: dict[tuple[str, str, str], int] = {}  # emptied when full (as ``SharedSets.df``)
 
@@ -273,8 +283,8 @@ class DocSets:
         segments = self._shared.segments
         self._small = [(i, segments[i][0]) for i, (leaf, _o, _d) in enumerate(self._leaves)
                        if leaf.doc_count_all() <= TERM_FILTER_MAX_DOCS] if len(self._leaves) > 1 else []
-        # Each segment's id in the process's ``SegmentCache`` (None: not cached, no id known).
         self._sizes = [leaf.doc_count_all() for leaf, _o, _d in self._leaves]
+        # Each segment's id in the process's ``SegmentCache`` (None: not cached, no id known).
         self._segment_ids: list[str | None] = [None if segment_id.startswith("?") else segment_id
                                                for segment_id, _n in segments]
         self._groups: dict[str, list[tuple[bytes, Any, list[tuple[int, TermFilter, array[int]]]]]] = {}

@@ -244,8 +244,9 @@ class TermFilter:
 
     Why these hashes: they are on disk already, so the filter is one read and a sort in C, about
     a millisecond for a 50-article segment, where hashing each term in Python cost 40-70 ms per
-    segment and worker, paid again at every commit (docs/benchmarks.md, "Publishing"); 90 KB
-    for the 22,500 terms of 50 articles (a set of ints would be 2.9 MB)."""
+    segment and worker, paid again at every commit (docs/benchmarks.md, "Publishing"); 270 KB
+    for the 22,500 terms of 50 articles with where each term's record is (``record``; a set of
+    the hashes alone would be 2.9 MB)."""
 
     __slots__ = ("hashes", "positions", "hashfn", "keycoder")
 

@@ -486,3 +486,21 @@ def test_a_commit_reads_the_category_slugs_of_the_segments_it_added_only(
         with WhooshEngine.open(index_dir) as fresh:
             assert gen.labels == fresh._state()[1].labels
         assert gen.labels["chuyen-muc-moi"] == "Chuyên mục mới"
+
+
+def test_a_segment_entry_counts_the_whole_array_its_view_keeps_alive() -> None:
+    """The ``SegmentCache`` budget bounds what is held in memory: an entry that is a view of a
+    generation's arrays counts the whole of them, so views of arrays no generation uses any more
+    cannot keep more than the budget alive."""
+    from index.docsets import TERM_ENTRY_IDS, SegmentCache
+
+    cache = SegmentCache(max_postings=2_500)
+    whole = np.arange(1_000, dtype=np.int32)
+    weights = np.ones(1_000, dtype=np.float32)
+    for n in range(3):  # three views of 10 postings, each keeping 1,000 alive
+        cache.put_postings((f"s{n}", "body_folded", "x"), (whole[:10], weights[:10], 0))
+    assert cache.postings.currsize == 2 * (1_000 + TERM_ENTRY_IDS)  # the oldest had to go
+    assert cache.get_postings(("s0", "body_folded", "x")) is None
+    own = np.arange(10, dtype=np.int32)
+    cache.put_postings(("t", "body_folded", "x"), (own, weights[:10].copy(), 0))
+    assert cache.postings.getsizeof(cache.postings[("t", "body_folded", "x")]) == 10 + TERM_ENTRY_IDS
