@@ -250,7 +250,7 @@ class TermFilter:
 
     __slots__ = ("hashes", "positions", "hashfn", "keycoder")
 
-    def __init__(self, hashes: array[int], hashfn: Any, keycoder: Any, positions: array[int] | None = None) -> None:
+    def __init__(self, hashes: array[int], hashfn: Any, keycoder: Any, positions: array[int]) -> None:
         self.hashes = hashes  # ascending (a hash twice when two keys share it)
         self.positions = positions  # where the record of each key is in the table (``record``)
         self.hashfn = hashfn  # the table's hash function (whoosh.filedb.filetables)
@@ -267,8 +267,6 @@ class TermFilter:
         filter and this read, 22-26 µs through Whoosh's ``in`` and ``doc_frequency``. While
         publishing, each commit adds a small segment that every search term is looked up in."""
         hashes, positions = self.hashes, self.positions
-        if positions is None:
-            raise ValueError("a filter without positions")
         i = bisect_left(hashes, h)
         while i < len(hashes) and hashes[i] == h:
             value = _record_value(dbfile, positions[i], key)
