@@ -8,17 +8,20 @@ Each uvicorn worker calls ``create_app()`` with no arguments and reads its ``Con
 The middleware stack, outermost first, and why in that order (``searchsvc.http``):
 
 1. Observability: request id, access log, metrics, last-resort 500, so it sees every response.
-2. Security headers, per path prefix, also on errors, 304s and 429s.
-3. CORS, for ``/api/`` only: preflights are answered here, and 429/413 still carry CORS headers.
+2. The repeat lane (``searchsvc.http.repeats``): a repeat that layers 7 and 9 or the feed cache
+   would answer from memory (a 304, a cached page, a cached feed) is answered here with the
+   headers the whole stack sent for it last time, without running the layers in between.
+3. Security headers, per path prefix, also on errors, 304s and 429s.
+4. CORS, for ``/api/`` only: preflights are answered here, and 429/413 still carry CORS headers.
    Not for the admin API (``/api/admin/``): it is for servers (a CMS), never for browser pages.
-4. Authentication, for ``/api/admin/`` only (``searchsvc.http.auth``): a bearer key, before the
+5. Authentication, for ``/api/admin/`` only (``searchsvc.http.auth``): a bearer key, before the
    body is read or any route runs.
-5. Body limit (413): a cheap refusal before any real work (the admin API has a larger one).
-6. Response cache: a repeated GET is answered from the bytes of its first answer (after gzip), with
+6. Body limit (413): a cheap refusal before any real work (the admin API has a larger one).
+7. Response cache: a repeated GET is answered from the bytes of its first answer (after gzip), with
    the per-request headers of the layers above still added around it.
-7. GZip, for everything but feeds and embeds (they keep their documents compressed already),
+8. GZip, for everything but feeds and embeds (they keep their documents compressed already),
    outside the conditional layer so that the ETag it sets passes through unchanged.
-8. Conditional GET: a tag hashed from the answer's bytes; a revalidation whose remembered tag still
+9. Conditional GET: a tag hashed from the answer's bytes; a revalidation whose remembered tag still
    holds (no commit changed what the answer shows) is a 304 before the handler runs.
 
 Inside them Starlette's exception middleware turns ``ApiError`` and ``HTTPException`` into the
@@ -66,15 +69,16 @@ from .http.cors import ApiCORSMiddleware
 from .http.encoding import GZIP_LEVEL, GZIP_MINIMUM_SIZE, GZipMiddleware
 from .http.feed_cache import FeedCache
 from .http.middleware import (
+    ACCESS_LOG,
     DEFAULT_HEADER_POLICIES,
     BodyLimitMiddleware,
     HeaderPolicy,
     ObservabilityMiddleware,
     PathScopedMiddleware,
     SecurityHeadersMiddleware,
-    configure_access_log,
 )
 from .http.ratelimit import TokenBucketLimiter
+from .http.repeats import RepeatLane, RepeatLaneMiddleware
 from .keys import KeyRing
 from .metrics import Metrics
 from .publishing import JournalWriter
@@ -103,6 +107,9 @@ CACHEABLE_PREFIXES = ("/api/articles/", "/articles/", "/c/")
 # Feeds and embeds choose their encoding and write Vary themselves, by the same rule
 # (searchsvc.http.encoding): the gzip layer would only cost them time on every request.
 GZIP_EXCEPT_PREFIXES = ("/feeds", "/embed", *crawl_routes.OWN_ENCODING_PREFIXES)
+# Where routes answer from the feed cache with the same validators (``feed_cache.serve_cached``)
+# and the repeat lane may answer their repeats (searchsvc.http.repeats).
+DOCUMENT_PREFIXES = ("/feeds", "/embed/")
 # Security headers by path prefix: the pages' and the API's, and the policies the embeds (framed
 # by anyone) and the admin API define for themselves. Feeds have the pages' policy: a browser tab
 # gets a feed's HTML page (searchsvc.feed_page), which is one of the site's pages.
@@ -144,7 +151,7 @@ def build_state(config: Config, opener: Opener | None = None) -> AppState:
         # Renders run on the engine threads, like searches, admitted like them, and cost the client a
         # token, like one.
         feed_cache=FeedCache(admission=admission, on_render=metrics.feed_renders.inc, charge=charge,
-                             changed=freshness.changed),
+                             changed=freshness.changed, generation=engines.generation),
         freshness=freshness,
         tombstones=Tombstones(config.journal_path),
         journal_writer=JournalWriter(config.journal_path),
@@ -178,8 +185,10 @@ def build_middleware(state: AppState, routes: Callable[[], Sequence[BaseRoute]])
     routes for the metrics' route templates."""
     config, metrics = state.config, state.metrics
     changed = state.freshness.changed  # one memo of changes for every cache
+    lane = RepeatLane(state.fingerprint, routes, document_prefixes=DOCUMENT_PREFIXES)
     return [
         Middleware(ObservabilityMiddleware, metrics=metrics, routes=routes, access_log=config.access_log),
+        Middleware(RepeatLaneMiddleware, lane=lane),
         Middleware(SecurityHeadersMiddleware, policies=HEADER_POLICIES),
         Middleware(
             PathScopedMiddleware,
@@ -212,6 +221,7 @@ def build_middleware(state: AppState, routes: Callable[[], Sequence[BaseRoute]])
             on_hit=lambda tier: _count_cache_hit(metrics, tier),
             shared=SharedResponseStore.from_env(max_bytes=4 * (config.response_cache_mb << 20)),
             changed=changed,
+            sources=lane.sources,
         ),
         Middleware(
             PathScopedMiddleware,
@@ -229,6 +239,7 @@ def build_middleware(state: AppState, routes: Callable[[], Sequence[BaseRoute]])
             max_age=config.cache_max_age,
             on_not_modified=metrics.not_modified.inc,
             changed=changed,
+            sources=lane.sources,
         ),
     ]
 
@@ -295,13 +306,13 @@ def close_state(state: AppState) -> None:
     state.engines.close(WARM_UP_WAIT)
     state.tombstones.close()
     state.journal_writer.close()
+    ACCESS_LOG.flush()  # a worker's last lines (multiprocessing's children skip atexit)
 
 
 def create_app(config: Config | None = None, *, opener: Opener | None = None) -> Starlette:
     """Build the app for ``config`` (default: from the environment). ``opener`` opens the index
     (by default the engine ``config.engine`` names)."""
     config = config or Config.from_env()
-    configure_access_log()
     auth.configure_auth_log()
     state = build_state(config, opener)
     app = Starlette(

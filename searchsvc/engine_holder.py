@@ -65,6 +65,16 @@ class EngineHolder:
         """The open engine, or None; never blocks and never tries to open."""
         return self._engine
 
+    def generation(self) -> str | None:
+        """The open engine's generation without blocking, or None while no index is open."""
+        engine = self._engine
+        if engine is None:
+            return None
+        try:
+            return str(engine.generation)
+        except Exception:  # an index being replaced: treat as uncacheable, the search will tell
+            return None
+
     @property
     def last_error(self) -> str:
         return self._last_error

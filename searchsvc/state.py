@@ -40,13 +40,7 @@ class AppState:
 
     def generation(self) -> str | None:
         """Current index generation without blocking, or None while no index is open."""
-        engine = self.engines.engine
-        if engine is None:
-            return None
-        try:
-            return str(engine.generation)
-        except Exception:  # an index being replaced: treat as uncacheable, the search will tell
-            return None
+        return self.engines.generation()
 
 
 def app_state(request: Request) -> AppState:

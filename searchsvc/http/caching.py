@@ -176,6 +176,9 @@ def request_key(app_fingerprint: str, scope: Scope) -> str:
 
 
 _REQUEST_KEY_SLOT = "searchsvc.request_key"  # in the ASGI scope: (fingerprint, key)
+# In the ASGI scope of a request the layers below answered from memory: the tag of their 304, or
+# the headers of the cached answer they replayed (searchsvc.http.repeats records what went out).
+REPEAT_SLOT = "searchsvc.repeat"
 
 
 def content_etag(body: bytes, encoding: str) -> str:
@@ -272,8 +275,12 @@ class ConditionalGetMiddleware(_GenerationKeyed):
         on_not_modified: Callable[[], None] | None = None,
         changed: Changed | None = None,
         max_validators: int = 16_384,
+        sources: RepeatSources | None = None,
     ) -> None:
+        """``sources``: where the repeat lane finds this layer, to answer its 304s for it."""
         super().__init__(app, generation, app_fingerprint, paths, prefixes, changed)
+        if sources is not None:
+            sources.conditional = self
         self.cache_control = cache_control(max_age)
         self.on_not_modified = on_not_modified
         # Tags by request key: a count bound (an entry is ~200 bytes), least recently used first out.
@@ -290,21 +297,39 @@ class ConditionalGetMiddleware(_GenerationKeyed):
         await send({"type": "http.response.start", "status": 304, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
 
+    async def known_tag(self, scope: Scope) -> str | None:
+        """The tag of the 304 this layer answers ``scope`` with before its handler runs: the
+        request names the tag this worker last sent for it, and that tag still holds. None: the
+        handler must run (or the layer does not handle the request)."""
+        generation = self.keyed_generation(scope)
+        if generation is None:
+            return None
+        request_headers = Headers(scope=scope)
+        if not request_headers.getlist("if-none-match"):
+            return None
+        key = request_key(self.app_fingerprint, scope)
+        known = self._validators.get(key)
+        if known is None or not not_modified(request_headers, (known.etag,)):
+            return None
+        if not await self.still_holds(known.generation, generation, known.shows):
+            return None
+        if known.generation != generation:
+            self._validators[key] = replace(known, generation=generation)
+        return known.etag
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         generation = self.keyed_generation(scope)
         if generation is None:
             await self.app(scope, receive, send)
             return
+        known_tag = await self.known_tag(scope)
+        if known_tag is not None:
+            scope[REPEAT_SLOT] = known_tag  # the repeat lane may answer the next one (searchsvc.http.repeats)
+            await self._not_modified(send, known_tag)
+            return
         request_headers = Headers(scope=scope)
         key = request_key(self.app_fingerprint, scope)
-        known = self._validators.get(key)
         conditional = bool(request_headers.getlist("if-none-match"))
-        if known is not None and conditional and not_modified(request_headers, (known.etag,)):
-            if await self.still_holds(known.generation, generation, known.shows):
-                if known.generation != generation:
-                    self._validators[key] = replace(known, generation=generation)
-                await self._not_modified(send, known.etag)
-                return
 
         start: Message | None = None
         chunks: list[bytes] = []
@@ -488,10 +513,14 @@ class ResponseCacheMiddleware(_GenerationKeyed):
         on_hit: Callable[[object | None], None] | None = None,
         shared: SharedResponseStore | None = None,
         changed: Changed | None = None,
+        sources: RepeatSources | None = None,
     ) -> None:
         """``on_hit(note)`` runs for every answer from the cache, with what the handler noted;
-        ``shared``: the other workers' answers, looked up after this worker's own."""
+        ``shared``: the other workers' answers, looked up after this worker's own; ``sources``:
+        where the repeat lane finds this layer, to answer its hits for it."""
         super().__init__(app, generation, app_fingerprint, paths, prefixes, changed)
+        if sources is not None:
+            sources.cache = self
         self.shared = shared
         self.max_bytes = max_bytes
         self.max_entry_bytes = max_entry_bytes
@@ -518,11 +547,13 @@ class ResponseCacheMiddleware(_GenerationKeyed):
         with contextlib.suppress(ValueError):
             self._entries[key] = entry
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def lookup(self, scope: Scope, count: bool = True) -> CachedResponse | None:
+        """The answer this layer replays for ``scope``, counted as a hit (``count_hit``) if
+        ``count``; None: the request passes to the layers inside (a miss, or a request this layer
+        does not handle)."""
         generation = self.keyed_generation(scope)
         if generation is None:
-            await self.app(scope, receive, send)
-            return
+            return None
         if generation != self._generation:
             self._generation = generation
             if self.shared is not None:
@@ -540,13 +571,27 @@ class ResponseCacheMiddleware(_GenerationKeyed):
             entry = self.shared.get(generation, key)
             if entry is not None:
                 self._store(key, entry)
+        if entry is not None and count:
+            self.count_hit(entry)
+        return entry
+
+    def count_hit(self, entry: CachedResponse) -> None:
+        self.hits += 1
+        if self.on_hit is not None:
+            self.on_hit(entry.note)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        generation = self.keyed_generation(scope)
+        if generation is None:
+            await self.app(scope, receive, send)
+            return
+        entry = await self.lookup(scope)
         if entry is not None:
-            self.hits += 1
-            if self.on_hit is not None:
-                self.on_hit(entry.note)
+            scope[REPEAT_SLOT] = entry.headers  # the repeat lane may answer the next one (searchsvc.http.repeats)
             await send({"type": "http.response.start", "status": 200, "headers": list(entry.headers)})
             await send({"type": "http.response.body", "body": entry.body})
             return
+        key = request_key(self.app_fingerprint, scope)
 
         start_headers: list[tuple[bytes, bytes]] | None = None
         chunks: list[bytes] = []
@@ -578,3 +623,12 @@ class ResponseCacheMiddleware(_GenerationKeyed):
             await send(message)
 
         await self.app(scope, receive, capture)
+
+
+@dataclass(slots=True)
+class RepeatSources:
+    """The two layers the repeat lane (``searchsvc.http.repeats``) answers for; each puts itself
+    here when Starlette builds it (the app's middleware list only names classes)."""
+
+    conditional: ConditionalGetMiddleware | None = None
+    cache: ResponseCacheMiddleware | None = None

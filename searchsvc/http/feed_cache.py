@@ -54,7 +54,7 @@ from starlette.responses import Response
 from index.api import ANY_CHANGE, Shows
 
 from ..admission import Admission
-from .caching import Changed, etag_digest, make_etag, not_modified
+from .caching import REPEAT_SLOT, Changed, GenerationSource, etag_digest, make_etag, not_modified
 from .cors import CORS_HEADERS
 from .encoding import ACCEPT_ENCODING, GZIP, GZIP_LEVEL, GZIP_MINIMUM_SIZE, request_encoding, vary_names
 
@@ -142,13 +142,17 @@ class FeedCache:
                  admission: Admission | None = None,
                  on_render: Callable[[], None] | None = None,
                  charge: Callable[[Request], None] | None = None,
-                 changed: Changed | None = None) -> None:
+                 changed: Changed | None = None,
+                 generation: GenerationSource | None = None) -> None:
         """``admission``: the threads renders run on (the service's engine threads, which may refuse
         a render with 503 ``overloaded``: every waiter for it gets that, nothing is cached); anyio's
         default pool when omitted. ``on_render``: called after each finished render (a metric).
         ``charge(request)``: what starting a render costs the client (the rate limit; it may
         raise); a hit, or joining a render in progress, costs nothing. ``changed``: whether a
-        commit changed what a document shows (None: every commit changes everything)."""
+        commit changed what a document shows (None: every commit changes everything).
+        ``generation``: the index generation now, without blocking (None: none open); what lets
+        the repeat lane ask whether a document still holds (``DocumentRepeat``)."""
+        self.generation = generation
         self.admission = admission
         self.changed = changed
         self.on_render = on_render
@@ -238,6 +242,32 @@ class FeedCache:
         return doc
 
 
+@dataclass(frozen=True, slots=True)
+class DocumentRepeat:
+    """What ``serve_cached`` leaves in the scope (``caching.REPEAT_SLOT``) for the repeat lane
+    (``searchsvc.http.repeats``): the cache, the document's key without its generation, its tag
+    and which of its bytes went out. Not the document itself: a recording kept by the lane must
+    not keep alive a document the cache has let go."""
+
+    cache: FeedCache
+    rest: tuple[Hashable, ...]
+    etag: str
+    gzip: bool
+
+    async def holds(self) -> Document | None:
+        """The document, if the cache still holds the same one for the current generation."""
+        if self.cache.generation is None:
+            return None
+        generation = self.cache.generation()
+        if generation is None:
+            return None
+        doc = await self.cache.get((generation, *self.rest))
+        return doc if doc is not None and doc.etag == self.etag else None
+
+    def body(self, doc: Document) -> bytes:
+        return doc.gzip_body if self.gzip else doc.body
+
+
 def _retrieve_exception(task: asyncio.Future[Document]) -> None:
     """Mark a failed render's exception as seen (asyncio logs it when every waiter has left)."""
     if not task.cancelled():
@@ -319,4 +349,7 @@ async def serve_cached(
     charge = cache.charge
     doc = await cache.get_or_render(key, render, None if charge is None else functools.partial(charge, request),
                                     shows)
-    return respond(request, doc, extra_headers, vary)
+    response = respond(request, doc, extra_headers, vary)
+    request.scope[REPEAT_SLOT] = DocumentRepeat(cache, tuple(key[1:]), doc.etag,
+                                                response.headers.get("content-encoding") == GZIP)
+    return response

@@ -6,6 +6,8 @@ task and a memory stream per request) and only touch the ``http.response.start``
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import itertools
 import json
 import logging
@@ -27,13 +29,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..errors import ErrorCode, error_response, json_error
 from ..metrics import Metrics
 
-access_logger = logging.getLogger("searchsvc.access")
 error_logger = logging.getLogger("searchsvc.error")
 
 REQUEST_ID_HEADER = "x-request-id"
 LOGGED_METHOD_CHARS = 32  # a method is any token to uvicorn, thousands of characters if a client likes
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 UNMATCHED_ROUTE = "<unmatched>"
+# scope["state"] key set when the repeat lane answered (searchsvc.http.repeats): the access log
+# line then has ``"repeat": true``.
+REPEATED_KEY = "repeated"
 
 
 _ID_PREFIX = ""
@@ -70,8 +74,59 @@ def configure_json_log(logger: logging.Logger) -> None:
     logger.propagate = False
 
 
-def configure_access_log() -> None:
-    configure_json_log(access_logger)
+class AccessLog:
+    """The JSON access log: one line per request on stderr, written in batches.
+
+    Why not the ``logging`` module, as before: a record, its handler's lock, a format and a flush
+    per request, so a ``write(2)`` per request, were 11 % of a worker's CPU answering 304s
+    (docs/benchmarks.md). Lines are kept here and written together ``FLUSH_SECONDS`` after the first
+    one of a batch (or at once past ``FLUSH_BYTES``), by the event loop that served them; an app
+    without a running loop (a test calling it directly) writes at once. A worker killed outright
+    loses at most that fraction of a second of lines; a worker that stops normally writes them in
+    its shutdown (``searchsvc.app.close_state``), and a process that exits normally at exit.
+    """
+
+    FLUSH_SECONDS = 0.05
+    FLUSH_BYTES = 64 * 1024
+
+    def __init__(self, write: Callable[[str], object] | None = None) -> None:
+        self._write = write
+        self._lines: list[str] = []
+        self._size = 0
+        self._scheduled: asyncio.TimerHandle | None = None
+        atexit.register(self.flush)
+
+    def line(self, entry: Mapping[str, object]) -> None:
+        text = json.dumps(entry, ensure_ascii=False) + "\n"
+        self._lines.append(text)
+        self._size += len(text)
+        if self._size >= self.FLUSH_BYTES:
+            self.flush()
+        elif self._scheduled is None:
+            try:
+                self._scheduled = asyncio.get_running_loop().call_later(self.FLUSH_SECONDS, self.flush)
+            except RuntimeError:  # no loop running: nothing would flush later
+                self.flush()
+
+    def flush(self) -> None:
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
+        if not self._lines:
+            return
+        text, self._lines, self._size = "".join(self._lines), [], 0
+        try:
+            if self._write is not None:
+                self._write(text)
+            else:  # looked up at each write: a test's capture replaces sys.stderr
+                sys.stderr.write(text)
+                sys.stderr.flush()
+        except (OSError, ValueError):  # stderr closed or gone: the lines are lost, the request is not
+            pass
+
+
+# One per process: every app of the process (tests build many) writes through it.
+ACCESS_LOG = AccessLog()
 
 
 def logged_method(method: str) -> str:
@@ -82,6 +137,15 @@ def logged_method(method: str) -> str:
     return method[: LOGGED_METHOD_CHARS - 1] + "…"
 
 
+def matched_route(routes: Sequence[BaseRoute], scope: Scope) -> BaseRoute | None:
+    """The first of ``routes`` that matches ``scope`` (as the router would try them), or None."""
+    for candidate in routes:
+        match, _ = candidate.matches(scope)
+        if match is not Match.NONE:
+            return candidate
+    return None
+
+
 def route_template(routes: Sequence[BaseRoute], scope: Scope) -> str:
     """The path template that serves ``scope`` ("/api/articles/{article_id}"), for metric labels.
 
@@ -90,11 +154,7 @@ def route_template(routes: Sequence[BaseRoute], scope: Scope) -> str:
     """
     route = scope.get("route")
     if route is None:
-        for candidate in routes:
-            match, _ = candidate.matches(scope)
-            if match is not Match.NONE:
-                route = candidate
-                break
+        route = matched_route(routes, scope)
     if isinstance(route, Route):
         return route.path
     if isinstance(route, Mount):
@@ -120,7 +180,7 @@ class ObservabilityMiddleware:
         self.app = app
         self.metrics = metrics
         self.routes = routes
-        self.access_log = access_log
+        self.access_log = ACCESS_LOG if access_log else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -163,23 +223,21 @@ class ObservabilityMiddleware:
             elapsed = time.perf_counter() - start
             route = route_template(self.routes(), scope)
             self.metrics.observe_request(route, scope["method"], status, elapsed)
-            if self.access_log:
+            if self.access_log is not None:
                 client = scope.get("client")
-                access_logger.info(
-                    json.dumps(
-                        {
-                            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                            "request_id": request_id,
-                            "method": logged_method(scope["method"]),
-                            "path": scope["path"],
-                            "route": route,
-                            "status": status,
-                            "duration_ms": round(elapsed * 1000, 2),
-                            "client": client[0] if client else None,
-                        },
-                        ensure_ascii=False,
-                    )
-                )
+                entry: dict[str, object] = {
+                    "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                    "request_id": request_id,
+                    "method": logged_method(scope["method"]),
+                    "path": scope["path"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "client": client[0] if client else None,
+                }
+                if scope["state"].get(REPEATED_KEY):
+                    entry["repeat"] = True
+                self.access_log.line(entry)
 
 
 @dataclass(frozen=True, slots=True)
