@@ -176,8 +176,9 @@ def request_key(app_fingerprint: str, scope: Scope) -> str:
 
 
 _REQUEST_KEY_SLOT = "searchsvc.request_key"  # in the ASGI scope: (fingerprint, key)
-# In the ASGI scope of a request the layers below answered from memory: the tag of their 304, or
-# the headers of the cached answer they replayed (searchsvc.http.repeats records what went out).
+# In the ASGI scope of a request answered from memory: the tag of the validators' 304, the headers
+# of the response cache's entry, or a feed_cache.DocumentRepeat (searchsvc.http.repeats records
+# what went out, to answer the same request again the same way).
 REPEAT_SLOT = "searchsvc.repeat"
 
 
