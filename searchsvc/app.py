@@ -306,7 +306,7 @@ def close_state(state: AppState) -> None:
     state.engines.close(WARM_UP_WAIT)
     state.tombstones.close()
     state.journal_writer.close()
-    ACCESS_LOG.flush()  # a worker's last lines (multiprocessing's children skip atexit)
+    ACCESS_LOG.flush()  # the worker's last lines, before its supervisor may end it
 
 
 def create_app(config: Config | None = None, *, opener: Opener | None = None) -> Starlette:

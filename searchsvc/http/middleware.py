@@ -83,7 +83,7 @@ class AccessLog:
     one of a batch (or at once past ``FLUSH_BYTES``), by the event loop that served them; an app
     without a running loop (a test calling it directly) writes at once. A worker killed outright
     loses at most that fraction of a second of lines; a worker that stops normally writes them in
-    its shutdown (``searchsvc.app.close_state``), and a process that exits normally at exit.
+    its shutdown (``searchsvc.app.close_state``), and ``ACCESS_LOG`` again at the process's exit.
     """
 
     FLUSH_SECONDS = 0.05
@@ -94,7 +94,6 @@ class AccessLog:
         self._lines: list[str] = []
         self._size = 0
         self._scheduled: asyncio.TimerHandle | None = None
-        atexit.register(self.flush)
 
     def line(self, entry: Mapping[str, object]) -> None:
         text = json.dumps(entry, ensure_ascii=False) + "\n"
@@ -127,6 +126,7 @@ class AccessLog:
 
 # One per process: every app of the process (tests build many) writes through it.
 ACCESS_LOG = AccessLog()
+atexit.register(ACCESS_LOG.flush)
 
 
 def logged_method(method: str) -> str:

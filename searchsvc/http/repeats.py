@@ -1,22 +1,26 @@
-"""The repeat lane: a repeated request that the layers below would answer from memory (a 304 for a
-tag that still holds, a response-cache hit) is answered here, with the headers the whole stack
-sent the last time it gave that answer, without running the layers again.
+"""The repeat lane: a repeated request that is answered from memory (a 304 for a tag that still
+holds, a response-cache hit, a document the feed cache holds) is answered here, with the headers
+the whole stack sent the last time it gave that answer, without running the layers again.
 
 Why: a 304 or a cached page costs the service little besides passing through its layers (security
-headers, CORS, body limit, response cache, gzip, validators): each wraps ``send`` and looks at the
-request, and together they were the larger part of a worker's own CPU per 304 in a profile
-(docs/benchmarks.md). Their answer to a repeat is fixed by what the lane checks:
+headers, CORS, body limit, response cache, gzip, validators; for feeds also the router and the
+route): each wraps ``send`` and looks at the request, and together they were the larger part of a
+worker's own CPU per 304 in a profile (docs/benchmarks.md). Their answer to a repeat is fixed by
+what the lane checks:
 
-- the decision is the layers' own: ``ConditionalGetMiddleware.known_tag`` (the 304's tag) and
-  ``ResponseCacheMiddleware.lookup`` (the cached answer), the calls they make themselves;
-- the headers are the ones the whole stack sent for the same request key when the layer last gave
-  the same answer (the same tag, or the same cached entry), recorded here when the layer marks the
-  scope (``REPEAT_SLOT``); the layers around it add nothing that depends on anything else once the
-  request carries no ``Origin`` (CORS answers by it) and no body (the body limit reads it).
+- the decision is theirs: ``ConditionalGetMiddleware.known_tag`` (the 304's tag),
+  ``ResponseCacheMiddleware.lookup`` (the cached answer), ``feed_cache.DocumentRepeat.holds`` (the
+  same document still held for the current generation, and for a 304 the request names one of
+  its tags), the calls they make themselves;
+- the headers are the ones the whole stack sent for the same request (key, status, and for feeds
+  the ``Accept`` and ``Sec-Fetch-Dest`` that choose a feed or its page) when it last gave the same
+  answer, recorded here when the layer or route marks the scope (``REPEAT_SLOT``); the layers
+  around add nothing that depends on anything else once the request carries no ``Origin`` (CORS
+  answers by it) and no body (the body limit reads it).
 
 Anything else passes through the full stack. The lane sits inside the observability layer, so
 every answer still gets its request id, access-log line and metrics. Recordings are bounded by
-count (``max_entries``), least recently used first out.
+count (``max_entries``), least recently used first out, and hold headers and tags, never bodies.
 """
 
 from __future__ import annotations
