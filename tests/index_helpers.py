@@ -32,6 +32,19 @@ def article(i: int | str, title: str, body: str | list[str], category: str = "Th
     )
 
 
+def two_sections(n: int) -> list[Article]:
+    """``n`` articles in each of two categories, Thời sự (``ts-i``) and Thể thao (``tt-i``), a day
+    apart from 1 March 2021: what the cache tests publish into and correct."""
+    start = datetime(2021, 3, 1, 8, 0, tzinfo=VN_TZ)
+    items = []
+    for i in range(n):
+        items.append(article(f"ts-{i}", f"Quốc hội họp phiên {i}", f"Quốc hội thảo luận dự luật số {i}.",
+                             "Thời sự", published=start + timedelta(days=i)))
+        items.append(article(f"tt-{i}", f"Bóng đá vòng {i}", f"Trận bóng đá vòng {i} kết thúc hòa.",
+                             "Thể thao", published=start + timedelta(days=i, hours=1)))
+    return items
+
+
 def build(index_dir: Path, articles: list[Article], **kwargs) -> WhooshEngine:
     """Index ``articles`` and open an engine on them. The caller closes it (``with build(...) as
     engine:``, or ``engine.close()`` after a fixture's ``yield``): its searchers hold the index's

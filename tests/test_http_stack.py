@@ -14,20 +14,20 @@ import asyncio
 import json
 import socket
 import time
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
-from index_helpers import article, wait_until
+from index_helpers import article, two_sections, wait_until
 from service_helpers import running_service
+from starlette.datastructures import Headers
 from uvicorn.config import Config as UvicornConfig
 from uvicorn.server import ServerState
 
-from index.article import VN_TZ
 from index.builder import index_articles
+from searchsvc.http.feed_cache import is_browser_navigation
 from searchsvc.http.middleware import AccessLog
 from searchsvc.server import COALESCE_COPY_BYTES, HeadTimeoutHttpToolsProtocol
 
@@ -37,14 +37,7 @@ PER_REQUEST = {"x-request-id", "date"}
 
 
 def corpus() -> list[Any]:
-    start = datetime(2021, 3, 1, 8, 0, tzinfo=VN_TZ)
-    items = []
-    for i in range(5):
-        items.append(article(f"ts-{i}", f"Quốc hội họp phiên {i}", f"Quốc hội thảo luận dự luật số {i}.",
-                             "Thời sự", published=start + timedelta(days=i)))
-        items.append(article(f"tt-{i}", f"Bóng đá vòng {i}", f"Trận bóng đá vòng {i} kết thúc hòa.",
-                             "Thể thao", published=start + timedelta(days=i, hours=1)))
-    return items
+    return two_sections(5)
 
 
 def stable(response: httpx.Response) -> list[tuple[str, str]]:
@@ -80,7 +73,7 @@ CASES = [
     ("/feeds/the-thao.atom", {"Accept-Encoding": "identity"}),
     ("/feeds/the-thao.json", {}),
     ("/feeds/the-thao.rss", {"Sec-Fetch-Dest": "document", "Accept": "text/html"}),
-    ("/feeds/the-thao.rss", {"Accept": "text/html"}),
+    ("/feeds/the-thao.json", {"Accept": "text/html"}),  # a tab without Fetch Metadata
     ("/embed/the-thao", {}),
     ("/feeds", {}),
     ("/feeds.opml", {}),
@@ -126,6 +119,39 @@ def test_repeats_are_answered_as_the_full_stack_answers_them(tmp_path: Path) -> 
         assert [rid for rid in repeated if not lines[rid].get("repeat")] == []
         assert [rid for rid in full if lines[rid].get("repeat")] == []
         assert all(lines[rid]["route"] != "<unmatched>" for rid in repeated)
+
+
+def test_hostile_headers_get_the_full_stack_answer(tmp_path: Path) -> None:
+    """Made-up, huge, repeated and contradictory Accept and Sec-Fetch-Dest values on a feed: each
+    request gets what the route gives it (the feed, or its page for a browser tab), whether the lane
+    answers or not, and none is a 4xx or 5xx."""
+    index_dir = tmp_path / "ix"
+    index_articles(index_dir, corpus(), procs=1)
+    path = "/feeds/the-thao.rss"
+    with running_service(index_dir, tmp_path / "logs") as svc, httpx.Client(base_url=svc.url, timeout=30) as client:
+        feed = client.get(path, headers={"Accept": "application/rss+xml"})
+        page = client.get(path, headers={"Sec-Fetch-Dest": "document"})
+        assert feed.headers["content-type"].startswith("application/rss+xml")
+        assert page.headers["content-type"].startswith("text/html")
+        hostile: list[list[tuple[str, str]]] = [
+            [("Accept", "text/html" + ", x/" + "y" * 8000)],  # a browser's, padded
+            [("Accept", "*/*;" * 500)],
+            [("Accept", "text/html"), ("Accept", "application/rss+xml")],  # the route reads the first
+            [("Accept", "application/rss+xml"), ("Accept", "text/html")],
+            [("Sec-Fetch-Dest", "document"), ("Sec-Fetch-Dest", "empty")],
+            [("Sec-Fetch-Dest", "empty"), ("Accept", "text/html")],
+            [("Sec-Fetch-Dest", ""), ("Accept", "text/html")],
+            [("Sec-Fetch-Dest", "DOCUMENT")],
+        ]
+        for n in range(200):  # distinct values too: the recordings stay bounded by their own key
+            hostile.append([("Accept", f"text/html;q=0.{n % 10}, x/{n}")])
+        for headers in hostile:
+            for _ in range(3):  # recorded, then answered by the lane
+                answer = client.get(path, headers=headers)
+                assert answer.status_code == 200, headers
+                # the route's own rule, on the headers as sent
+                tab = is_browser_navigation(Headers(raw=[(k.lower().encode(), v.encode()) for k, v in headers]))
+                assert answer.content == (page.content if tab else feed.content), headers
 
 
 def test_a_commit_ends_the_repeats_of_what_it_changed(tmp_path: Path) -> None:

@@ -13,18 +13,20 @@ what the lane checks:
   same document still held for the current generation, and for a 304 the request names one of
   its tags), the calls they make themselves;
 - the headers are the ones the whole stack sent for the same request (key, status, and for feeds
-  the ``Accept`` and ``Sec-Fetch-Dest`` that choose a feed or its page) when it last gave the same
+  whether it is a browser tab's, which chooses a feed or its page) when it last gave the same
   answer, recorded here when the layer or route marks the scope (``REPEAT_SLOT``); the layers
   around add nothing that depends on anything else once the request carries no ``Origin`` (CORS
   answers by it) and no body (the body limit reads it).
 
 Anything else passes through the full stack. The lane sits inside the observability layer, so
 every answer still gets its request id, access-log line and metrics. Recordings are bounded by
-count (``max_entries``), least recently used first out, and hold headers and tags, never bodies.
+the bytes of their headers (``MAX_RECORDED_BYTES``), least recently used first out, and hold
+headers and tags, never bodies.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -40,17 +42,18 @@ from .caching import (
     not_modified,
     request_key,
 )
-from .feed_cache import DocumentRepeat
+from .feed_cache import DocumentRepeat, is_browser_navigation
 from .middleware import REPEATED_KEY, matched_route
 
 # Request headers that send a request through the full stack: CORS answers by Origin, the body
 # limit by the body's framing.
 _FULL_STACK_HEADERS = frozenset((b"origin", b"content-length", b"transfer-encoding"))
 RawHeaders = list[tuple[bytes, bytes]]
-# A recording's key: the request key, the status answered, and the request headers by which a
-# feed route picks a feed or its page for a browser tab (``feed_cache.NAVIGATION_VARY``).
-# (None: the header is absent, which is not the same as empty to the route.)
-LaneKey = tuple[str, int, bytes | None, bytes | None]
+# A recording's key: the request key, the status answered, and whether a feed route gives the
+# request a browser tab's page rather than the feed (``feed_cache.is_browser_navigation``).
+LaneKey = tuple[str, int, bool]
+# What the recordings of one worker may hold: their headers' bytes (a recording is ~1 KB).
+MAX_RECORDED_BYTES = 8 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,15 @@ class _Recorded:
     made_of: object  # the 304's tag, the cached entry's headers, or a DocumentRepeat
     headers: RawHeaders  # what the whole stack sent with it, before the request id
     route: BaseRoute | None  # the route the request matches, for the metrics' label
+
+    @property
+    def size(self) -> int:
+        """What it counts against the recordings' bound: its headers, plus a little for the objects."""
+        return sum(len(k) + len(v) for k, v in self.headers) + 256
+
+
+def _recorded_size(recorded: _Recorded) -> int:
+    return recorded.size
 
 
 def _same(answered: object, made_of: object) -> bool:
@@ -73,12 +85,12 @@ class RepeatLane:
     routes answer from the feed cache (``feed_cache.serve_cached``)."""
 
     def __init__(self, fingerprint: str, routes: Callable[[], Sequence[BaseRoute]],
-                 document_prefixes: tuple[str, ...] = (), max_entries: int = 4096) -> None:  # fmt: skip
+                 document_prefixes: tuple[str, ...] = (), max_bytes: int = MAX_RECORDED_BYTES) -> None:  # fmt: skip
         self.fingerprint = fingerprint
         self.routes = routes
         self.document_prefixes = document_prefixes
         self.sources = RepeatSources()
-        self.recorded: LRUCache[LaneKey, _Recorded] = LRUCache(max(1, max_entries))
+        self.recorded: LRUCache[LaneKey, _Recorded] = LRUCache(max(1, max_bytes), getsizeof=_recorded_size)
 
 
 class RepeatLaneMiddleware:
@@ -93,18 +105,12 @@ class RepeatLaneMiddleware:
             await self.app(scope, receive, send)
             return
         conditional = modified_since = False
-        accept = fetch_dest = None
-        for name, value in scope["headers"]:
+        for name, _ in scope["headers"]:
             if name == b"if-none-match":
                 conditional = True
             elif name == b"if-modified-since":
                 modified_since = True
-            elif name == b"accept" and accept is None:
-                accept = value
-            elif name == b"sec-fetch-dest" and fetch_dest is None:
-                fetch_dest = value
-            elif name in _FULL_STACK_HEADERS or name in (b"accept", b"sec-fetch-dest"):
-                # (a second Accept or Sec-Fetch-Dest: the route reads the first, keep it simple)
+            elif name in _FULL_STACK_HEADERS:
                 await self.app(scope, receive, send)
                 return
         lane, path = self.lane, scope["path"]
@@ -112,7 +118,8 @@ class RepeatLaneMiddleware:
         if conditional_layer is not None and conditional_layer.cacheable(path):
             await self._layers(scope, receive, send, conditional)
         elif path.startswith(lane.document_prefixes) and (conditional or not modified_since):
-            key = (request_key(lane.fingerprint, scope), 304 if conditional else 200, accept, fetch_dest)
+            navigation = is_browser_navigation(Headers(scope=scope))  # what the feed routes choose by
+            key = (request_key(lane.fingerprint, scope), 304 if conditional else 200, navigation)
             await self._document(scope, receive, send, key)
         else:
             await self.app(scope, receive, send)
@@ -132,7 +139,7 @@ class RepeatLaneMiddleware:
             await self.app(scope, receive, send)
             return
         status = 304 if conditional else 200
-        key = (request_key(lane.fingerprint, scope), status, None, None)
+        key = (request_key(lane.fingerprint, scope), status, False)
         recorded = lane.recorded.get(key)
         if recorded is None or not _same(recorded.made_of, made_of):
             await self._record(scope, receive, send, key, lambda answered: _same(answered, made_of))
@@ -182,4 +189,5 @@ class RepeatLaneMiddleware:
         await self.app(scope, receive, recording)
         if recorded is not None:
             route = scope.get("route") or matched_route(self.lane.routes(), scope)
-            self.lane.recorded[key] = replace(recorded, route=route)
+            with contextlib.suppress(ValueError):  # larger than the whole bound: not kept
+                self.lane.recorded[key] = replace(recorded, route=route)
