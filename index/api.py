@@ -103,6 +103,11 @@ class Span:
     text: str
     hit: bool = False
 
+    def __reduce__(self) -> tuple[type[Span], tuple[str, bool]]:
+        # Results are kept pickled (index.engine): the slotted dataclass's own state methods call
+        # ``dataclasses.fields`` for every span, most of pickling a result (0.49 against 0.21 ms).
+        return (Span, (self.text, self.hit))
+
 
 @dataclass(slots=True)
 class Hit:
@@ -111,12 +116,18 @@ class Hit:
     title_spans: list[Span]
     snippet: list[Span]
 
+    def __reduce__(self) -> tuple[type[Hit], tuple[Article, float, list[Span], list[Span]]]:
+        return (Hit, (self.article, self.score, self.title_spans, self.snippet))  # as Span's
+
 
 @dataclass(slots=True, frozen=True)
 class FacetValue:
     value: str  # label (category), "2005" (year) or "2005-03" (month)
     slug: str  # category slug; same as value for dates
     count: int
+
+    def __reduce__(self) -> tuple[type[FacetValue], tuple[str, str, int]]:
+        return (FacetValue, (self.value, self.slug, self.count))  # as Span's
 
 
 @dataclass(slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -68,6 +68,12 @@ class Article:
             self.category_slug = slugify(self.category) or "khac"
         self.published = as_vietnam_time(self.published)
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled (cached results, related lists) as its fields, restored without
+        ``__post_init__`` (the values are already clean): the slotted dataclass's own state
+        methods call ``dataclasses.fields`` on every article."""
+        return (_restore_article, tuple(getattr(self, name) for name in _ARTICLE_FIELDS))
+
     @property
     def body_text(self) -> str:
         """Paragraphs joined by a blank line, the way the corpus stores them."""
@@ -106,3 +112,15 @@ class Article:
             "url": self.url,
             "captions": list(self.captions),
         }
+
+
+_ARTICLE_FIELDS = tuple(f.name for f in fields(Article))
+_ARTICLE_SETTERS = tuple(vars(Article)[name].__set__ for name in _ARTICLE_FIELDS)
+
+
+def _restore_article(*values: Any) -> Article:
+    """An ``Article`` from ``Article.__reduce__``'s values, set as they were."""
+    article: Article = object.__new__(Article)
+    for setter, value in zip(_ARTICLE_SETTERS, values, strict=True):
+        setter(article, value)
+    return article

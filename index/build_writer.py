@@ -41,6 +41,8 @@ from whoosh.util.numeric import byte_to_length, length_to_byte
 from whoosh.writing import SegmentWriter
 
 from index.schema import SyllableAnalyzer
+from index.segment_arrays import EXT as ARRAYS_EXT
+from index.segment_arrays import ArraysWriter
 
 _SWAP = sys.byteorder == "little"  # Whoosh's Frequency values are big-endian ("!I") unsigned ints
 if array("I").itemsize != 4:  # the pool's arrays of (docnum, frequency) become "!I" values as they are
@@ -347,17 +349,21 @@ class BuildSegmentWriter(SegmentWriter):  # type: ignore[misc]  # Whoosh's class
         """``SegmentWriter._flush_segment``: the postings, by field and term, to the field writer."""
         self.perdocwriter.close()
         fw = self.fieldwriter
+        # The text postings a second time, as arrays (index.segment_arrays: what searches read).
+        arrays = ArraysWriter(self.newsegment.create_file(self.storage, ARRAYS_EXT), self.docnum)
         for fieldname, terms in self.pool.fields():
             fw.start_field(fieldname, self.schema[fieldname])
             lengths = self._lengths.get(fieldname)
             if fieldname in self._fast:
-                _write_text_field(fw, terms, lengths, self.docbase)
+                arrays.start_field(fieldname)
+                _write_text_field(fw, terms, lengths, self.docbase, arrays)
             else:
                 for tbytes, parts in terms:
                     self._write_other_term(fw, tbytes, parts, lengths)
             fw.finish_field()
         fw._tindex._write_hashes = partial(_write_hashes, fw._tindex)  # the same bytes, cheaper
         fw.close()
+        arrays.close()
 
     def _write_other_term(self, fw: Any, tbytes: bytes, parts: list[OtherPostings], lengths: array[int] | None) -> None:
         """Another field's term: one ``add`` per posting, as ``FieldWriter.add_postings`` does."""
@@ -383,7 +389,8 @@ class BuildSegmentWriter(SegmentWriter):  # type: ignore[misc]  # Whoosh's class
         fw.finish_term()
 
 
-def _write_text_field(fw: Any, terms: Iterable[tuple[bytes, bytes]], lengths: array[int] | None, docbase: int) -> None:
+def _write_text_field(fw: Any, terms: Iterable[tuple[bytes, bytes]], lengths: array[int] | None, docbase: int,
+                      arrays: ArraysWriter | None = None) -> None:
     """A text field's terms, written as Whoosh's ``W3FieldWriter`` and ``W3PostingsWriter`` write
     them (``start_term``, one ``add_posting`` per posting, ``finish_term``), byte for byte.
 
@@ -395,6 +402,7 @@ def _write_text_field(fw: Any, terms: Iterable[tuple[bytes, bytes]], lengths: ar
     pieces: the postings file and the term table are only written here while the field is, so
     their positions are counted instead of asked for. Whoosh's format is pinned (whoosh3 in
     pyproject.toml); ``scripts/compare_index_build.py`` compares the files with Whoosh's own.
+    ``arrays``: also writes each term's postings there (``index.segment_arrays``).
     """
     postfile = fw._postfile
     tindex = fw._tindex
@@ -427,6 +435,8 @@ def _write_text_field(fw: Any, terms: Iterable[tuple[bytes, bytes]], lengths: ar
                     encoded.clear()
                 encoded[raw] = postings
         chunk, terminfo = postings
+        if arrays is not None:
+            arrays.add(tbytes, raw)
         posts.append(chunk)
         # W3TermInfo.to_bytes: the statistics, then where the postings are (never inlined: the
         # codec's inlinelimit is 1).

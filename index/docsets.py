@@ -43,6 +43,7 @@ from index.postings import (
     term_info,
     weights_of,
 )
+from index.segment_arrays import SegmentArrays, arrays_of
 from index.untracked import untracked
 
 # Cached posting sets per generation, counted in document numbers. A set costs about 60 bytes a
@@ -53,6 +54,10 @@ TERM_CACHE_IDS = 1_000_000
 TERM_ENTRY_IDS = 8
 OTHER_CACHE_SIZE = 64  # match sets of other query shapes (date ranges) per generation
 DF_CACHE_SIZE = 200_000  # document frequencies per generation; the table is emptied when full
+# Unions of at least this many documents keep their sorted array for facets and scoring
+# (``DocSets.array_of``); a thread remembers the last this many.
+RECENT_MIN = 1000
+RECENT_SETS = 8
 PROBE_RATIO = 8  # a clause this many times larger than the candidates is probed, not read whole
 # Scoring postings (ids and weights as arrays) cached per generation, counted in postings: 8 bytes
 # each (a 4-byte id, a 4-byte term frequency), so about 64 MB a generation, shared by the worker's
@@ -288,6 +293,15 @@ class DocSets:
         self._segment_ids: list[str | None] = [None if segment_id.startswith("?") else segment_id
                                                for segment_id, _n in segments]
         self._groups: dict[str, list[tuple[bytes, Any, list[tuple[int, TermFilter, array[int]]]]]] = {}
+        # Each segment's posting arrays (index.segment_arrays), None for a segment without them.
+        self._arrays: list[SegmentArrays | None] = [arrays_of(leaf) for leaf, _o, _d in self._leaves]
+        # Whether a term's postings are cheap to read whole: every segment but the small ones has
+        # its posting arrays (then ``probe`` matches candidates against them, nothing decoded).
+        self._arrays_everywhere = all(arrays is not None or size <= TERM_FILTER_MAX_DOCS
+                                      for arrays, size in zip(self._arrays, self._sizes, strict=True))
+        # The sorted arrays of the last few large unions ``evaluate`` built (``array_of``), by the
+        # set's identity; each entry holds its set, so an identity is never reused while listed.
+        self._recent: dict[int, tuple[frozenset[int] | set[int], IdArray]] = {}
         # Deleted documents of every segment, as global numbers (posting arrays include them).
         self._deleted = frozenset(d + offset for _leaf, offset, deleted in self._leaves for d in deleted)
 
@@ -435,6 +449,12 @@ class DocSets:
         """The term's postings in one segment as global document numbers at ``offset`` (deleted
         documents included), from the process's ``SegmentCache`` or read once into it;
         ``probe``: ``_holding``'s."""
+        in_arrays = self._from_arrays(position, leaf, field, text)
+        if in_arrays is not None:  # from the mapped arrays: nothing to decode, nothing to cache
+            own, weights = in_arrays
+            # Copies (a memory copy): a view kept in a cache would keep the map, and with it the
+            # segment's file, open after the segment is gone (index.segment_arrays._Mapped).
+            return (own.copy() if offset == 0 else own + np.int32(offset)), weights.copy()
         segment_id = self._segment_ids[position]
         cache = self._shared.segment_cache
         if segment_id is not None:
@@ -460,6 +480,16 @@ class DocSets:
         if segment_id is not None:
             cache.put_postings((segment_id, field, text), (ids, weights, offset))
         return ids, weights
+
+    def _from_arrays(self, position: int, leaf: Any, field: str,
+                     text: str) -> tuple[PostingIds, WeightArray] | None:  # fmt: skip
+        """The term's postings in the segment at ``position`` (local document numbers) from its
+        posting arrays (``index.segment_arrays``); None when it has none, or they cannot tell."""
+        arrays = self._arrays[position]
+        if arrays is None or field not in arrays.fields:
+            return None
+        tbytes = term_bytes(leaf, field, text)
+        return None if tbytes is None else arrays.lookup(field, tbytes)
 
     def length_array(self, field: str) -> FloatArray:
         """Every document's length in ``field`` (global document numbers), as BM25 reads it: a
@@ -531,7 +561,10 @@ class DocSets:
                 segment_id = self._segment_ids[position]
                 n = None if segment_id is None else cache.get_df((segment_id, field, text))
                 if n is None:
-                    if probe is None:
+                    in_arrays = self._from_arrays(position, leaf, field, text)
+                    if in_arrays is not None:
+                        n = len(in_arrays[0])
+                    elif probe is None:
                         n = leaf.doc_frequency(field, text)
                     else:
                         info = self._term_info(leaf, probe)
@@ -560,6 +593,13 @@ class DocSets:
         """The candidates that match ``q``, found by skipping through its postings (no full read)."""
         if not candidates:
             return set()
+        if isinstance(q, Q.Term) and self._arrays_everywhere:
+            ids, _weights = self.postings(q.fieldname, q.text)
+            wanted = as_array(candidates)
+            at = np.searchsorted(ids, wanted)
+            inside = at < len(ids)
+            held = wanted[inside][ids[at[inside]] == wanted[inside]]
+            return set(held.tolist())
         if isinstance(q, Q.Term):
             found: set[int] = set()
             ordered = sorted(candidates)
@@ -580,6 +620,38 @@ class DocSets:
                 candidates = self.probe(sub, candidates)
             return candidates
         return candidates & self.evaluate(q)
+
+    def array_of(self, docs: frozenset[int] | set[int]) -> IdArray:
+        """``as_array(docs)``, without converting the set when ``evaluate`` built it as a union of
+        terms: those arrays come from the terms' posting arrays (``_union_array``).
+
+        Why: a one-syllable query's matches are the union of its title and body terms, tens of
+        thousands of articles, and facets and scoring need them as a sorted array; converting the
+        set took 17 % of a worker's samples under distinct searches (py-spy, issue 14)."""
+        found = self._recent.get(id(docs))
+        if found is not None and found[0] is docs:
+            return found[1]
+        return as_array(docs)
+
+    def _remember(self, docs: frozenset[int] | set[int], members: IdArray) -> None:
+        if len(self._recent) >= RECENT_SETS:
+            self._recent.clear()
+        self._recent[id(docs)] = (docs, members)
+
+    def _union_array(self, parts: list[tuple[Q.Query, frozenset[int] | set[int]]]) -> IdArray:
+        """The union of ``parts`` (each a clause and its match set), ascending, marked in one table
+        of every document: a term's from its posting array (deleted documents unmarked after), a
+        clause's own match set from ``array_of`` (a union it remembers, or converted: small)."""
+        marked = np.zeros(self.searcher.doc_count_all(), dtype=np.bool_)
+        for clause, docs in parts:
+            if isinstance(clause, Q.Term):
+                ids, _weights = self.postings(clause.fieldname, clause.text)
+            else:
+                ids = self.array_of(docs)
+            marked[ids] = True
+        if self._deleted:
+            marked[np.fromiter(self._deleted, dtype=np.int64, count=len(self._deleted))] = False
+        return np.flatnonzero(marked).astype(np.int32)
 
     def all(self) -> frozenset[int]:
         if self._shared.all is None:
@@ -714,8 +786,13 @@ class DocSets:
             return common
         if isinstance(q, Q.Or):
             union: set[int] = set()
+            parts = []
             for sub in q.subqueries:
-                union |= self.evaluate(sub)
+                part = self.evaluate(sub)
+                union |= part
+                parts.append((sub, part))
+            if len(union) >= RECENT_MIN:
+                self._remember(union, self._union_array(parts))
             return union
         key = repr(q)
         found = self._shared.get_other(key)
@@ -740,7 +817,9 @@ def segments_of(searcher: Searcher) -> tuple[tuple[str, int], ...]:
 def as_array(docs: frozenset[int] | set[int]) -> IdArray:
     """Document numbers as an array, ascending."""
     out = np.fromiter(docs, dtype=np.int32, count=len(docs))
-    out.sort()
+    # Stable: numpy sorts 32-bit integers by radix then, 0.01 against 0.54 ms for 30,000 of them
+    # (the same order: the numbers are distinct).
+    out.sort(kind="stable")
     return out
 
 

@@ -27,7 +27,7 @@ from whoosh.index import TOC
 from whoosh.reading import MultiReader, SegmentReader
 from whoosh.searching import Searcher
 
-from index import catalog, related_whoosh, store
+from index import catalog, related_whoosh, segment_arrays, store
 from index import related as related_algorithm
 from index.api import EVERYTHING, NOTHING, Changes, Dated, FacetValue, SearchRequest, SearchResult
 from index.article import Article
@@ -234,6 +234,7 @@ class WhooshEngine:
             held, self._lookup_held = self._lookup_held, None
         if held is not None:
             _close_quietly(held[1])
+        segment_arrays.release()  # the maps go with the searchers that used them
 
     def __enter__(self) -> WhooshEngine:
         return self
@@ -302,6 +303,9 @@ class WhooshEngine:
                         gen.vocabulary_base = ((previous.vocabulary, previous.segment_ids)
                                                if previous.vocabulary is not None else previous.vocabulary_base)
                     self._shared = {token: gen} if previous is None else {previous.token: previous, token: gen}
+                    # The posting arrays of segments neither kept generation holds (a replaced
+                    # generation's, merged away) are let go: their maps hold the files open.
+                    segment_arrays.release(set().union(*(g.segment_ids for g in self._shared.values())))
                     now = time.monotonic()
                     if now - self._trimmed >= TRIM_INTERVAL:
                         trim, self._trimmed = True, now

@@ -21,7 +21,7 @@ import numpy.typing as npt
 from whoosh import query as Q
 from whoosh.searching import Searcher
 
-from index.docsets import DocSets, FloatArray, IdArray, PostingIds, WeightArray, as_array
+from index.docsets import DocSets, FloatArray, IdArray, PostingIds, WeightArray
 
 B = 0.75
 K1 = 1.2
@@ -58,7 +58,7 @@ def bm25_scores(searcher: Searcher, terms: list[tuple[str, str, float]], candida
     BM25 terms are then computed over arrays. Every operation is the float64 arithmetic the
     per-posting loop did, in the same order (terms in order, the same expression), so the scores
     are bit for bit what they were."""
-    cand = as_array(candidates)
+    cand = docsets.array_of(candidates)
     documents = searcher.doc_count_all()  # deleted ones included, as Whoosh's idf counts them
     scores = np.zeros(len(cand), dtype=np.float64)
     matched_texts: dict[str, npt.NDArray[np.bool_]] = {}

@@ -28,7 +28,6 @@ from index.api import (
     SearchResult,
 )
 from index.article import Article
-from index.docsets import as_array
 from index.passages import contiguous_matches, holding
 from index.phrases import (
     CHECK_ALL,
@@ -307,7 +306,7 @@ def _article(searcher: Searcher, docnum: int) -> Article:
 def _facet_values(ctx: Context, docs: DocSet) -> dict[str, list[FacetValue]]:
     """Counts over the whole match set, from each document's cached value (index.docsets)."""
     out: dict[str, list[FacetValue]] = {}
-    matches = as_array(docs)  # once for the three facets
+    matches = ctx.docsets.array_of(docs)  # once for the three facets
     counts = ctx.docsets.count_array("category_slug", matches)
     out["category"] = sorted((FacetValue(ctx.labels.get(slug, slug), slug, n) for slug, n in counts.items()),
                              key=lambda f: (-f.count, f.slug))

@@ -81,6 +81,8 @@ def _best_paragraphs(paragraphs: list[str], terms: set[str], keep: int = 2) -> l
         score = sum(1 for t in folded_terms if t in text)
         if score > best_score:
             best, best_score = i, score
+            if score == len(folded_terms):
+                break  # no later paragraph can score more, and the first of equals wins
     return paragraphs[best : best + keep]
 
 

@@ -4,6 +4,7 @@ Whoosh's own per-posting API on real multi-block posting lists, with and without
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import subprocess
 import sys
@@ -109,6 +110,30 @@ def test_cached_search_answers_only_what_was_searched(engine):
     assert result.total > 0
     assert engine.cached_search(request) == result  # an equal copy (results are kept pickled)
     assert engine.cached_search(SearchRequest(q="mưa lớn", per_page=6)) is None
+
+
+def test_kept_results_come_back_equal_field_for_field(engine):
+    """Results are kept pickled through the classes' own ``__reduce__`` (an article restored
+    without ``__post_init__``): every field of every object comes back equal, as a new object."""
+    from dataclasses import fields
+
+    from index.api import FacetValue, Span
+    from index.article import Article
+
+    result = engine.search(SearchRequest(q="mưa lớn", per_page=5))
+    copy = pickle.loads(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+    assert copy == result and copy.hits and copy.facets["category"]
+    for ours, theirs in zip(copy.hits, result.hits, strict=True):
+        assert ours.article is not theirs.article
+        assert [getattr(ours.article, f.name) for f in fields(Article)] == \
+            [getattr(theirs.article, f.name) for f in fields(Article)]
+        assert ours.article.published.utcoffset() == theirs.article.published.utcoffset()
+        assert all(type(span) is Span for span in ours.snippet + ours.title_spans)
+    assert all(type(value) is FacetValue for value in copy.facets["category"])
+    full = article("x-1", "Tiêu đề", ["Đoạn một.", "Đoạn hai."], views=7, source="VnExpress", captions=["Ảnh"])
+    full.url = "https://example.com/a"
+    again = pickle.loads(pickle.dumps(full))
+    assert again == full and again.body is not full.body
 
 
 def test_published_keys_order_documents_as_their_dates(engine):

@@ -304,8 +304,14 @@ def test_searchers_of_ended_threads_are_closed(tmp_path):
     """Each thread searches with a searcher of its own, and the service's worker threads end when
     idle: the searchers of ended threads must not stay open (their segment files, and the disk
     space of a replaced generation) until the engine is closed, but close when a thread opens one."""
+    from index import segment_arrays
+
     with build(tmp_path, [article(1, "Bão số 3", "Mưa lớn ở miền Trung.")]) as engine:
-        per_searcher = open_files_under(tmp_path)  # the searcher of this thread, opened by build
+        # The segment's posting arrays are mapped once for the process (index.segment_arrays), not
+        # per searcher: their file is counted apart.
+        mapped = sum(1 for arrays in segment_arrays._MAPPED.by_segment.values() if arrays is not None)
+        assert mapped == 1
+        per_searcher = open_files_under(tmp_path) - mapped  # the searcher of this thread, opened by build
         assert per_searcher > 0
 
         def get() -> None:
@@ -319,7 +325,7 @@ def test_searchers_of_ended_threads_are_closed(tmp_path):
         thread = threading.Thread(target=lambda: (get(), counted.append(open_files_under(tmp_path))))
         thread.start()
         thread.join()
-        assert counted == [2 * per_searcher], "this thread's and the new thread's searchers, no ended thread's"
+        assert counted == [2 * per_searcher + mapped], "this thread's and the new thread's searchers, no ended thread's"
     assert open_files_under(tmp_path) == 0, "close() closes the searchers of every thread"
 
 
@@ -395,3 +401,25 @@ def test_a_commit_while_a_searcher_opens_keys_its_data_by_what_it_reads(tmp_path
         result = engine.search(SearchRequest(q="hội nghị", sort="newest", per_page=10))
         assert result.total == 4
         assert [h.article.id for h in result.hits][0] == "9"
+
+
+def test_best_paragraph_is_the_first_with_the_most_query_syllables():
+    """``_best_paragraphs`` stops at a paragraph holding every syllable (none later can beat it,
+    and the first of equals wins): the same choice as scoring every paragraph."""
+    import random
+
+    from index.snippets import _best_paragraphs, fold_text
+
+    def reference(paragraphs: list[str], terms: set[str]) -> list[str]:
+        scores = [sum(1 for t in terms if t and t in fold_text(p)) for p in paragraphs[:60]]
+        best = scores.index(max(scores)) if len(paragraphs) > 2 else 0
+        return paragraphs[best:best + 2] if len(paragraphs) > 2 else paragraphs
+
+    rng = random.Random(5)
+    words = ["Mưa", "lớn", "ở", "Đắk", "Nông", "cà", "phê", "giá", "tăng", "học", "sinh"]
+    for _ in range(400):
+        paragraphs = [" ".join(rng.choice(words) for _ in range(rng.randrange(1, 8)))
+                      for _ in range(rng.randrange(1, 9))]
+        syllables = ["mua", "lon", "dak", "nong", "ca", "phe", "gia", "hoc", "xyz", ""]
+        terms = set(rng.sample(syllables, rng.randrange(0, 4)))
+        assert _best_paragraphs(paragraphs, terms) == reference(paragraphs, terms), (paragraphs, terms)
