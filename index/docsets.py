@@ -55,9 +55,10 @@ TERM_ENTRY_IDS = 8
 OTHER_CACHE_SIZE = 64  # match sets of other query shapes (date ranges) per generation
 DF_CACHE_SIZE = 200_000  # document frequencies per generation; the table is emptied when full
 # Unions of at least this many documents keep their sorted array for facets and scoring
-# (``DocSets.array_of``); a thread remembers the last this many.
+# (``DocSets.array_of``); a thread remembers the last this many, within one search
+# (``forget_unions``: a union of tens of thousands of numbers is megabytes).
 RECENT_MIN = 1000
-RECENT_SETS = 8
+RECENT_SETS = 4
 PROBE_RATIO = 8  # a clause this many times larger than the candidates is probed, not read whole
 # Scoring postings (ids and weights as arrays) cached per generation, counted in postings: 8 bytes
 # each (a 4-byte id, a 4-byte term frequency), so about 64 MB a generation, shared by the worker's
@@ -450,11 +451,9 @@ class DocSets:
         documents included), from the process's ``SegmentCache`` or read once into it;
         ``probe``: ``_holding``'s."""
         in_arrays = self._from_arrays(position, leaf, field, text)
-        if in_arrays is not None:  # from the mapped arrays: nothing to decode, nothing to cache
+        if in_arrays is not None:  # read from the segment's arrays: nothing to decode or to cache
             own, weights = in_arrays
-            # Copies (a memory copy): a view kept in a cache would keep the map, and with it the
-            # segment's file, open after the segment is gone (index.segment_arrays._Mapped).
-            return (own.copy() if offset == 0 else own + np.int32(offset)), weights.copy()
+            return (own if offset == 0 else own + np.int32(offset)), weights
         segment_id = self._segment_ids[position]
         cache = self._shared.segment_cache
         if segment_id is not None:
@@ -632,6 +631,10 @@ class DocSets:
         if found is not None and found[0] is docs:
             return found[1]
         return as_array(docs)
+
+    def forget_unions(self) -> None:
+        """Let go of the unions ``array_of`` remembers (a search calls it when done)."""
+        self._recent.clear()
 
     def _remember(self, docs: frozenset[int] | set[int], members: IdArray) -> None:
         if len(self._recent) >= RECENT_SETS:

@@ -125,6 +125,7 @@ def search(ctx: Context, request: SearchRequest) -> SearchResult:
     if request.spelling_suggestion and not parsed.empty and weak:
         full_matches = total if tier in (Tier.ADJACENT, Tier.SYLLABLES) else 0
         suggestion = _did_you_mean(ctx, planner, full_matches, allowed)
+    ctx.docsets.forget_unions()  # their arrays served this search's facets and scores
     return SearchResult(request=request, query=parsed.text, total=total, tier=tier, hits=hits, facets=facets,
                         suggestion=suggestion, notes=notes, partial=tier is Tier.PARTIAL)
 

@@ -7,8 +7,8 @@ postings, and a fresh generation reads them all again: on the full corpus, decod
 largest single cost of a distinct search (py-spy of a worker under 16 connections, issue 14:
 31.7 % of its samples in ``DocSets.postings``, 17.9 % in the blocks' pickle and zlib alone). The
 numbers themselves are what scoring and match sets need, so a build writes them a second time,
-as arrays, into the segment: a reader maps the file and takes a term's document numbers and
-frequencies as zero-copy views, found by a binary search in a sorted table of hashed terms.
+as arrays, into the segment: a reader finds a term by a binary search in a sorted table of hashed
+terms and reads its document numbers and frequencies in one piece, nothing to decode.
 
 Written here because no library writes or reads Whoosh segments' postings this way; Whoosh's own
 files stay exactly as Whoosh writes them (``index.build_writer``), the arrays are one more file in
@@ -28,14 +28,14 @@ The file, little-endian::
 
 from __future__ import annotations
 
-import mmap
 import os
 import struct
 import sys
 import threading
+import weakref
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from hashlib import blake2b
 from typing import Any
 
@@ -48,8 +48,8 @@ TRAILER = struct.Struct("<QQQQQ8s")
 _START = struct.Struct("<Q")
 _COUNT = struct.Struct("<I")
 AMBIGUOUS = 0xFFFFFFFF  # a key two terms of the segment share: those terms are read from Whoosh
-# Segments whose arrays a process keeps mapped at once (each maps its compound file: address space,
-# one descriptor, no memory until read). A segment merged away leaves the table first.
+# Segments whose arrays a process keeps open at once (each: one descriptor and its key table, 8
+# bytes a term). A segment merged away leaves the table first.
 MAPPED_SEGMENTS = 64
 
 IdArray = npt.NDArray[np.int32]
@@ -127,36 +127,54 @@ class ArraysWriter:
 
 
 class SegmentArrays:
-    """A segment's arrays, mapped: ``lookup`` gives a term's postings as views of the map."""
+    """A segment's arrays: the key table in memory, a term's postings read on demand.
 
-    __slots__ = ("fields", "documents", "_buffer", "_keys", "_terms", "_starts_at", "_counts_at")
+    Why reads, not a memory map: a map's pages count in a worker's resident memory once touched,
+    and a 10-minute soak put about 495 MB of mapped segment pages in each worker's RSS beside its
+    own memory (docs/benchmarks.md). Read with ``os.pread``, the pages stay in the page cache,
+    shared and reclaimable; a term costs three small reads (about 5 µs) where decoding it from
+    Whoosh's blocks cost milliseconds. The key table (8 bytes a term: 14 MB for a full-corpus
+    segment) is read once."""
 
-    def __init__(self, buffer: memoryview) -> None:
-        """``buffer``: the file's bytes (a slice of a mapped compound file). Raises ValueError
-        when they are not a whole arrays file."""
+    __slots__ = ("fields", "documents", "_read", "_keys", "_terms", "_starts_at", "_counts_at", "__weakref__")
+
+    def __init__(self, read: Callable[[int, int], bytes], length: int) -> None:
+        """``read(offset, size)``: the file's bytes at ``offset`` (fewer at its end); ``length``:
+        its size. Raises ValueError when they are not a whole arrays file."""
         if sys.byteorder != "little":  # the keys are read as native unsigned 64-bit numbers
             raise ValueError("posting arrays are read on little-endian machines only")
-        if len(buffer) < len(MAGIC) + TRAILER.size or bytes(buffer[:len(MAGIC)]) != MAGIC:
+        if length < len(MAGIC) + TRAILER.size or read(0, len(MAGIC)) != MAGIC:
             raise ValueError("not a posting-arrays file")
-        keys_at, terms, fields_at, fields_len, documents, magic = TRAILER.unpack(buffer[-TRAILER.size:])
-        if magic != MAGIC or fields_at != keys_at + 20 * terms or fields_at + fields_len + TRAILER.size != len(buffer):
+        trailer = read(length - TRAILER.size, TRAILER.size)
+        if len(trailer) != TRAILER.size:
+            raise ValueError("a posting-arrays file cut short")
+        keys_at, terms, fields_at, fields_len, documents, magic = TRAILER.unpack(trailer)
+        if magic != MAGIC or fields_at != keys_at + 20 * terms or fields_at + fields_len + TRAILER.size != length:
             raise ValueError("a posting-arrays file cut short or damaged")
-        self._buffer = buffer
+        keys = read(keys_at, 8 * terms)
+        fields = read(fields_at, fields_len)
+        if len(keys) != 8 * terms or len(fields) != fields_len:
+            raise ValueError("a posting-arrays file cut short")
+        self._read = read
         self.documents = documents
-        self.fields = frozenset(bytes(buffer[fields_at:fields_at + fields_len]).decode().split("\n")) - {""}
-        # Searched with ``bisect`` over a typed view, not numpy: where the compound file puts the
-        # arrays is not 8-byte aligned, and numpy copies an unaligned array whole (14 MB for the
-        # 1.7 million terms of a full-corpus segment) before each ``searchsorted``: 1 ms a look-up.
-        self._keys = buffer[keys_at:keys_at + 8 * terms].cast("B").cast("Q")
+        self.fields = frozenset(fields.decode().split("\n")) - {""}
+        # Searched with ``bisect`` over a typed view of the keys (numpy's ``searchsorted`` would
+        # first copy them whenever they are not 8-byte aligned: 1 ms a look-up).
+        self._keys = memoryview(keys).cast("Q")
         self._terms = terms
         self._starts_at = keys_at + 8 * terms
         self._counts_at = keys_at + 16 * terms
 
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SegmentArrays:
+        """The arrays of a whole file held in memory (tests, tools)."""
+        return cls(lambda offset, size: bytes(data[offset:offset + size]), len(data))
+
     def lookup(self, field: str, tbytes: bytes) -> tuple[IdArray, WeightArray] | None:
-        """The term's local document numbers (ascending, deleted ones included) and frequencies,
-        as views of the map (copy what is kept: ``_Mapped``); empty arrays when the segment lacks
-        it; None when these arrays cannot tell (a field they do not hold, or a key two terms
-        share): ask Whoosh."""
+        """The term's local document numbers (ascending, deleted ones included) and frequencies
+        (read-only arrays over the bytes read); empty arrays when the segment lacks it; None when
+        these arrays cannot tell (a field they do not hold, a key two terms share, a file cut
+        short since): ask Whoosh."""
         if field not in self.fields:
             return None
         key = term_key(field, tbytes)
@@ -164,25 +182,32 @@ class SegmentArrays:
         i = bisect_left(keys, key)
         if i >= self._terms or keys[i] != key:
             return EMPTY
-        (count,) = _COUNT.unpack_from(self._buffer, self._counts_at + 4 * i)
+        read = self._read
+        counted = read(self._counts_at + 4 * i, 4)
+        started = read(self._starts_at + 8 * i, 8)
+        if len(counted) != 4 or len(started) != 8:
+            return None
+        (count,) = _COUNT.unpack(counted)
         if count == AMBIGUOUS:
             return None
-        (start,) = _START.unpack_from(self._buffer, self._starts_at + 8 * i)
-        ids = np.frombuffer(self._buffer, dtype="<i4", count=count, offset=start)
-        weights = np.frombuffer(self._buffer, dtype="<f4", count=count, offset=start + 4 * count)
-        return ids, weights
+        (start,) = _START.unpack(started)
+        raw = read(start, 8 * count)
+        if len(raw) != 8 * count:
+            return None
+        return (np.frombuffer(raw, dtype="<i4", count=count),
+                np.frombuffer(raw, dtype="<f4", count=count, offset=4 * count))
 
 
 EMPTY: tuple[IdArray, WeightArray] = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32))
 
 
 class _Mapped:
-    """The process's mapped segments, by segment id (a segment never changes once written).
+    """The process's opened segments, by segment id (a segment never changes once written).
 
-    A map holds its file (a descriptor, and the disk space of a file deleted meanwhile) as long as
-    it lives: callers copy what they read out of it (``DocSets``), so only this table and the
-    ``DocSets`` of the searchers that use the segment keep it, and ``release`` lets go of the
-    segments no open generation holds (a replaced generation's, a merged-away one's)."""
+    Opened arrays hold their file (a descriptor, and the disk space of a file deleted meanwhile) as
+    long as they live: only this table and the ``DocSets`` of the searchers that use the segment
+    keep them, and ``release`` lets go of the segments no open generation holds (a replaced
+    generation's, a merged-away one's)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -205,14 +230,14 @@ def arrays_of(leaf: Any) -> SegmentArrays | None:
     found = _open(leaf, segment)
     with _MAPPED.lock:
         if len(_MAPPED.by_segment) >= MAPPED_SEGMENTS:
-            _MAPPED.by_segment.pop(next(iter(_MAPPED.by_segment)))  # the oldest; views keep its map
+            _MAPPED.by_segment.pop(next(iter(_MAPPED.by_segment)))  # the oldest; its users keep it open
         _MAPPED.by_segment[segment_id] = found
     return found
 
 
 def release(keep: Iterable[str] = ()) -> None:
-    """Forget every mapped segment but those in ``keep`` (segment ids); a map goes as soon as
-    the searchers still using it do."""
+    """Forget every opened segment but those in ``keep`` (segment ids); one closes as soon as the
+    searchers still using it do."""
     wanted = set(keep)
     with _MAPPED.lock:
         for segment_id in [k for k in _MAPPED.by_segment if k not in wanted]:
@@ -220,7 +245,8 @@ def release(keep: Iterable[str] = ()) -> None:
 
 
 def _open(leaf: Any, segment: Any) -> SegmentArrays | None:
-    """Map the file holding the segment's arrays (its compound file, or the arrays file itself)."""
+    """Open the file holding the segment's arrays (its compound file, or the arrays file itself);
+    the descriptor is closed when the arrays are no longer used."""
     storage = getattr(leaf, "_storage", None)
     base = getattr(storage, "b", storage)  # SegmentReader overlays the compound file on the folder
     folder = getattr(base, "folder", None)
@@ -242,15 +268,17 @@ def _open(leaf: Any, segment: Any) -> SegmentArrays | None:
         except OSError:
             return None
     try:
-        with open(path, "rb") as f:
-            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        if offset + length > len(mapped):
-            return None
-        arrays = SegmentArrays(memoryview(mapped)[offset:offset + length])
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        arrays = SegmentArrays(lambda at, size: os.pread(fd, size, offset + at), length)
     except (OSError, ValueError):
+        os.close(fd)
         return None
+    weakref.finalize(arrays, os.close, fd)
     if arrays.documents != segment.doc_count_all():
-        return None
+        return None  # the finalizer closes the descriptor
     return arrays
 
 

@@ -179,7 +179,7 @@ def test_terms_sharing_a_key_are_left_to_whoosh(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(segment_arrays, "term_key",
                         lambda field, tbytes: 7 if tbytes in (b"a", b"b") else real(field, tbytes))
     raw = _file([("body_folded", [(b"a", [1, 2, 4, 1]), (b"b", [3, 1]), (b"c", [0, 5, 9, 2])])])
-    arrays = SegmentArrays(memoryview(raw))
+    arrays = SegmentArrays.from_bytes(raw)
     assert arrays.lookup("body_folded", b"a") is None
     assert arrays.lookup("body_folded", b"b") is None
     ids, weights = arrays.lookup("body_folded", b"c")  # type: ignore[misc]
@@ -193,10 +193,10 @@ def test_terms_sharing_a_key_are_left_to_whoosh(monkeypatch: pytest.MonkeyPatch)
 
 def test_damaged_arrays_are_refused() -> None:
     raw = _file([("body_folded", [(b"a", [1, 2])])])
-    assert SegmentArrays(memoryview(raw)).lookup("body_folded", b"a") is not None
+    assert SegmentArrays.from_bytes(raw).lookup("body_folded", b"a") is not None
     for damaged in (raw[:-1], raw[:10], b"x" + raw[1:], raw[:-12] + bytes(12)):
         with pytest.raises(ValueError):
-            SegmentArrays(memoryview(damaged))
+            SegmentArrays.from_bytes(damaged)
 
 
 def test_arrays_for_another_segment_size_are_not_used(index_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
