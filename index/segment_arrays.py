@@ -1,4 +1,4 @@
-"""Posting arrays: a segment's text postings as plain arrays, read in place without decoding.
+"""Posting arrays: a segment's text postings as plain arrays, read without decoding.
 
 Why: Whoosh stores a term's postings in pickled, zlib-compressed blocks of 128, and turning them
 into arrays (``index.postings.id_weight_arrays``) costs a dozen Python calls a block, pickle and
@@ -13,8 +13,10 @@ terms and reads its document numbers and frequencies in one piece, nothing to de
 Written here because no library writes or reads Whoosh segments' postings this way; Whoosh's own
 files stay exactly as Whoosh writes them (``index.build_writer``), the arrays are one more file in
 the segment's compound file (``EXT``), so they are committed, merged away and deleted with the
-segment and a crash can never leave arrays without their segment or the reverse. Segments written
-by Whoosh's own writer (the publishing applier's, a merge's) have none and are read as before.
+segment and a crash can never leave arrays without their segment or the reverse. The build writer
+also writes the publishing applier's segments and its merges; segments written by Whoosh's own
+writer (``searchsvc index`` into a live index, its merges of tiny segments, an older build) have
+none and are read as before.
 
 The file, little-endian::
 
