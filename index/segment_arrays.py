@@ -52,7 +52,7 @@ _COUNT = struct.Struct("<I")
 AMBIGUOUS = 0xFFFFFFFF  # a key two terms of the segment share: those terms are read from Whoosh
 # Segments whose arrays a process keeps open at once (each: one descriptor and its key table, 8
 # bytes a term). A segment merged away leaves the table first.
-MAPPED_SEGMENTS = 64
+OPEN_SEGMENTS = 64
 
 IdArray = npt.NDArray[np.int32]
 WeightArray = npt.NDArray[np.float32]
@@ -138,7 +138,8 @@ class SegmentArrays:
     Whoosh's blocks cost milliseconds. The key table (8 bytes a term: 14 MB for a full-corpus
     segment) is read once."""
 
-    __slots__ = ("fields", "documents", "_read", "_keys", "_terms", "_starts_at", "_counts_at", "__weakref__")
+    __slots__ = ("fields", "documents", "_read", "_keys", "_terms", "_starts_at", "_counts_at", "_postings_end",
+                 "__weakref__")
 
     def __init__(self, read: Callable[[int, int], bytes], length: int) -> None:
         """``read(offset, size)``: the file's bytes at ``offset`` (fewer at its end); ``length``:
@@ -166,34 +167,52 @@ class SegmentArrays:
         self._terms = terms
         self._starts_at = keys_at + 8 * terms
         self._counts_at = keys_at + 16 * terms
+        self._postings_end = keys_at  # every term's postings lie between MAGIC and the key table
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SegmentArrays:
         """The arrays of a whole file held in memory (tests, tools)."""
         return cls(lambda offset, size: bytes(data[offset:offset + size]), len(data))
 
-    def lookup(self, field: str, tbytes: bytes) -> tuple[IdArray, WeightArray] | None:
-        """The term's local document numbers (ascending, deleted ones included) and frequencies
-        (read-only arrays over the bytes read); empty arrays when the segment lacks it; None when
-        these arrays cannot tell (a field they do not hold, a key two terms share, a file cut
-        short since): ask Whoosh."""
+    def _find(self, field: str, tbytes: bytes) -> tuple[int, int] | None:
+        """(start, count) of the term's postings, (0, 0) when the segment lacks it; None when these
+        arrays cannot tell: a field they do not hold, a key two terms share, or a record that
+        points outside the postings (a damaged file: nothing is read for it)."""
         if field not in self.fields:
             return None
         key = term_key(field, tbytes)
         keys = self._keys
         i = bisect_left(keys, key)
         if i >= self._terms or keys[i] != key:
-            return EMPTY
+            return (0, 0)
         read = self._read
         counted = read(self._counts_at + 4 * i, 4)
         started = read(self._starts_at + 8 * i, 8)
         if len(counted) != 4 or len(started) != 8:
             return None
         (count,) = _COUNT.unpack(counted)
-        if count == AMBIGUOUS:
-            return None
         (start,) = _START.unpack(started)
-        raw = read(start, 8 * count)
+        if count == AMBIGUOUS or start < len(MAGIC) or start + 8 * count > self._postings_end:
+            return None
+        return start, count
+
+    def count(self, field: str, tbytes: bytes) -> int | None:
+        """The term's document frequency (deleted documents included), without reading its postings;
+        None as ``lookup``."""
+        found = self._find(field, tbytes)
+        return None if found is None else found[1]
+
+    def lookup(self, field: str, tbytes: bytes) -> tuple[IdArray, WeightArray] | None:
+        """The term's local document numbers (ascending, deleted ones included) and frequencies
+        (read-only arrays over the bytes read); empty arrays when the segment lacks it; None when
+        these arrays cannot tell (``_find``, or a file cut short since): ask Whoosh."""
+        found = self._find(field, tbytes)
+        if found is None:
+            return None
+        start, count = found
+        if not count:
+            return EMPTY
+        raw = self._read(start, 8 * count)
         if len(raw) != 8 * count:
             return None
         return (np.frombuffer(raw, dtype="<i4", count=count),
@@ -203,7 +222,7 @@ class SegmentArrays:
 EMPTY: tuple[IdArray, WeightArray] = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32))
 
 
-class _Mapped:
+class _Opened:
     """The process's opened segments, by segment id (a segment never changes once written).
 
     Opened arrays hold their file (a descriptor, and the disk space of a file deleted meanwhile) as
@@ -216,7 +235,7 @@ class _Mapped:
         self.by_segment: dict[str, SegmentArrays | None] = {}
 
 
-_MAPPED = _Mapped()
+_OPENED = _Opened()
 
 
 def arrays_of(leaf: Any) -> SegmentArrays | None:
@@ -226,14 +245,14 @@ def arrays_of(leaf: Any) -> SegmentArrays | None:
     if segment is None:
         return None
     segment_id = segment.segment_id()
-    with _MAPPED.lock:
-        if segment_id in _MAPPED.by_segment:
-            return _MAPPED.by_segment[segment_id]
+    with _OPENED.lock:
+        if segment_id in _OPENED.by_segment:
+            return _OPENED.by_segment[segment_id]
     found = _open(leaf, segment)
-    with _MAPPED.lock:
-        if len(_MAPPED.by_segment) >= MAPPED_SEGMENTS:
-            _MAPPED.by_segment.pop(next(iter(_MAPPED.by_segment)))  # the oldest; its users keep it open
-        _MAPPED.by_segment[segment_id] = found
+    with _OPENED.lock:
+        if len(_OPENED.by_segment) >= OPEN_SEGMENTS:
+            _OPENED.by_segment.pop(next(iter(_OPENED.by_segment)))  # the oldest; its users keep it open
+        _OPENED.by_segment[segment_id] = found
     return found
 
 
@@ -241,9 +260,9 @@ def release(keep: Iterable[str] = ()) -> None:
     """Forget every opened segment but those in ``keep`` (segment ids); one closes as soon as the
     searchers still using it do."""
     wanted = set(keep)
-    with _MAPPED.lock:
-        for segment_id in [k for k in _MAPPED.by_segment if k not in wanted]:
-            del _MAPPED.by_segment[segment_id]
+    with _OPENED.lock:
+        for segment_id in [k for k in _OPENED.by_segment if k not in wanted]:
+            del _OPENED.by_segment[segment_id]
 
 
 def _open(leaf: Any, segment: Any) -> SegmentArrays | None:

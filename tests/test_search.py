@@ -309,7 +309,7 @@ def test_searchers_of_ended_threads_are_closed(tmp_path):
     with build(tmp_path, [article(1, "Bão số 3", "Mưa lớn ở miền Trung.")]) as engine:
         # The segment's posting arrays are mapped once for the process (index.segment_arrays), not
         # per searcher: their file is counted apart.
-        mapped = sum(1 for arrays in segment_arrays._MAPPED.by_segment.values() if arrays is not None)
+        mapped = sum(1 for arrays in segment_arrays._OPENED.by_segment.values() if arrays is not None)
         assert mapped == 1
         per_searcher = open_files_under(tmp_path) - mapped  # the searcher of this thread, opened by build
         assert per_searcher > 0

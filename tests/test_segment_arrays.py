@@ -204,7 +204,7 @@ def test_arrays_for_another_segment_size_are_not_used(index_dir: Path, monkeypat
     engine = WhooshEngine.open(index_dir)
     try:
         leaf = next(leaf for leaf, _o in _leaves(engine) if arrays_of(leaf) is not None)
-        monkeypatch.setattr(segment_arrays, "_MAPPED", segment_arrays._Mapped())
+        monkeypatch.setattr(segment_arrays, "_OPENED", segment_arrays._Opened())
         monkeypatch.setattr(type(leaf.segment()), "doc_count_all", lambda self: 10**6)
         assert arrays_of(leaf) is None
     finally:
@@ -262,3 +262,32 @@ def test_segments_with_arrays_are_never_decoded(index_dir: Path, monkeypatch: py
     decoded = {docs for docs, field in reads if field in text}
     assert decoded == {40, 4}  # the segments without arrays, and only them
     assert {docs for docs, field in reads if field not in text} >= with_arrays  # other fields: Whoosh's
+
+
+def test_a_damaged_record_is_left_to_whoosh_without_reading() -> None:
+    """A record whose count or start points outside the postings (a damaged file) answers None
+    (ask Whoosh), and nothing is read for it: a count of four billion would read 32 GB."""
+    raw = bytearray(_file([("body_folded", [(b"a", [1, 2, 4, 1]), (b"b", [3, 1])])]))
+    keys_at, terms = segment_arrays.TRAILER.unpack(bytes(raw[-segment_arrays.TRAILER.size:]))[:2]
+    sizes: list[int] = []
+    data = bytes(raw)
+
+    def read(offset: int, size: int) -> bytes:
+        sizes.append(size)
+        return data[offset:offset + size]
+
+    for damage in ("count", "start"):
+        raw2 = bytearray(raw)
+        for i in range(terms):
+            if damage == "count":
+                raw2[keys_at + 16 * terms + 4 * i:keys_at + 16 * terms + 4 * i + 4] = (2**32 - 2).to_bytes(4, "little")
+            else:
+                raw2[keys_at + 8 * terms + 8 * i:keys_at + 8 * terms + 8 * i + 8] = (2**62).to_bytes(8, "little")
+        data = bytes(raw2)
+        sizes.clear()
+        arrays = SegmentArrays(read, len(data))
+        sizes.clear()
+        assert arrays.lookup("body_folded", b"a") is None and arrays.count("body_folded", b"b") is None
+        assert max(sizes) <= 8  # the record's count and start, never the postings
+    intact = SegmentArrays.from_bytes(bytes(raw))
+    assert intact.count("body_folded", b"a") == 2 and intact.count("body_folded", b"zz") == 0
