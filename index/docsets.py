@@ -303,6 +303,7 @@ class DocSets:
         # The sorted arrays of the last few large unions ``evaluate`` built (``array_of``), by the
         # set's identity; each entry holds its set, so an identity is never reused while listed.
         self._recent: dict[int, tuple[frozenset[int] | set[int], IdArray]] = {}
+        self._deleted_array: IdArray | None = None  # ``_deleted`` as an array (``_union_array``)
         # Deleted documents of every segment, as global numbers (posting arrays include them).
         self._deleted = frozenset(d + offset for _leaf, offset, deleted in self._leaves for d in deleted)
 
@@ -490,6 +491,14 @@ class DocSets:
         tbytes = term_bytes(leaf, field, text)
         return None if tbytes is None else arrays.lookup(field, tbytes)
 
+    def _count_from_arrays(self, position: int, leaf: Any, field: str, text: str) -> int | None:
+        """``_from_arrays``' count alone (a document frequency), its postings not read."""
+        arrays = self._arrays[position]
+        if arrays is None or field not in arrays.fields:
+            return None
+        tbytes = term_bytes(leaf, field, text)
+        return None if tbytes is None else arrays.count(field, tbytes)
+
     def length_array(self, field: str) -> FloatArray:
         """Every document's length in ``field`` (global document numbers), as BM25 reads it: a
         document with no length (0, or past the segment's stored lengths) counts as 1."""
@@ -560,14 +569,13 @@ class DocSets:
                 segment_id = self._segment_ids[position]
                 n = None if segment_id is None else cache.get_df((segment_id, field, text))
                 if n is None:
-                    in_arrays = self._from_arrays(position, leaf, field, text)
-                    if in_arrays is not None:
-                        n = len(in_arrays[0])
-                    elif probe is None:
-                        n = leaf.doc_frequency(field, text)
-                    else:
-                        info = self._term_info(leaf, probe)
-                        n = 0 if info is None else info.doc_frequency()
+                    n = self._count_from_arrays(position, leaf, field, text)
+                    if n is None:
+                        if probe is None:
+                            n = leaf.doc_frequency(field, text)
+                        else:
+                            info = self._term_info(leaf, probe)
+                            n = 0 if info is None else info.doc_frequency()
                     if segment_id is not None:
                         cache.put_df((segment_id, field, text), n)
                 found += n
@@ -653,7 +661,9 @@ class DocSets:
                 ids = self.array_of(docs)
             marked[ids] = True
         if self._deleted:
-            marked[np.fromiter(self._deleted, dtype=np.int64, count=len(self._deleted))] = False
+            if self._deleted_array is None:  # once per searcher, not per union
+                self._deleted_array = as_array(self._deleted)
+            marked[self._deleted_array] = False
         return np.flatnonzero(marked).astype(np.int32)
 
     def all(self) -> frozenset[int]:
