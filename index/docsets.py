@@ -46,9 +46,10 @@ from index.postings import (
 from index.segment_arrays import SegmentArrays, arrays_of
 from index.untracked import untracked
 
-# Cached posting sets per generation, counted in document numbers. A set costs about 60 bytes a
-# member; it is rebuilt from the term's cached posting arrays (below) without decoding anything.
-TERM_CACHE_IDS = 1_000_000
+# Cached posting sets per generation, counted in document numbers. A set costs 60-110 bytes a
+# member (its table and an int object each; about 100 measured on full-corpus terms), so about
+# 50 MB; it is rebuilt from the term's cached posting arrays (below) without decoding anything.
+TERM_CACHE_IDS = 500_000
 # What a cached set costs besides its members (its key and the set object), in document numbers:
 # without it, the empty sets of syllables the index lacks would count nothing and never leave.
 TERM_ENTRY_IDS = 8
@@ -227,6 +228,39 @@ class SharedSets:
         if shared:
             self.carry = Carry(old, end, shared, shared == len(old.segments))
 
+    def let_go(self, *, carried: bool) -> None:
+        """Empty the caches no later generation reads, or (``carried`` false) all of them: called
+        by the engine when this generation is no longer the newest (``carried``: the newest
+        follows it) or is dropped altogether.
+
+        Why: a search thread keeps its last generation's ``DocSets``, and through it these sets,
+        until it next searches; an idle thread (a worker has several) held a stale generation's
+        match sets, facet sets and posting arrays for good, each up to the budgets above. A
+        10-minute soak committing every 5 s ended with workers at 830 / 813 MB; an in-process
+        probe found a stale thread holding 141 MB of an older generation beside the newest's.
+        A thread still searching this generation finds the caches empty and refills what it
+        asks for (the caches are memos: nothing it answers changes). Each attribute is replaced,
+        never cleared in place, so a thread reading one holds a whole, consistent object."""
+        budget = max(1, self.max_ids)
+        with self.lock:
+            self.terms = LRUCache(budget, getsizeof=lambda ids: min(len(ids) + TERM_ENTRY_IDS, budget))
+            self.other = LRUCache(OTHER_CACHE_SIZE)
+        self.fields = {}
+        self.all = None
+        self.df = {}
+        if carried:
+            return
+        postings_budget = self.postings.maxsize
+        with self.lock:
+            self.postings = LRUCache(postings_budget,
+                                     getsizeof=lambda p: min(len(p[0]) + TERM_ENTRY_IDS, postings_budget))
+        self.lengths = {}
+        self.length_arrays = {}
+        self.value_index = {}
+        self.published = None
+        self.carry = None
+        self.term_filters = {}
+
     def get_term(self, key: tuple[str, str]) -> frozenset[int] | None:
         with self.lock:
             return self.terms.get(key)
@@ -386,13 +420,12 @@ class DocSets:
         """The length bytes of ``field`` in the segment at ``offset`` (``index.postings.length_bytes``),
         read once per generation: scoring needs the length of every candidate."""
         key = (offset, field)
-        if key not in self._shared.lengths:
+        held = self._shared.lengths  # one table throughout (``SharedSets.let_go`` may replace it)
+        if key not in held:
             carry = self._shared.carry
-            if carry is not None and offset < carry.end and key in carry.old.lengths:
-                self._shared.lengths[key] = carry.old.lengths[key]  # the same segment at the same place
-            else:
-                self._shared.lengths[key] = length_bytes(leaf, field)
-        return self._shared.lengths[key]
+            carried = carry.old.lengths if carry is not None and offset < carry.end else {}
+            held[key] = carried[key] if key in carried else length_bytes(leaf, field)  # the same segment
+        return held[key]
 
     def postings(self, field: str, text: str) -> tuple[PostingIds, WeightArray]:
         """The term's postings in the whole index as arrays: global document numbers (ascending,
@@ -667,9 +700,10 @@ class DocSets:
         return np.flatnonzero(marked).astype(np.int32)
 
     def all(self) -> frozenset[int]:
-        if self._shared.all is None:
-            self._shared.all = untracked(frozenset(self.searcher.reader().all_doc_ids()))
-        return self._shared.all
+        found = self._shared.all
+        if found is None:
+            self._shared.all = found = untracked(frozenset(self.searcher.reader().all_doc_ids()))
+        return found
 
     def field_values(self, field: str) -> dict[str, frozenset[int]]:
         """Every value of a one-term-per-document field (category, year, month) with its documents.
@@ -707,13 +741,14 @@ class DocSets:
     def _value_index(self, field: str) -> tuple[list[str], npt.NDArray[np.int32]] | None:
         """The values of ``field`` in ``field_values`` order, and each document's position among
         them (``len(values)`` for a document without one); None when a document has two."""
-        if field in self._shared.value_index:
-            return self._shared.value_index[field]
+        held = self._shared.value_index  # one table throughout (``SharedSets.let_go`` may replace it)
+        if field in held:
+            return held[field]
         carry = self._shared.carry
         carried = carry.old.value_index.get(field) if carry is not None else None
         if carry is not None and carried is not None:
             found = self._carried_value_index(field, carried, carry)
-            self._shared.value_index[field] = found
+            held[field] = found
             return found
         by_value = self.field_values(field)
         values = list(by_value)
@@ -725,7 +760,7 @@ class DocSets:
                 result = None
                 break
             index[ids] = position
-        self._shared.value_index[field] = result
+        held[field] = result
         return result
 
     def _carried_value_index(self, field: str, carried: tuple[list[str], npt.NDArray[np.int32]],

@@ -302,7 +302,16 @@ class WhooshEngine:
                         # (``_vocabulary``); the previous one, or what it would have grown from.
                         gen.vocabulary_base = ((previous.vocabulary, previous.segment_ids)
                                                if previous.vocabulary is not None else previous.vocabulary_base)
-                    self._shared = {token: gen} if previous is None else {previous.token: previous, token: gen}
+                    kept = {token: gen} if previous is None else {previous.token: previous, token: gen}
+                    # What the generations no longer kept (and what the previous one holds that
+                    # the newest does not take over) is let go, even while an idle thread's
+                    # searcher still points at it (``SharedSets.let_go``).
+                    for dropped in self._shared.values():
+                        if dropped.token not in kept:
+                            dropped.sets.let_go(carried=False)
+                    if previous is not None:
+                        previous.sets.let_go(carried=gen.sets.carry is not None)
+                    self._shared = kept
                     # The posting arrays of segments neither kept generation holds (a replaced
                     # generation's, merged away) are let go: their maps hold the files open.
                     segment_arrays.release(set().union(*(g.segment_ids for g in self._shared.values())))

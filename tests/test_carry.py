@@ -9,6 +9,7 @@ publication keys, and the same search results, to the score.
 from __future__ import annotations
 
 import random
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,61 @@ def test_a_carried_generation_lets_go_of_the_one_before(index_dir: Path) -> None
         second_sets = engine._shared[tokens[1]].sets
         assert second_sets.carry is not None and second_sets.carry.old is not first
         assert second_sets.carry.old.carry is None
+
+
+def docset_values(docsets: DocSets) -> tuple[object, ...]:
+    """What a ``DocSets`` answers from its generation's caches (``internals`` without reopening)."""
+    return ([(ids.tolist(), weights.tolist()) for ids, weights in (docsets.postings(f, t) for f, t in TERMS)],
+            [docsets.df(f, t) for f, t in TERMS], [sorted(docsets.term(f, t)) for f, t in TERMS],
+            [docsets.length_array(f).tolist() for f in ("title_folded", "body_folded")],
+            list(docsets.published_keys()), sorted(docsets.all()),
+            {f: docsets.counts(f, docsets.all()) for f in ("category_slug", "month")})
+
+
+def test_an_idle_threads_stale_generation_holds_no_caches(index_dir: Path) -> None:
+    """A search thread keeps its last generation's sets until it next searches: the engine empties
+    them once that generation is no longer the newest (what the newest carries over excepted), and
+    the thread, when it searches again, answers as a fresh engine."""
+    writer = WhooshIndexWriter(index_dir)
+    rng = random.Random(8)
+    idle = ThreadPoolExecutor(max_workers=1)  # one thread, alive and idle between its searches
+    try:
+        with WhooshEngine.open(index_dir) as engine:
+            idle.submit(answers, engine).result()
+            stale = idle.submit(lambda: engine._local.docsets._shared).result()
+            assert len(stale.terms) and len(stale.postings) and stale.fields and stale.all is not None
+            for seq in (1, 2):
+                writer.apply([Entry(seq, Op.UPSERT, f"y-{seq}", random_article(rng, f"y-{seq}", seq),
+                                    datetime.now(UTC))])
+                answers(engine)  # this thread moves to the new generation; the idle one does not
+                newest = engine._shared[engine.generation].sets
+                previous = newest.carry.old if newest.carry is not None else None
+                assert previous is not None and len(previous.postings), "the carried part is kept"
+                assert not len(previous.terms) and not previous.fields and previous.all is None
+            # Two generations later, the idle thread's sets are empty, the carried part too.
+            assert idle.submit(lambda: engine._local.docsets._shared).result() is stale
+            assert (len(stale.terms), len(stale.postings), stale.fields, stale.all, stale.lengths,
+                    stale.length_arrays, stale.published) == (0, 0, {}, None, {}, {}, None)
+            got = idle.submit(answers, engine).result()
+            with WhooshEngine.open(index_dir) as fresh:
+                assert got == answers(fresh)
+    finally:
+        idle.shutdown()
+
+
+@pytest.mark.parametrize("carried", [True, False])
+def test_sets_let_go_mid_search_answer_the_same(index_dir: Path, carried: bool) -> None:
+    """A thread still searching a generation whose caches were let go refills what it asks for."""
+    with WhooshEngine.open(index_dir) as engine:
+        answers(engine)
+        docsets: DocSets = engine._local.docsets
+        before = docset_values(docsets)
+        shared = docsets._shared
+        postings = shared.postings
+        shared.let_go(carried=carried)
+        assert (shared.postings is postings) == carried
+        assert not len(shared.terms) and not shared.fields and shared.all is None and not shared.df
+        assert docset_values(docsets) == before
 
 
 def test_carried_postings_are_the_same_arrays_without_a_copy_when_no_new_segment_holds_the_term(
