@@ -229,7 +229,8 @@ class SharedSets:
             self.carry = Carry(old, end, shared, shared == len(old.segments))
 
     def let_go(self, *, carried: bool) -> None:
-        """Empty the caches no later generation reads, or (``carried`` false) all of them: called
+        """Empty the caches no later generation reads (what ``Carry`` names is kept), or
+        (``carried`` false) all of them: called
         by the engine when this generation is no longer the newest (``carried``: the newest
         follows it) or is dropped altogether.
 
@@ -247,9 +248,9 @@ class SharedSets:
             self.other = LRUCache(OTHER_CACHE_SIZE)
         self.fields = {}
         self.all = None
-        self.df = {}
         if carried:
             return
+        self.df = {}
         postings_budget = self.postings.maxsize
         with self.lock:
             self.postings = LRUCache(postings_budget,
@@ -473,7 +474,10 @@ class DocSets:
         cache = self._shared.segment_cache
         for position in positions:
             segment_id = self._segment_ids[position]
-            if segment_id is None:
+            # A segment with posting arrays is read from them, never from these entries
+            # (``_segment_postings``): storing them cost 14 % of what a search with 15 small
+            # segments (a publishing newsroom's) adds to one against the build's segments alone.
+            if segment_id is None or self._arrays[position] is not None:
                 continue
             _leaf, offset, _deleted = self._leaves[position]
             lo, hi = np.searchsorted(ids, (offset, offset + self._sizes[position])).tolist()
@@ -597,8 +601,14 @@ class DocSets:
         found = self._shared.df.get(key)
         if found is None:
             cache = self._shared.segment_cache
-            found = 0
-            for position, leaf, _offset, probe in self._holding(field, text):
+            # After a commit that only added segments, the carried generation's frequency holds for
+            # every segment but the new ones (deleted documents count in both: ``Carry``); the
+            # typo checks ask hundreds of terms a search, each in every segment without this.
+            carry = self._shared.carry
+            carried = carry.old.df.get(key) if carry is not None and carry.appended else None
+            found = carried or 0
+            start = carry.first_new if carry is not None and carried is not None else 0
+            for position, leaf, _offset, probe in self._holding(field, text, start):
                 segment_id = self._segment_ids[position]
                 n = None if segment_id is None else cache.get_df((segment_id, field, text))
                 if n is None:
