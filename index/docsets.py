@@ -230,9 +230,8 @@ class SharedSets:
 
     def let_go(self, *, carried: bool) -> None:
         """Empty the caches no later generation reads (what ``Carry`` names is kept), or
-        (``carried`` false) all of them: called
-        by the engine when this generation is no longer the newest (``carried``: the newest
-        follows it) or is dropped altogether.
+        (``carried`` false) all of them: called by the engine when this generation is no longer
+        the newest (``carried``: the newest follows it) or is dropped altogether.
 
         Why: a search thread keeps its last generation's ``DocSets``, and through it these sets,
         until it next searches; an idle thread (a worker has several) held a stale generation's
