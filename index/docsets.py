@@ -169,6 +169,19 @@ class SegmentCache:
         self.df[key] = df
 
 
+def _term_sets(max_ids: int) -> LRUCache[tuple[str, str], frozenset[int]]:
+    """A generation's match sets by term, sized in document numbers. A set counts at most the whole
+    budget, so the newest is always kept, alone if it has to be."""
+    budget = max(1, max_ids)
+    return LRUCache(budget, getsizeof=lambda ids: min(len(ids) + TERM_ENTRY_IDS, budget))
+
+
+def _term_postings(max_postings: int) -> LRUCache[tuple[str, str], tuple[PostingIds, WeightArray]]:
+    """A generation's posting arrays by term, sized in postings (as ``_term_sets``)."""
+    budget = max(1, max_postings)
+    return LRUCache(budget, getsizeof=lambda p: min(len(p[0]) + TERM_ENTRY_IDS, budget))
+
+
 class SharedSets:
     """The sets every thread searching one index generation can share.
 
@@ -191,11 +204,8 @@ class SharedSets:
         self.lock = threading.Lock()
         self.segment_cache = segment_cache if segment_cache is not None else SegmentCache()
         self.max_ids = max_ids
-        # Term -> its documents, sized in document numbers. A set counts at most the whole budget,
-        # so the newest is always kept, alone if it has to be.
-        budget = max(1, max_ids)
-        self.terms: LRUCache[tuple[str, str], frozenset[int]] = LRUCache(
-            budget, getsizeof=lambda ids: min(len(ids) + TERM_ENTRY_IDS, budget))
+        self.max_postings = max_postings
+        self.terms = _term_sets(max_ids)  # term -> its documents (a frozenset), sized in documents
         self.fields: dict[str, dict[str, frozenset[int]]] = {}  # facet field -> value -> docnums
         self.other: LRUCache[str, frozenset[int]] = LRUCache(OTHER_CACHE_SIZE)
         self.all: frozenset[int] | None = None
@@ -203,9 +213,7 @@ class SharedSets:
         self.df: dict[tuple[str, str], int] = {}  # (field, text) -> document frequency
         self.published: array[int] | None = None  # sortable publication key by document number
         # (field, text) -> (global ids ascending, deleted included; their weights), for scoring.
-        postings_budget = max(1, max_postings)
-        self.postings: LRUCache[tuple[str, str], tuple[PostingIds, WeightArray]] = LRUCache(
-            postings_budget, getsizeof=lambda p: min(len(p[0]) + TERM_ENTRY_IDS, postings_budget))
+        self.postings = _term_postings(max_postings)
         self.length_arrays: dict[str, FloatArray] = {}  # field -> every document's length (0 read as 1)
         self.value_index: dict[str, tuple[list[str], npt.NDArray[np.int32]] | None] = {}
         self.segments: tuple[tuple[str, int], ...] | None = None  # (segment id, documents), in order
@@ -241,19 +249,16 @@ class SharedSets:
         A thread still searching this generation finds the caches empty and refills what it
         asks for (the caches are memos: nothing it answers changes). Each attribute is replaced,
         never cleared in place, so a thread reading one holds a whole, consistent object."""
-        budget = max(1, self.max_ids)
         with self.lock:
-            self.terms = LRUCache(budget, getsizeof=lambda ids: min(len(ids) + TERM_ENTRY_IDS, budget))
+            self.terms = _term_sets(self.max_ids)
             self.other = LRUCache(OTHER_CACHE_SIZE)
         self.fields = {}
         self.all = None
         if carried:
             return
         self.df = {}
-        postings_budget = self.postings.maxsize
         with self.lock:
-            self.postings = LRUCache(postings_budget,
-                                     getsizeof=lambda p: min(len(p[0]) + TERM_ENTRY_IDS, postings_budget))
+            self.postings = _term_postings(self.max_postings)
         self.lengths = {}
         self.length_arrays = {}
         self.value_index = {}
@@ -521,19 +526,21 @@ class DocSets:
                      text: str) -> tuple[PostingIds, WeightArray] | None:  # fmt: skip
         """The term's postings in the segment at ``position`` (local document numbers) from its
         posting arrays (``index.segment_arrays``); None when it has none, or they cannot tell."""
-        arrays = self._arrays[position]
-        if arrays is None or field not in arrays.fields:
-            return None
-        tbytes = term_bytes(leaf, field, text)
-        return None if tbytes is None else arrays.lookup(field, tbytes)
+        found = self._array_term(position, leaf, field, text)
+        return None if found is None else found[0].lookup(field, found[1])
 
     def _count_from_arrays(self, position: int, leaf: Any, field: str, text: str) -> int | None:
         """``_from_arrays``' count alone (a document frequency), its postings not read."""
+        found = self._array_term(position, leaf, field, text)
+        return None if found is None else found[0].count(field, found[1])
+
+    def _array_term(self, position: int, leaf: Any, field: str, text: str) -> tuple[SegmentArrays, bytes] | None:
+        """The segment's posting arrays and the term's bytes, None when the arrays cannot hold it."""
         arrays = self._arrays[position]
         if arrays is None or field not in arrays.fields:
             return None
         tbytes = term_bytes(leaf, field, text)
-        return None if tbytes is None else arrays.count(field, tbytes)
+        return None if tbytes is None else (arrays, tbytes)
 
     def length_array(self, field: str) -> FloatArray:
         """Every document's length in ``field`` (global document numbers), as BM25 reads it: a
